@@ -1,0 +1,38 @@
+"""Test-wide setup: make the collection importable and visible to ansible subprocesses.
+
+The bootstrap links this checkout at ``<venv>/collections/ansible_collections/labops/itsm``;
+tests import ``ansible_collections.labops.itsm...`` through that path, and every
+``ansible-playbook`` / ``ansible-rulebook`` subprocess finds ``labops.itsm`` through
+``ANSIBLE_COLLECTIONS_PATH``.
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+COLLECTIONS_PATH = Path(sys.prefix) / "collections"
+
+if str(COLLECTIONS_PATH) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_PATH))
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS_PATH)
+os.environ.setdefault("ANSIBLE_NOCOLOR", "1")
+os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "0")
+os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "0")
+# Subprocesses must use this venv's tools even when PATH does not include it.
+os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def venv_bin() -> Path:
+    return VENV_BIN
