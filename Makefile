@@ -4,15 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
 
-.PHONY: venv demo test sanity units integration e2e lint changelog-lint bench bench-latency bench-ingest bench-ledger clean
+.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger clean
 
 venv:
-	@LABOPS_WITH_POSTGRES=$${LABOPS_WITH_POSTGRES:-1} bash scripts/bootstrap.sh
+	@bash scripts/bootstrap.sh
 
 demo: venv
 	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
-test: venv
+test:
 	@bash scripts/test.sh
 
 sanity: venv
@@ -28,18 +28,18 @@ e2e: venv
 	@bash scripts/run_pytest.sh $(PY) tests/e2e
 
 lint: venv
-	@$(VENV)/bin/ansible-lint --profile production
+	@$(VENV)/bin/ansible-lint --profile production --offline
 
 bench: bench-latency bench-ingest bench-ledger
 
 bench-latency: venv
-	@$(PY) bench/latency.py
+	@$(PY) bench/latency.py $(BENCH_ARGS)
 
 bench-ingest: venv
-	@$(PY) bench/ingest.py
+	@$(PY) bench/ingest.py $(BENCH_ARGS)
 
-bench-ledger: venv
-	@$(PY) bench/ledger.py
+bench-ledger:
+	@LABOPS_WITH_POSTGRES=1 bash scripts/bootstrap.sh && $(PY) bench/ledger.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build tests/output .demo bench/results

@@ -29,6 +29,9 @@ install_system_packages() {
     apt_missing postgresql && need_apt+=(postgresql)
   fi
   command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+  if [ "${LABOPS_WITH_TEST_TOOLS:-0}" = 1 ]; then
+    command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+  fi
   if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -40,12 +43,16 @@ install_system_packages() {
   fi
 }
 
+# A pyenv shim exists for every installed version but only runs the active ones, so a
+# candidate counts only when it actually starts.
 find_python() {
-  if command -v "$PYTHON" >/dev/null 2>&1; then command -v "$PYTHON"; return; fi
-  for candidate in "$HOME/.pyenv/versions/${PYTHON#python}"*/bin/python3 /usr/bin/python3; do
-    [ -x "$candidate" ] && { echo "$candidate"; return; }
+  local want="${PYTHON#python}" candidate
+  for candidate in "$(command -v "$PYTHON" 2>/dev/null)" \
+      "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$want"*/bin/python"$want" \
+      /usr/bin/python"$want" /usr/local/bin/python"$want"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import venv' >/dev/null 2>&1 && { echo "$candidate"; return 0; }
   done
-  log "no $PYTHON found"; exit 1
+  return 1
 }
 
 make_venv() {
@@ -54,7 +61,7 @@ make_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/ansible-playbook" ]; then
     return
   fi
-  local py; py="$(find_python)"
+  local py; py="$(find_python)" || { log "no working $PYTHON found"; exit 1; }
   log "creating virtualenv $VENV with $py"
   [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade 'pip==25.3'
@@ -95,6 +102,7 @@ PY
   done
 }
 
+if [ "${1:-}" = "--find-python" ]; then find_python; exit; fi
 install_system_packages
 make_venv
 link_collection
