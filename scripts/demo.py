@@ -1,0 +1,141 @@
+"""`make demo`: the rulebook daemon against a real AlertManager, on embedded defaults.
+
+Starts the OTOBO simulator, ansible-rulebook with rulebooks/alertmanager_otobo.yml and
+AlertManager; fires a node down, a guest down and a disk filling alert through
+AlertManager's API; shows the tickets as they appear; resolves the guest; verifies the
+audit ledger; stops everything. Bounded by --timeout; Ctrl-C stops it cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.labstack import REPO_ROOT, Stack, alert  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def demo_alerts(now: datetime) -> dict[str, dict]:
+    return {
+        "node": alert("PveNodeDown", {"cluster": "pve-prod", "node": "pve04", "instance": "pve04.mgmt.example.net:9100",
+                                      "severity": "critical", "team": "infrastructure"},
+                      "Proxmox node pve04 is unreachable", iso(now - timedelta(minutes=2)),
+                      description="node_exporter on pve04 has not been scraped for 2 minutes; corosync reports the node as lost.",
+                      runbook_url="https://runbooks.lab.invalid/proxmox/node-down"),
+        "guest": alert("PveGuestDown", {"cluster": "pve-prod", "node": "pve02", "name": "erp-db-02", "id": "qemu/104",
+                                        "severity": "critical", "team": "platform"},
+                       "Proxmox guest erp-db-02 is down", iso(now - timedelta(minutes=1)),
+                       description="Guest erp-db-02 (qemu/104) on pve02 is not running although onboot=1.",
+                       runbook_url="https://runbooks.lab.invalid/proxmox/guest-down"),
+        "disk": alert("DiskFillingUp", {"cluster": "pve-prod", "instance": "ceph-osd-07:9100", "mountpoint": "/var/lib/ceph",
+                                        "severity": "warning", "team": "storage"},
+                      "Filesystem /var/lib/ceph on ceph-osd-07 will be full within 24 hours", iso(now - timedelta(minutes=5)),
+                      description="predict_linear(node_filesystem_avail_bytes[6h], 24h) < 0; 11% free now."),
+    }
+
+
+def table(tickets: list[dict]) -> str:
+    rows = [("Ticket", "State", "Priority", "Queue", "Title")]
+    rows += [(str(t["TicketNumber"]), t["State"], t["Priority"], t["Queue"], t["Title"][:78]) for t in tickets]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    lines.insert(1, "-" * min(140, len(lines[0]) + 40))
+    return "\n".join(lines)
+
+
+class Demo:
+    def __init__(self, stack: Stack, deadline: float):
+        self.stack = stack
+        self.deadline = deadline
+        self.last_shown = ""
+
+    def show(self, note: str = "") -> list[dict]:
+        tickets = sorted(self.stack.tickets(), key=lambda t: str(t["TicketNumber"]))
+        text = table(tickets)
+        if text != self.last_shown:
+            stamp = datetime.now().strftime("%H:%M:%S")
+            print(f"\n[{stamp}] {note}\n{text}", flush=True)
+            self.last_shown = text
+        return tickets
+
+    def wait_for(self, predicate, note: str) -> bool:
+        while time.monotonic() < self.deadline:
+            tickets = self.show(note)
+            if predicate(tickets):
+                return True
+            time.sleep(1)
+        print(f"demo: time is up while waiting: {note}", file=sys.stderr)
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir = REPO_ROOT / ".demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    print(f"labops.itsm demo — work directory {workdir}")
+    print("starting: OTOBO simulator, ansible-rulebook (rulebooks/alertmanager_otobo.yml), AlertManager ...", flush=True)
+    with Stack(workdir, group_wait="2s", group_interval="5s") as stack:
+        deadline = time.monotonic() + args.timeout
+        print(f"  OTOBO simulator   {stack.sim.otobo_base}")
+        print(f"  event source      {stack.webhook_url} (bearer token, see {workdir / 'webhook-token'})")
+        print(f"  AlertManager      {stack.alertmanager.url}")
+        print(f"  audit ledger      {stack.ledger_path}")
+        demo = Demo(stack, deadline)
+        alerts = demo_alerts(datetime.now(timezone.utc))
+        print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07", flush=True)
+        stack.alertmanager.post_alerts(list(alerts.values()))
+        ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(t["Articles"] for t in ts), "waiting for incidents")
+        if ok:
+            print("\nresolving: PveGuestDown erp-db-02 (the guest is back)", flush=True)
+            resolved = dict(alerts["guest"], endsAt=iso(datetime.now(timezone.utc)))
+            stack.alertmanager.post_alerts([resolved])
+            ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"].startswith("closed") for t in ts),
+                               "waiting for the guest's incident to close")
+        demo.show("final state")
+        ok = report_ledger(stack) and ok
+        print(f"\nlogs: {workdir}/ansible-rulebook.log, {workdir}/alertmanager/alertmanager.log")
+        print("stopping AlertManager, ansible-rulebook and the simulator ...", flush=True)
+    print("demo finished" + ("" if ok else " with problems (see above)"))
+    return 0 if ok else 1
+
+
+def report_ledger(stack: Stack) -> bool:
+    from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params  # pylint: disable=import-outside-toplevel
+
+    if not stack.ledger_path.exists():
+        print("audit ledger: no records were written", file=sys.stderr)
+        return False
+    ledger = ledger_from_params({"ledger_backend": "sqlite", "ledger_path": str(stack.ledger_path), "ledger_dsn": None,
+                                 "actor": "automation", "actor_role": "automation"})
+    try:
+        result = ledger.verify()
+        records = ledger.query()
+    finally:
+        ledger.close()
+    print(f"\naudit ledger: {result['count']} records, hash chain {'verified' if result['ok'] else 'BROKEN: ' + str(result['first_broken'])}")
+    for record in records[-8:]:
+        print(f"  #{record['seq']:<3} {record['ts'][:19]}  {record['action']:<7} {record['ref_type']} {record['ref_id']}  by {record['actor']}")
+    return bool(result["ok"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timeout", type=float, default=180, help="stop after this many seconds at the latest (default 180)")
+    args = parser.parse_args()
+    # SIGTERM takes the same clean path as Ctrl-C: the Stack context manager stops every process.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything is stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Start and stop the real processes of the alert-to-ticket chain.
+
+Used by ``make demo``, the end-to-end test and the latency benchmark, so all three run
+the same thing an operator runs: the OTOBO simulator, a real AlertManager (Debian's
+``prometheus-alertmanager``) and a real ``ansible-rulebook`` with our rulebook.
+Every process is started in its own process group and killed as a group on stop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+AGENT_USER = "alertbot"
+AGENT_PASSWORD = "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(method: str, url: str, body: Any = None, headers: dict | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw)
+        except ValueError:
+            return err.code, raw.decode(errors="replace")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+        except (OSError, urllib.error.URLError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _spawn(argv: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, cwd=cwd, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class AlertManager:
+    """A real AlertManager with one webhook receiver pointing at our event source."""
+
+    workdir: Path
+    webhook_url: str
+    token_file: Path
+    group_wait: str = "1s"
+    group_interval: str = "2s"
+    repeat_interval: str = "1h"
+    group_by: tuple = ("alertname", "cluster")
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict:
+        return {
+            "route": {
+                "receiver": "labops-itsm",
+                "group_by": list(self.group_by),
+                "group_wait": self.group_wait,
+                "group_interval": self.group_interval,
+                "repeat_interval": self.repeat_interval,
+            },
+            "receivers": [{
+                "name": "labops-itsm",
+                "webhook_configs": [{
+                    "url": self.webhook_url,
+                    "send_resolved": True,
+                    "max_alerts": 0,
+                    "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(self.token_file)}},
+                }],
+            }],
+        }
+
+    def start(self) -> "AlertManager":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config_path = self.workdir / "alertmanager.yml"
+        config_path.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
+        argv = [ALERTMANAGER_BIN, f"--config.file={config_path}", f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=info"]
+        self.proc = _spawn(argv, self.workdir / "alertmanager.log")
+        wait_until(lambda: self._alive() and http_json("GET", f"{self.url}/-/ready")[0] == 200, 30, what="AlertManager ready")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"AlertManager exited ({self.proc.returncode}); see {self.workdir / 'alertmanager.log'}")
+        return True
+
+    def post_alerts(self, alerts: list[dict]) -> None:
+        status, body = http_json("POST", f"{self.url}/api/v2/alerts", alerts)
+        if status != 200:
+            raise RuntimeError(f"AlertManager rejected alerts: {status} {body}")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+@dataclass
+class Rulebook:
+    """A real ansible-rulebook running one of our rulebooks."""
+
+    workdir: Path
+    rulebook: Path
+    inventory: Path
+    env: dict
+    variables: dict
+    venv_bin: Path = Path(sys.executable).parent
+    proc: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "ansible-rulebook.log"
+
+    def start(self, ready_url: str, ready_timeout: float = 90) -> "Rulebook":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        vars_path = self.workdir / "rulebook-vars.yml"
+        vars_path.write_text(json.dumps(self.variables))
+        env = {**os.environ, **self.env}
+        env["PATH"] = f"{self.venv_bin}{os.pathsep}{env.get('PATH', '')}"
+        env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(Path(sys.prefix) / "collections"))
+        env_var_names = ",".join(sorted(name for name in self.env if name.startswith("LABOPS_WEBHOOK")))
+        argv = [str(self.venv_bin / "ansible-rulebook"), "--rulebook", str(self.rulebook), "-i", str(self.inventory),
+                "--vars", str(vars_path), "-v"]
+        if env_var_names:
+            argv += ["--env-vars", env_var_names]
+        self.proc = _spawn(argv, self.log_path, env=env, cwd=self.workdir)
+        wait_until(lambda: self._alive() and http_json("GET", ready_url, timeout=2)[0] == 200, ready_timeout,
+                   interval=0.5, what="ansible-rulebook event source ready")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"ansible-rulebook exited ({self.proc.returncode}):\n{tail}")
+        return True
+
+    def stop(self) -> None:
+        _stop(self.proc, grace=10)
+
+
+@dataclass
+class Stack:
+    """OTOBO simulator + ansible-rulebook (our rulebook) + AlertManager, wired together."""
+
+    workdir: Path
+    rulebook: Path = REPO_ROOT / "rulebooks" / "alertmanager_otobo.yml"
+    inventory: Path = REPO_ROOT / "inventory" / "hosts.yml"
+    group_wait: str = "1s"
+    group_interval: str = "2s"
+    repeat_interval: str = "1h"
+    sim_config: dict | None = None
+    extra_env: dict = field(default_factory=dict)
+    sim: Any = None
+    alertmanager: AlertManager | None = None
+    rulebook_proc: Rulebook | None = None
+    webhook_port: int = field(default_factory=free_port)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.workdir / "ledger" / "ims_audit.sqlite3"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}/alertmanager"
+
+    def start(self) -> "Stack":
+        from simulators.harness import start_simulator  # the simulators package lives at the repo root
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.sim = start_simulator("otobo", config=self.sim_config)
+        token_file = self.workdir / "webhook-token"
+        token_file.write_text(self.token)
+        token_file.chmod(0o600)
+        env = {
+            "LABOPS_WEBHOOK_TOKEN": self.token,
+            "OTOBO_URL": self.sim.url,
+            "OTOBO_USERNAME": AGENT_USER,
+            "OTOBO_PASSWORD": AGENT_PASSWORD,
+            "LABOPS_LEDGER_PATH": str(self.ledger_path),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+            **self.extra_env,
+        }
+        self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, env,
+                                      {"webhook_host": "127.0.0.1", "webhook_port": self.webhook_port, "webhook_path": "/alertmanager"})
+        self.rulebook_proc.start(ready_url=f"http://127.0.0.1:{self.webhook_port}/health")
+        self.alertmanager = AlertManager(self.workdir / "alertmanager", self.webhook_url, token_file,
+                                         group_wait=self.group_wait, group_interval=self.group_interval,
+                                         repeat_interval=self.repeat_interval).start()
+        return self
+
+    def stop(self) -> None:
+        for stopper in (self.alertmanager, self.rulebook_proc, self.sim):
+            if stopper is not None:
+                try:
+                    stopper.stop()
+                except Exception as exc:  # keep stopping the others  # pylint: disable=broad-except
+                    print(f"warning: stop failed: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> "Stack":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def tickets(self) -> list[dict]:
+        """Tickets as the simulator holds them (its control API), without the welcome ticket."""
+        state = self.sim.state()
+        return [t for t in state["tickets"] if str(t.get("TicketNumber")) != "2015071510123456"]
+
+
+def alert(alertname: str, labels: dict, summary: str, starts_at: str, ends_at: str | None = None, **annotations) -> dict:
+    """An alert for AlertManager's POST /api/v2/alerts."""
+    body = {"labels": {"alertname": alertname, **labels}, "annotations": {"summary": summary, **annotations},
+            "startsAt": starts_at, "generatorURL": f"http://prometheus.lab.invalid:9090/graph?g0.expr={alertname}"}
+    if ends_at:
+        body["endsAt"] = ends_at
+    return body

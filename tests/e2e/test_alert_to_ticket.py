@@ -1,0 +1,106 @@
+"""End to end: real AlertManager -> real ansible-rulebook (our rulebook) -> OTOBO simulator.
+
+Alerts enter through AlertManager's /api/v2/alerts, exactly as Prometheus would send them.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from scripts.labstack import Stack, alert, http_json, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+if not Path("/usr/bin/prometheus-alertmanager").exists() and not shutil.which("prometheus-alertmanager"):
+    pytest.skip("prometheus-alertmanager is not installed (make test installs it)", allow_module_level=True)
+
+CLOSED_STATES = {"closed successful", "closed unsuccessful"}
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def correlation_key(fingerprint: str, starts_at: str) -> str:
+    return hashlib.sha256(f"alertmanager|{fingerprint}|{starts_at}".encode()).hexdigest()[:24]
+
+
+def incident_playbook_runs(stack: Stack, playbook: str) -> int:
+    text = stack.rulebook_proc.log_path.read_text(errors="replace")
+    return text.count(f"PLAY [{playbook}]")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with Stack(tmp_path_factory.mktemp("e2e"), group_wait="1s", group_interval="2s", repeat_interval="4s") as running:
+        yield running
+
+
+def test_firing_repeat_resolve(stack: Stack):
+    started = iso(datetime.now(timezone.utc) - timedelta(minutes=1))
+    guest_down = alert("PveGuestDown", {"cluster": "pve-prod", "node": "pve02", "name": "erp-db-02", "id": "qemu/104",
+                                        "severity": "critical", "team": "platform"},
+                       "Proxmox guest erp-db-02 is down", started)
+    stack.alertmanager.post_alerts([guest_down])
+
+    # AlertManager's own view gives the fingerprint and the startsAt it will send.
+    _, active = http_json("GET", f"{stack.alertmanager.url}/api/v2/alerts")
+    am_alert = next(a for a in active if a["labels"]["alertname"] == "PveGuestDown")
+    key = correlation_key(am_alert["fingerprint"], am_alert["startsAt"])
+
+    tickets = wait_until(lambda: [t for t in stack.tickets() if key in t["Title"]], 120, what="the incident ticket")
+    assert len(tickets) == 1
+    ticket = tickets[0]
+    assert ticket["Title"] == f"[S1] PveGuestDown erp-db-02: Proxmox guest erp-db-02 is down [ck:{key}]"
+    assert ticket["Queue"] == "Platform"          # CMDB: erp-db-02 belongs to the platform team
+    assert ticket["Priority"] == "5 very high"    # critical (urgency high) x impact high -> S1
+    assert ticket["StateType"] in ("new", "open")
+    assert any(a["Subject"].startswith("FIRING PveGuestDown") for a in ticket["Articles"])
+
+    # A malformed webhook is refused with a 4xx and the daemon keeps serving.
+    request = urllib.request.Request(stack.webhook_url, data=b"{not json", method="POST",
+                                     headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert 400 <= refused.value.code < 500
+
+    # AlertManager re-sends the group at every repeat interval: the playbook runs again,
+    # finds the ticket by its correlation key and creates nothing.
+    runs_before = incident_playbook_runs(stack, "Open or update the incident for a firing alert")
+    wait_until(lambda: incident_playbook_runs(stack, "Open or update the incident for a firing alert") >= runs_before + 1,
+               90, what="a repeated notification to be processed")
+    wait_until(lambda: "PLAY RECAP" in stack.rulebook_proc.log_path.read_text(errors="replace"), 30, what="playbook end")
+    assert len([t for t in stack.tickets() if key in t["Title"]]) == 1
+
+    # Resolve: AlertManager sends the resolved alert, the ticket closes with an article.
+    resolved = dict(guest_down, endsAt=iso(datetime.now(timezone.utc) - timedelta(seconds=1)))
+    stack.alertmanager.post_alerts([resolved])
+
+    def closed_ticket():
+        found = [t for t in stack.tickets() if key in t["Title"]]
+        return found if found and found[0]["State"] in CLOSED_STATES else None
+
+    closed = wait_until(closed_ticket, 120, what="the ticket to close")
+    assert len(closed) == 1
+    assert any(a["Subject"] == "RESOLVED PveGuestDown" for a in closed[0]["Articles"])
+
+    # The audit ledger verifies and holds the governed actions for this ticket.
+    from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+
+    ledger = ledger_from_params({"ledger_backend": "sqlite", "ledger_path": str(stack.ledger_path), "ledger_dsn": None,
+                                 "actor": "automation", "actor_role": "automation"})
+    try:
+        assert ledger.verify()["ok"] is True
+        records = ledger.query(ref_id=str(closed[0]["TicketNumber"]))
+    finally:
+        ledger.close()
+    actions = [r["action"] for r in records]
+    assert actions.count("create") == 1
+    assert "close" in actions
+    assert all(r["actor"] == "automation" for r in records)
+    assert stack.token not in stack.ledger_path.read_bytes().decode(errors="replace")
