@@ -20,7 +20,7 @@ stage() {
 export LABOPS_WITH_POSTGRES=1 LABOPS_WITH_TEST_TOOLS=1
 stage bootstrap-py311 bash scripts/bootstrap.sh
 stage sanity-py311 bash scripts/sanity.sh .venv
-stage ansible-lint .venv/bin/ansible-lint --profile production --offline
+stage ansible-lint env ANSIBLE_COLLECTIONS_PATH="$ROOT/.venv/collections" .venv/bin/ansible-lint --profile production --offline
 stage changelog-lint .venv/bin/antsibull-changelog lint
 stage pytest-py311 bash scripts/run_pytest.sh .venv/bin/python tests/unit tests/integration tests/e2e
 
