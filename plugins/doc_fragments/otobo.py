@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Connection options of every OTOBO module (argument spec: module_utils/_otobo.py OTOBO_CONNECTION_ARGSPEC).
+    DOCUMENTATION = r"""
+options:
+  url:
+    description:
+      - Scheme, host and optional port of the OTOBO (or Znuny) server, for example V(https://otobo.lab.example).
+      - Do not include the path; see O(path_prefix) and O(webservice).
+      - If not set, the value of the E(OTOBO_URL) environment variable is used.
+    type: str
+    required: true
+  webservice:
+    description:
+      - Name of the GenericInterface web service that provides the ticket operations
+        (an admin imports the sample C(GenericTicketConnectorREST) definition under this name).
+    type: str
+    default: GenericTicketConnectorREST
+  path_prefix:
+    description:
+      - URL path of the application. Znuny installations use V(/znuny) or V(/otrs).
+    type: str
+    default: /otobo
+  username:
+    description:
+      - Agent login used for the web service.
+      - If not set, the value of the E(OTOBO_USERNAME) environment variable is used.
+    type: str
+    required: true
+  password:
+    description:
+      - Password of O(username).
+      - If not set, the value of the E(OTOBO_PASSWORD) environment variable is used.
+    type: str
+    required: true
+  use_session:
+    description:
+      - Create one session (SessionCreate) and send its SessionID instead of the password with each operation.
+      - A rejected session is re-created once.
+    type: bool
+    default: true
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate.
+      - If not set, the value of the E(OTOBO_VALIDATE_CERTS) environment variable is used.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - CA bundle (file or directory) used to verify the server's certificate.
+    type: path
+  timeout:
+    description:
+      - Timeout in seconds of each HTTP request.
+      - Failed requests are retried 3 times after 1, 2 and 4 seconds (connection errors, HTTP 429 and 5xx).
+    type: int
+    default: 30
+  search_route:
+    description:
+      - Route of an additional TicketSearch operation that accepts a JSON body. The stock GET route cannot search
+        dynamic fields, OTOBO silently drops such criteria and matches every ticket.
+      - Used together with O(correlation_field) to find tickets by correlation key.
+    type: dict
+    suboptions:
+      method:
+        description:
+          - HTTP method of the route.
+        type: str
+        choices: [POST, PATCH, PUT]
+        default: POST
+      path:
+        description:
+          - Route path below the web service, for example V(/TicketSearch).
+        type: str
+        required: true
+  correlation_field:
+    description:
+      - Name of a ticket dynamic field that stores the correlation key, for example V(LabopsCorrelationKey).
+      - Without it the key is only kept in the title marker C([ck:<key>]).
+    type: str
+"""

@@ -1,0 +1,763 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: otobo_ticket
+short_description: Manage OTOBO tickets (create, update, add articles, close) with an audit trail
+version_added: 0.1.0
+description:
+  - Creates, updates and closes tickets on OTOBO (or Znuny) through the GenericTicketConnectorREST web service.
+  - With O(correlation_key) the module first looks for the ticket carrying the key (title marker C([ck:<key>]) and,
+    when O(correlation_field) is set, a dynamic field) and only creates a ticket when none exists, so repeated
+    alert notifications update one ticket instead of creating duplicates.
+  - Only the options you set are compared; unset options leave the ticket alone.
+  - Every change (create, field update, article, close) is appended to the audit ledger. The ledger is checked
+    before OTOBO is changed, and the task fails if it cannot be written.
+  - A create whose reply was lost (timeout, 5xx after sending) is never blindly re-sent; the module looks the
+    correlation key up first and re-sends once only when no ticket was created.
+author:
+  - labops.itsm developers (@labops)
+extends_documentation_fragment:
+  - labops.itsm.otobo
+  - labops.itsm.ledger
+  - labops.itsm.attributes
+  - labops.itsm.attributes.ACTIONGROUP_OTOBO
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Returns the predicted ticket and the exact request body in RV(payload) without writing anything.
+  diff_mode:
+    support: full
+seealso:
+  - module: labops.itsm.otobo_ticket_info
+options:
+  state:
+    description:
+      - V(present) creates the ticket if it does not exist and updates the fields that differ.
+      - V(closed) sets a closed state (O(ticket_state), default V(closed successful)); a ticket that does not exist
+        is reported with a warning and RV(found=false), nothing is changed.
+    type: str
+    choices: [present, closed]
+    default: present
+  ticket_id:
+    description:
+      - Numeric id of an existing ticket.
+      - Mutually exclusive with O(ticket_number).
+    type: int
+  ticket_number:
+    description:
+      - Ticket number of an existing ticket, for example V(2025061110000421).
+    type: str
+  correlation_key:
+    description:
+      - Correlation key of the alert episode (24 lowercase hex characters from the C(labops.itsm.alertmanager) event
+        source or the C(labops.itsm.correlation_key) filter; 8 to 64 accepted).
+      - Stored as the title suffix C( [ck:<key>]) and, with O(correlation_field), in that dynamic field.
+    type: str
+  title:
+    description:
+      - Ticket title (without the correlation marker; the module appends it). Required to create a ticket.
+    type: str
+  queue:
+    description:
+      - Queue name, exactly as configured (OTOBO rejects names in the wrong case). Required to create a ticket.
+    type: str
+  priority:
+    description:
+      - Priority name, for example V(3 normal). Required to create a ticket.
+    type: str
+  ticket_state:
+    description:
+      - OTOBO state name.
+      - With O(state=present) defaults to V(new) when creating and is left alone otherwise.
+      - With O(state=closed) it must be a closed state; defaults to V(closed successful), and a ticket that
+        is already in any closed state is then left alone.
+    type: str
+  type:
+    description:
+      - Ticket type, for example V(Unclassified).
+    type: str
+  customer_user:
+    description:
+      - Customer user login (or accepted e-mail address). Required to create a ticket.
+    type: str
+  customer_id:
+    description:
+      - Customer id of the ticket.
+    type: str
+  owner:
+    description:
+      - Agent login of the owner. Setting it on create also locks the ticket (OTOBO behaviour).
+    type: str
+  dynamic_fields:
+    description:
+      - Ticket dynamic field values, name to value. Values are compared as given.
+    type: dict
+  article:
+    description:
+      - Article (note) to add. Required to create a ticket (OTOBO needs a first article).
+    type: dict
+    suboptions:
+      subject:
+        description: Subject of the article.
+        type: str
+        required: true
+      body:
+        description: Body of the article.
+        type: str
+        required: true
+      content_type:
+        description: MIME type and charset of the body.
+        type: str
+        default: text/plain; charset=utf8
+      communication_channel:
+        description: Channel of the article.
+        type: str
+        choices: [Internal, Phone, Email]
+        default: Internal
+      sender_type:
+        description: Sender type of the article.
+        type: str
+        choices: [system, agent, customer]
+        default: system
+      is_visible_for_customer:
+        description: Whether the customer can see the article.
+        type: bool
+        default: false
+      dedupe:
+        description:
+          - Do not add the article when the ticket already has one with the same subject and body.
+          - With V(false) the article is added on every run (use C(changed_when) accordingly).
+        type: bool
+        default: true
+notes:
+  - Runs on the controller (use C(delegate_to) V(localhost)) and needs the Python C(requests) library.
+  - OTOBO cannot search dynamic fields on its stock GET search route (the criterion is silently dropped); set
+    O(search_route) to a POST TicketSearch route to search by O(correlation_field). Every search hit is verified
+    by reading the ticket.
+requirements:
+  - requests
+"""
+
+EXAMPLES = r"""
+- name: Open (or find) the incident for an alert episode
+  labops.itsm.otobo_ticket:
+    url: https://otobo.lab.example
+    username: alertbot
+    password: "{{ otobo_password }}"
+    correlation_key: "{{ ansible_eda.event.correlation_key }}"
+    title: "[FIRING] HostDown pve-node1"
+    queue: Infrastructure
+    priority: 5 very high
+    customer_user: monitoring
+    article:
+      subject: HostDown pve-node1
+      body: "instance=pve-node1 severity=critical"
+  delegate_to: localhost
+
+- name: Raise the priority of a ticket
+  labops.itsm.otobo_ticket:
+    ticket_number: "2025061110000421"
+    priority: 4 high
+  delegate_to: localhost
+
+- name: Add a communication update (not repeated when already present)
+  labops.itsm.otobo_ticket:
+    correlation_key: 3f9c2a7b1d0e4c55aa00bb11
+    article:
+      subject: Update
+      body: Migration of the VMs to pve-node2 started.
+  delegate_to: localhost
+
+- name: Close the incident when the alert resolves
+  labops.itsm.otobo_ticket:
+    state: closed
+    correlation_key: 3f9c2a7b1d0e4c55aa00bb11
+    article:
+      subject: "[RESOLVED] HostDown pve-node1"
+      body: resolved at 10:42Z
+  delegate_to: localhost
+
+- name: Preview the request without writing (dry run)
+  labops.itsm.otobo_ticket:
+    correlation_key: 3f9c2a7b1d0e4c55aa00bb11
+    title: "[FIRING] DiskFull nas1"
+    queue: Storage
+    priority: 3 normal
+    customer_user: monitoring
+    article:
+      subject: DiskFull nas1
+      body: usage 97%
+  check_mode: true
+  register: preview
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+ticket:
+  description: The ticket after the task (in check mode the prediction). None when no ticket was found to close.
+  returned: always
+  type: dict
+  contains:
+    ticket_id:
+      description: Numeric id (None for a ticket that would be created in check mode).
+      type: int
+    ticket_number:
+      description: Ticket number.
+      type: str
+    title:
+      description: Title including the correlation marker.
+      type: str
+    state:
+      description: State name.
+      type: str
+    state_type:
+      description: State type (new, open, closed, pending reminder, pending auto ...).
+      type: str
+    priority:
+      description: Priority name.
+      type: str
+    queue:
+      description: Queue name.
+      type: str
+    type:
+      description: Ticket type.
+      type: str
+    owner:
+      description: Owner login.
+      type: str
+    responsible:
+      description: Responsible agent login.
+      type: str
+    lock:
+      description: Lock state.
+      type: str
+    customer_user:
+      description: Customer user login.
+      type: str
+    customer_id:
+      description: Customer id.
+      type: str
+    created:
+      description: Creation time as reported by OTOBO.
+      type: str
+    changed:
+      description: Last change time as reported by OTOBO.
+      type: str
+    dynamic_fields:
+      description: Dynamic field values, name to value.
+      type: dict
+    articles:
+      description: Articles (only read when O(article) is set).
+      type: list
+      elements: dict
+  sample:
+    ticket_id: 42
+    ticket_number: "2025061110000421"
+    title: "[FIRING] HostDown pve-node1 [ck:3f9c2a7b1d0e4c55aa00bb11]"
+    state: new
+    state_type: new
+    priority: 5 very high
+    queue: Infrastructure
+ticket_id:
+  description: Numeric id of the ticket.
+  returned: when a ticket exists (not for a predicted create)
+  type: int
+  sample: 42
+ticket_number:
+  description: Ticket number.
+  returned: when a ticket exists (not for a predicted create)
+  type: str
+  sample: "2025061110000421"
+ticket_url:
+  description: Agent link to the ticket.
+  returned: when a ticket exists (not for a predicted create)
+  type: str
+  sample: https://otobo.lab.example/otobo/index.pl?Action=AgentTicketZoom;TicketID=42
+created:
+  description: Whether the ticket was (or in check mode would be) created.
+  returned: always
+  type: bool
+found:
+  description: Whether an existing ticket was found.
+  returned: always
+  type: bool
+payload:
+  description:
+    - JSON body of the write request that was (in check mode would be) sent, credentials removed. None without a write.
+  returned: always
+  type: dict
+  sample: {"Ticket": {"Title": "[FIRING] HostDown pve-node1 [ck:3f9c2a7b1d0e4c55aa00bb11]", "Queue": "Raw"}}
+diff:
+  description: Ticket before and after (server-managed timestamps left out).
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: Ticket before the task (empty for a create).
+      type: dict
+    after:
+      description: Ticket after the task.
+      type: dict
+audit:
+  description: Audit records written to the ledger (none in check mode).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - action: create
+      ref_type: incident
+      ref_id: "2025061110000421"
+      platform: otobo
+"""
+
+import copy
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import (
+    AmbiguousWriteError,
+    AuditWriteError,
+    LabopsError,
+    NotFoundError,
+    ValidationError,
+)
+from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
+    OTOBO_CONNECTION_ARGSPEC,
+    build_ticket_payload,
+    client_from_params,
+    is_closed_state,
+    state_type,
+    title_with_marker,
+    validate_correlation_key,
+)
+
+PLATFORM = "otobo"
+REF_TYPE = "incident"
+DEFAULT_CLOSED_STATE = "closed successful"
+DEFAULT_NEW_STATE = "new"
+# module option -> record key (identical names except ticket_state)
+FIELD_OPTIONS = ("title", "queue", "priority", "type", "customer_user", "customer_id", "owner")
+CREATE_REQUIRED = ("title", "queue", "priority", "customer_user", "article")
+DIFF_IGNORED = ("changed", "articles")
+
+ARTICLE_SPEC = dict(
+    subject=dict(type="str", required=True),
+    body=dict(type="str", required=True),
+    content_type=dict(type="str", default="text/plain; charset=utf8"),
+    communication_channel=dict(type="str", default="Internal", choices=["Internal", "Phone", "Email"]),
+    sender_type=dict(type="str", default="system", choices=["system", "agent", "customer"]),
+    is_visible_for_customer=dict(type="bool", default=False),
+    dedupe=dict(type="bool", default=True),
+)
+
+
+# -- desired state (plain values) ------------------------------------------------------------
+
+
+def check_params(params):
+    """Cross-field rules that argument_spec cannot express."""
+    if params.get("correlation_key") is not None:
+        validate_correlation_key(params["correlation_key"])
+    closing_state = params.get("ticket_state")
+    if params["state"] == "closed" and closing_state and not is_closed_state(closing_state):
+        raise ValidationError("ticket_state {0!r} is not a closed state (state=closed needs e.g. 'closed successful')".format(closing_state))
+    if not (params.get("ticket_id") or params.get("ticket_number") or params.get("correlation_key")):
+        if params["state"] == "closed":
+            raise ValidationError("state=closed needs one of ticket_id, ticket_number or correlation_key")
+
+
+def desired_fields(params, current=None):
+    """Record key -> wanted value, only for options the user set."""
+    wanted = {}
+    for name in FIELD_OPTIONS:
+        if params.get(name) is not None:
+            wanted[name] = params[name]
+    key = params.get("correlation_key")
+    if "title" in wanted:
+        wanted["title"] = title_with_marker(wanted["title"], key)
+    elif key and current is not None and current.get("title") and not _carries_marker(current["title"], key):
+        wanted["title"] = title_with_marker(current["title"], key)
+    state = desired_state(params, current)
+    if state is not None:
+        wanted["state"] = state
+    return wanted
+
+
+def _carries_marker(title, key):
+    return "[ck:{0}]".format(key) in title
+
+
+def desired_state(params, current):
+    requested = params.get("ticket_state")
+    if params["state"] == "closed":
+        if requested:
+            return requested
+        if current is not None and current.get("state_type") == "closed":
+            return None
+        return DEFAULT_CLOSED_STATE
+    if requested:
+        return requested
+    return DEFAULT_NEW_STATE if current is None else None
+
+
+def desired_dynamic_fields(params):
+    wanted = dict(params.get("dynamic_fields") or {})
+    if params.get("correlation_key") and params.get("correlation_field"):
+        wanted[params["correlation_field"]] = params["correlation_key"]
+    return wanted
+
+
+def desired_article(params):
+    """The article values to send (without the module-only ``dedupe`` flag), or None."""
+    article = params.get("article")
+    if not article:
+        return None
+    return dict((k, v) for k, v in article.items() if k != "dedupe" and v is not None)
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+
+def _same(current, wanted):
+    if current is None or wanted is None:
+        return current == wanted
+    if isinstance(wanted, (list, tuple)) or isinstance(current, (list, tuple)):
+        return [str(v) for v in _as_list(current)] == [str(v) for v in _as_list(wanted)]
+    if isinstance(wanted, str) and isinstance(current, str):
+        return current.strip() == wanted.strip()
+    return str(current) == str(wanted)
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def field_changes(current, wanted):
+    """name -> {before, after} for the wanted fields that differ."""
+    changes = {}
+    for name, value in wanted.items():
+        before = current.get(name)
+        if name == "state" and before is not None and before.lower() == str(value).lower():
+            continue
+        if not _same(before, value):
+            changes[name] = {"before": before, "after": value}
+    return changes
+
+
+def dynamic_field_changes(current, wanted):
+    existing = current.get("dynamic_fields") or {}
+    return dict(
+        (name, {"before": existing.get(name), "after": value})
+        for name, value in wanted.items()
+        if not _same(existing.get(name), value)
+    )
+
+
+def article_needed(current, article, dedupe):
+    if not article:
+        return False
+    if not dedupe:
+        return True
+    for existing in current.get("articles") or []:
+        if _same(existing.get("subject"), article["subject"]) and _same(existing.get("body"), article["body"]):
+            return False
+    return True
+
+
+def predict(current, changes, df_changes, article):
+    """The record after applying the changes (check mode and diff)."""
+    record = copy.deepcopy(current) if current else {
+        "ticket_id": None, "ticket_number": None, "dynamic_fields": {}, "articles": [], "state_type": None,
+    }
+    for name, delta in changes.items():
+        record[name] = delta["after"]
+        if name == "state":
+            record["state_type"] = state_type(delta["after"]) or record.get("state_type")
+    for name, delta in df_changes.items():
+        record.setdefault("dynamic_fields", {})[name] = delta["after"]
+    if article:
+        predicted = dict(article_id=None, article_number=None, **dict((k, article.get(k)) for k in (
+            "subject", "body", "content_type", "sender_type", "is_visible_for_customer")))
+        record.setdefault("articles", []).append(predicted)
+    return record
+
+
+def diff_view(record):
+    if not record:
+        return {}
+    view = dict((k, v) for k, v in record.items() if k not in DIFF_IGNORED)
+    view["articles"] = [a.get("subject") for a in record.get("articles") or []]
+    return view
+
+
+# -- lookups ---------------------------------------------------------------------------------
+
+
+def find_ticket(client, params, articles):
+    """The ticket named by ticket_id, ticket_number or correlation_key; None when not found."""
+    if params.get("ticket_id") is not None:
+        return client.get_ticket(params["ticket_id"], articles=articles)
+    if params.get("ticket_number"):
+        return client.find_ticket_by_number(params["ticket_number"], articles=articles)
+    if params.get("correlation_key"):
+        return client.find_by_correlation_key(params["correlation_key"], articles=articles)
+    return None
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+class Audit:
+    """Preflight before the platform write, append after it; failures after the write say UNAUDITED."""
+
+    def __init__(self, ledger, params):
+        self.ledger = ledger
+        self.actor = params.get("actor")
+        self.role = params.get("actor_role")
+        self.records = []
+
+    def preflight(self):
+        self.ledger.preflight()
+
+    def append(self, action, ticket_number, ticket_id, fields=None, meta=None, record_key=None):
+        full_meta = dict(meta or {}, ticket_id=ticket_id)
+        try:
+            record = self.ledger.append(action, REF_TYPE, str(ticket_number), self.actor, role=self.role,
+                                        platform=PLATFORM, fields=fields or {}, meta=full_meta, record_key=record_key)
+        except LabopsError as exc:
+            raise AuditWriteError(
+                "otobo ticket {0} (id {1}): the {2} was applied on OTOBO but is UNAUDITED: the ledger write failed: {3}".format(
+                    ticket_number, ticket_id, action, exc), ticket_number=ticket_number, ticket_id=ticket_id)
+        self.records.append(record)
+        return record
+
+
+def audit_update(audit, record, changes, df_changes, article_id, article):
+    """update (field deltas), notify (article), close (closing state change), in that order."""
+    number, ticket_id = record["ticket_number"], record["ticket_id"]
+    closing = "state" in changes and is_closed_state(changes["state"]["after"])
+    fields = dict((k, v) for k, v in changes.items() if not (closing and k == "state"))
+    fields.update(("dynamic_field." + k, v) for k, v in df_changes.items())
+    if fields:
+        audit.append("update", number, ticket_id, fields=fields)
+    if article:
+        audit.append("notify", number, ticket_id, meta={"article_id": article_id, "subject": article.get("subject")})
+    if closing:
+        audit.append("close", number, ticket_id, fields={"state": changes["state"]})
+
+
+# -- ensure steps ----------------------------------------------------------------------------
+
+
+def ensure_created(module, client, audit):
+    """Create the ticket (after the correlation lookup found nothing). Returns (changed, record, payload)."""
+    params = module.params
+    missing = [name for name in CREATE_REQUIRED if not params.get(name)]
+    if missing:
+        raise ValidationError("no existing ticket found; creating one needs: {0}".format(", ".join(missing)))
+    ticket = desired_fields(params)
+    dynamic_fields = desired_dynamic_fields(params)
+    article = desired_article(params)
+    payload = build_ticket_payload(ticket, article, dynamic_fields)
+    changes = dict((k, {"before": None, "after": v}) for k, v in ticket.items())
+    df_changes = dict((k, {"before": None, "after": v}) for k, v in dynamic_fields.items())
+    if module.check_mode:
+        return True, predict(None, changes, df_changes, article), payload
+    audit.preflight()
+    ticket_id = create_once(module, client, ticket, article, dynamic_fields)
+    record = client.get_ticket(ticket_id, articles=True)
+    if record is None:
+        raise NotFoundError("otobo: ticket {0} was created but cannot be read back".format(ticket_id), ticket_id=ticket_id)
+    fields = dict(changes, **dict(("dynamic_field." + k, v) for k, v in df_changes.items()))
+    audit.append("create", record["ticket_number"], record["ticket_id"], fields=fields,
+                 meta={"correlation_key": params.get("correlation_key")},
+                 record_key="otobo:create:{0}".format(record["ticket_id"]))
+    return True, record, payload
+
+
+def create_once(module, client, ticket, article, dynamic_fields):
+    """TicketCreate; after an ambiguous failure look the key up before re-sending (once)."""
+    try:
+        return client.create_ticket(ticket, article, dynamic_fields)["ticket_id"]
+    except AmbiguousWriteError as exc:
+        key = module.params.get("correlation_key")
+        if not key:
+            raise AmbiguousWriteError(
+                "{0}; without correlation_key the module cannot check whether the ticket exists, so it does not "
+                "re-send: check OTOBO before running again".format(exc), **exc.details)
+        found = client.find_by_correlation_key(key)
+        if found is not None:
+            module.warn("otobo: the TicketCreate reply was lost, but ticket {0} with correlation key {1} exists; "
+                        "using it instead of creating another".format(found["ticket_number"], key))
+            return found["ticket_id"]
+        module.warn("otobo: the TicketCreate reply was lost and no ticket with correlation key {0} exists; "
+                    "sent the create once more".format(key))
+        return client.create_ticket(ticket, article, dynamic_fields)["ticket_id"]
+
+
+def plan_update(params, current):
+    """(field changes, dynamic field changes, article or None) to bring ``current`` to the desired state."""
+    changes = field_changes(current, desired_fields(params, current))
+    df_changes = dynamic_field_changes(current, desired_dynamic_fields(params))
+    article = desired_article(params)
+    dedupe = (params.get("article") or {}).get("dedupe", True)
+    if not article_needed(current, article, dedupe):
+        article = None
+    return changes, df_changes, article
+
+
+def ensure_updated(module, client, audit, current):
+    """Update fields, add the article, change the state. Returns (changed, record, payload)."""
+    changes, df_changes, article = plan_update(module.params, current)
+    if not (changes or df_changes or article):
+        return False, current, None
+    payload = update_payload(changes, df_changes, article)
+    if module.check_mode:
+        return True, predict(current, changes, df_changes, article), payload
+    audit.preflight()
+    article_id = update_once(module, client, current, changes, df_changes, article)
+    record = client.get_ticket(current["ticket_id"], articles=bool(module.params.get("article")))
+    audit_update(audit, record or current, changes, df_changes, article_id, article)
+    return True, record or predict(current, changes, df_changes, article), payload
+
+
+def update_payload(changes, df_changes, article):
+    ticket = dict((k, v["after"]) for k, v in changes.items())
+    dynamic_fields = dict((k, v["after"]) for k, v in df_changes.items())
+    return build_ticket_payload(ticket, article, dynamic_fields)
+
+
+def update_once(module, client, current, changes, df_changes, article):
+    """TicketUpdate; after an ambiguous failure re-read and re-send only what is still missing (once)."""
+    ticket = dict((k, v["after"]) for k, v in changes.items())
+    dynamic_fields = dict((k, v["after"]) for k, v in df_changes.items())
+    try:
+        return client.update_ticket(current["ticket_id"], ticket, article, dynamic_fields)["article_id"]
+    except AmbiguousWriteError:
+        reread = client.get_ticket(current["ticket_id"], articles=True)
+        if reread is None:
+            raise
+        params = dict(module.params, article=dict(module.params.get("article") or {}, dedupe=True) if article else None)
+        left, left_df, left_article = plan_update(params, reread)
+        if not (left or left_df or left_article):
+            module.warn("otobo: the TicketUpdate reply for ticket {0} was lost, but the change is in place".format(
+                current["ticket_number"]))
+            return None
+        module.warn("otobo: the TicketUpdate reply for ticket {0} was lost; re-sent what was not applied".format(
+            current["ticket_number"]))
+        return client.update_ticket(current["ticket_id"], update_payload_values(left), left_article,
+                                    update_payload_values(left_df))["article_id"]
+
+
+def update_payload_values(changes):
+    return dict((k, v["after"]) for k, v in changes.items())
+
+
+def ensure_present(module, client, audit, current):
+    if current is None:
+        if module.params.get("ticket_id") is not None or module.params.get("ticket_number"):
+            raise NotFoundError("otobo: ticket {0} does not exist (or is not visible to this agent)".format(
+                module.params.get("ticket_id") or module.params.get("ticket_number")))
+        return ensure_created(module, client, audit)
+    return ensure_updated(module, client, audit, current)
+
+
+def ensure_closed(module, client, audit, current):
+    if current is None:
+        module.warn("otobo: no ticket found for {0}; nothing to close".format(identity_text(module.params)))
+        return False, None, None
+    return ensure_updated(module, client, audit, current)
+
+
+def identity_text(params):
+    for name in ("ticket_id", "ticket_number", "correlation_key"):
+        if params.get(name) is not None:
+            return "{0}={1}".format(name, params[name])
+    return "the given options"
+
+
+def run(module, client, ledger):
+    """Validate, find the ticket, dispatch on state; returns the module result."""
+    params = module.params
+    check_params(params)
+    audit = Audit(ledger, params)
+    current = find_ticket(client, params, articles=bool(params.get("article")))
+    for warning in client.warnings:
+        module.warn(warning)
+    del client.warnings[:]
+    if params["state"] == "closed":
+        changed, record, payload = ensure_closed(module, client, audit, current)
+    else:
+        changed, record, payload = ensure_present(module, client, audit, current)
+    for warning in client.warnings:
+        module.warn(warning)
+    return build_result(client, changed, current, record, payload, audit.records)
+
+
+def build_result(client, changed, current, record, payload, audit_records):
+    ticket_id = (record or {}).get("ticket_id")
+    return dict(
+        changed=changed,
+        ticket=record,
+        ticket_id=ticket_id,
+        ticket_number=(record or {}).get("ticket_number"),
+        ticket_url=client.ticket_url(ticket_id) if ticket_id else None,
+        created=current is None and record is not None and changed,
+        found=current is not None,
+        payload=payload,
+        diff=dict(before=diff_view(current), after=diff_view(record)),
+        audit=audit_records,
+    )
+
+
+def argument_spec():
+    spec = dict(OTOBO_CONNECTION_ARGSPEC)
+    spec.update(LEDGER_ARGSPEC)
+    spec.update(
+        state=dict(type="str", default="present", choices=["present", "closed"]),
+        ticket_id=dict(type="int"),
+        ticket_number=dict(type="str"),
+        correlation_key=dict(type="str", no_log=False),
+        title=dict(type="str"),
+        queue=dict(type="str"),
+        priority=dict(type="str"),
+        ticket_state=dict(type="str"),
+        type=dict(type="str"),
+        customer_user=dict(type="str"),
+        customer_id=dict(type="str"),
+        owner=dict(type="str"),
+        dynamic_fields=dict(type="dict"),
+        article=dict(type="dict", options=ARTICLE_SPEC),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("ticket_id", "ticket_number")],
+    )
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
+    try:
+        client = client_from_params(module.params)
+        ledger = ledger_from_params(module.params)
+        result = run(module, client, ledger)
+    except LabopsError as exc:
+        module.fail_json(**exc.fail_kwargs())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
