@@ -1,0 +1,855 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Hash-chained, append-only audit ledger (seed 002: immutable audit trail).
+
+Every governed action appends one record::
+
+    {seq, ts, action, ref_type, ref_id, actor, role, sop, platform,
+     fields: {name: {before, after}}, meta: {...}, prev_hash, hash}
+
+``hash = sha256(canonical JSON of the record without "hash")`` where canonical JSON is
+``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
+encoded as UTF-8.  ``prev_hash`` is the previous record's hash (genesis: 64 zeros) and
+``seq`` is hashed too, so a changed, deleted or reordered record breaks the chain and
+``Ledger.verify()`` names the first broken link.
+
+Backends: SQLite (default; WAL, ``BEGIN IMMEDIATE`` serialises writers across processes)
+and PostgreSQL (psycopg 3; a transaction-level advisory lock serialises writers).
+
+Internal interface (leading underscore): it may change between releases.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import traceback
+from typing import Any, Iterator, Optional
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import (
+    AuditWriteError,
+    LabopsError,
+    ValidationError,
+)
+from ansible_collections.labops.itsm.plugins.module_utils._redact import (
+    REDACTED,
+    is_secret_key,
+    minimise,
+    scrub_string,
+)
+
+try:
+    import psycopg
+
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR = None
+except ImportError:
+    psycopg = None
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
+
+# Seed 002, "Audit Trails": the only permitted actions.
+ACTIONS = (
+    "identify",
+    "create",
+    "read",
+    "update",
+    "notify",
+    "escalate",
+    "resolve",
+    "close",
+    "review",
+    "kb_update",
+    "vendor_engagement",
+    "simulation",
+    "tool_use",
+    "link",
+)
+GENESIS_HASH = "0" * 64
+SCHEMA_VERSION = 1
+DEFAULT_LEDGER_PATH = "~/.local/state/labops/ims_audit.sqlite3"
+DEFAULT_ACTOR = "automation"
+BUSY_TIMEOUT = 30.0
+PG_CONNECT_TIMEOUT = 10
+# Transaction-level advisory lock key that serialises PostgreSQL appenders ("labops.l").
+PG_LOCK_KEY = 0x6C61626F70732E6C
+MAX_META_STRING = 512
+MAX_RECORD_BYTES = 8192
+MAX_REF_LENGTH = 256
+MAX_RECORD_KEY_LENGTH = 200
+# The largest search window used to find where a reordered record was originally written.
+MAX_REORDER_SEARCH = 1000000
+
+RECORD_KEYS = ("seq", "ts", "action", "ref_type", "ref_id", "actor", "role", "sop", "platform", "fields", "meta", "prev_hash", "hash")
+_COLUMNS = RECORD_KEYS[:11] + ("record_key",) + RECORD_KEYS[11:]
+_SELECT = "SELECT %s FROM audit_records" % ", ".join(_COLUMNS)
+_INSERT = "INSERT INTO audit_records (%s) VALUES (%s)" % (", ".join(_COLUMNS), ", ".join("?" for dummy in _COLUMNS))
+_SEQ_SENTINEL = "@@labops-ledger-seq@@"
+
+LEDGER_CONNECTION_ARGSPEC = dict(
+    ledger_backend=dict(type="str", choices=["sqlite", "postgresql"], default="sqlite", fallback=(env_fallback, ["LABOPS_LEDGER_BACKEND"])),
+    ledger_path=dict(type="path", default=DEFAULT_LEDGER_PATH, fallback=(env_fallback, ["LABOPS_LEDGER_PATH"])),
+    ledger_dsn=dict(type="str", no_log=True, fallback=(env_fallback, ["LABOPS_LEDGER_DSN"])),
+)
+LEDGER_ACTOR_ARGSPEC = dict(
+    actor=dict(type="str", default=DEFAULT_ACTOR, fallback=(env_fallback, ["LABOPS_ACTOR"])),
+    actor_role=dict(type="str", default=DEFAULT_ACTOR, fallback=(env_fallback, ["LABOPS_ACTOR_ROLE"])),
+)
+LEDGER_ARGSPEC = dict(LEDGER_CONNECTION_ARGSPEC, **LEDGER_ACTOR_ARGSPEC)
+
+_SQLITE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_records ("
+    " seq INTEGER NOT NULL UNIQUE, ts TEXT NOT NULL, action TEXT NOT NULL, ref_type TEXT NOT NULL,"
+    " ref_id TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, sop TEXT, platform TEXT,"
+    " fields TEXT NOT NULL, meta TEXT NOT NULL, record_key TEXT UNIQUE,"
+    " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+)
+_PG_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_records ("
+    " seq BIGINT NOT NULL UNIQUE, ts TEXT NOT NULL, action TEXT NOT NULL, ref_type TEXT NOT NULL,"
+    " ref_id TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, sop TEXT, platform TEXT,"
+    " fields TEXT NOT NULL, meta TEXT NOT NULL, record_key TEXT UNIQUE,"
+    " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+)
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS audit_records_ref ON audit_records (ref_type, ref_id)",
+    "CREATE INDEX IF NOT EXISTS audit_records_actor ON audit_records (actor)",
+    "CREATE INDEX IF NOT EXISTS audit_records_action ON audit_records (action)",
+    "CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records (ts)",
+)
+_META_SEED = "INSERT INTO audit_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+
+
+# --------------------------------------------------------------------------- records
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation that is hashed and exported."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_hash(record: dict) -> str:
+    """sha256 over the canonical JSON of ``record`` without its ``hash`` key."""
+    body = dict((key, value) for key, value in record.items() if key != "hash")
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def utc_now() -> str:
+    """UTC ISO-8601 timestamp with microseconds, e.g. ``2025-01-31T12:00:00.000001Z``."""
+    return format_ts(datetime.datetime.now(datetime.timezone.utc))
+
+
+def format_ts(moment: datetime.datetime) -> str:
+    """Fixed-width UTC form, so timestamps compare correctly as strings."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise_ts(value: Any, name: str = "timestamp") -> Optional[str]:
+    """Accept an ISO-8601 string or datetime (naive means UTC) and return the ledger form."""
+    if value is None or value == "":
+        return None
+    moment = value
+    if not isinstance(moment, datetime.datetime):
+        text = str(value).strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError("%s %r is not an ISO-8601 timestamp" % (name, value), value=str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return format_ts(moment)
+
+
+def _require_text(name: str, value: Any, limit: int = MAX_REF_LENGTH) -> str:
+    if isinstance(value, bool) or value is None or not isinstance(value, (str, int)):
+        raise ValidationError("audit %s must be a non-empty string, got %r" % (name, value))
+    text = scrub_string(str(value).strip())
+    if not text:
+        raise ValidationError("audit %s must be a non-empty string" % name)
+    if len(text) > limit:
+        raise ValidationError("audit %s is longer than %d characters" % (name, limit))
+    return text
+
+
+def _optional_text(name: str, value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    return _require_text(name, value)
+
+
+def validate_action(action: Any) -> str:
+    """Return ``action`` when it is one of seed 002's audit actions, else raise ValidationError."""
+    if action not in ACTIONS:
+        raise ValidationError(
+            "invalid audit action %r: expected one of %s" % (action, ", ".join(ACTIONS)),
+            value=str(action),
+        )
+    return action
+
+
+def normalise_fields(fields: Any, max_string: int = MAX_META_STRING) -> dict:
+    """``{name: {before, after}}`` with secrets masked and strings capped."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        raise ValidationError("audit fields must be a mapping of field name to {before, after}")
+    result = {}
+    for name, delta in fields.items():
+        if not isinstance(delta, dict) or not set(delta) <= {"before", "after"}:
+            raise ValidationError("audit field %r must be a mapping with only 'before' and/or 'after'" % (name,))
+        if is_secret_key(str(name)):
+            result[str(name)] = {"before": REDACTED, "after": REDACTED}
+            continue
+        result[str(name)] = {
+            "before": minimise(delta.get("before"), max_string=max_string),
+            "after": minimise(delta.get("after"), max_string=max_string),
+        }
+    return result
+
+
+def normalise_meta(meta: Any, max_string: int = MAX_META_STRING) -> dict:
+    """Minimal meta: redacted, strings capped, lists/depth bounded."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValidationError("audit meta must be a mapping")
+    return minimise(meta, max_string=max_string)
+
+
+def _size_of(entry: dict) -> int:
+    probe = dict(entry, seq=10 ** 15, ts=utc_now(), prev_hash=GENESIS_HASH, hash=GENESIS_HASH)
+    return len(canonical_json(probe).encode("utf-8"))
+
+
+def _fit_record(entry: dict, raw_fields: Any, raw_meta: Any, record_key: Optional[str]) -> dict:
+    """Enforce MAX_RECORD_BYTES: shrink strings, then drop meta detail, then refuse."""
+    if _size_of(entry) <= MAX_RECORD_BYTES:
+        return entry
+    entry = dict(entry, fields=normalise_fields(raw_fields, 128), meta=normalise_meta(raw_meta, 128))
+    _keep_record_key(entry, record_key)
+    if _size_of(entry) <= MAX_RECORD_BYTES:
+        return entry
+    keys = sorted(str(key) for key in (raw_meta or {}))[:20]
+    entry = dict(entry, meta={"_omitted": "meta exceeded the %d byte record limit" % MAX_RECORD_BYTES, "_keys": keys})
+    _keep_record_key(entry, record_key)
+    if _size_of(entry) <= MAX_RECORD_BYTES:
+        return entry
+    raise ValidationError("audit record exceeds %d bytes even after minimisation; record fewer or shorter fields" % MAX_RECORD_BYTES)
+
+
+def _keep_record_key(entry: dict, record_key: Optional[str]) -> None:
+    if record_key is not None:
+        entry["meta"] = dict(entry["meta"], record_key=record_key)
+
+
+def prepare_entry(action: Any, ref_type: Any, ref_id: Any, actor: Any, role: Any = None, sop: Any = None,
+                  platform: Any = None, fields: Any = None, meta: Any = None, record_key: Any = None) -> dict:
+    """Validate, redact and minimise the caller-supplied part of a record."""
+    if record_key is not None:
+        record_key = _require_text("record_key", record_key, MAX_RECORD_KEY_LENGTH)
+    entry = {
+        "action": validate_action(action),
+        "ref_type": _require_text("ref_type", ref_type),
+        "ref_id": _require_text("ref_id", ref_id),
+        "actor": _require_text("actor", actor),
+        "role": _optional_text("role", role),
+        "sop": _optional_text("sop", sop),
+        "platform": _optional_text("platform", platform),
+        "fields": normalise_fields(fields),
+        "meta": normalise_meta(meta),
+    }
+    _keep_record_key(entry, record_key)
+    return _fit_record(entry, fields, meta, record_key)
+
+
+def seal(entry: dict, seq: int, prev_hash: str, ts: str) -> dict:
+    """Complete ``entry`` into a chained record (in RECORD_KEYS order)."""
+    values = dict(entry, seq=seq, ts=ts, prev_hash=prev_hash)
+    record = dict((key, values.get(key)) for key in RECORD_KEYS[:-1])
+    record["hash"] = record_hash(record)
+    return record
+
+
+def _row_to_record(row: Any) -> tuple:
+    """A database row to ``(record, record_key column)``."""
+    values = dict(zip(_COLUMNS, row))
+    for name in ("fields", "meta"):
+        try:
+            values[name] = json.loads(values[name])
+        except (TypeError, ValueError):
+            pass  # tampered text: kept as is, verify() reports the hash mismatch
+    record_key = values.pop("record_key")
+    return dict((key, values[key]) for key in RECORD_KEYS), record_key
+
+
+def _record_row(record: dict) -> tuple:
+    values = dict(record, fields=canonical_json(record["fields"]), meta=canonical_json(record["meta"]))
+    values["record_key"] = record["meta"].get("record_key")
+    return tuple(values[column] for column in _COLUMNS)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _broken(seq: int, reason: str, message: str, **extra: Any) -> dict:
+    result = dict(seq=seq, reason=reason, message=message)
+    result.update(extra)
+    return result
+
+
+def _original_seq(record: dict, limit: int) -> Optional[int]:
+    """The seq a record was written with, when its stored hash matches another seq."""
+    body = dict((key, value) for key, value in record.items() if key != "hash")
+    body["seq"] = _SEQ_SENTINEL
+    parts = canonical_json(body).split('"%s"' % _SEQ_SENTINEL)
+    if len(parts) != 2 or not isinstance(record.get("seq"), int):
+        return None
+    prefix, suffix = parts[0].encode("utf-8"), parts[1].encode("utf-8")
+    for distance in range(1, min(limit, MAX_REORDER_SEARCH) + 1):
+        for candidate in (record["seq"] - distance, record["seq"] + distance):
+            if candidate >= 1 and hashlib.sha256(prefix + str(candidate).encode("ascii") + suffix).hexdigest() == record["hash"]:
+                return candidate
+    return None
+
+
+def check_link(record: dict, record_key: Any, expected_seq: int, prev_hash: str, search_limit: int) -> Optional[dict]:
+    """None when ``record`` correctly continues the chain, else a ``first_broken`` dict."""
+    seq = record["seq"]
+    if seq != expected_seq:
+        return _broken(expected_seq, "deleted", "record(s) deleted: seq %s to %s missing (next stored record is seq %s)" % (expected_seq, seq - 1, seq),
+                       found_seq=seq)
+    if record_hash(record) != record["hash"]:
+        original = _original_seq(record, search_limit)
+        if original is not None:
+            return _broken(seq, "reordered", "records reordered: the record stored at seq %d was written as seq %d" % (seq, original),
+                           original_seq=original)
+        return _broken(seq, "content_changed", "record content changed: the hash of seq %d does not match its content" % seq)
+    if record["prev_hash"] != prev_hash:
+        return _broken(seq, "broken_link", "broken link: prev_hash of seq %d does not match the hash of seq %d "
+                       "(the preceding record was replaced or re-hashed, or records were deleted and renumbered)" % (seq, seq - 1))
+    meta_key = record["meta"].get("record_key") if isinstance(record["meta"], dict) else None
+    if record_key != meta_key:
+        return _broken(seq, "content_changed", "record content changed: the record_key index column of seq %d differs from the record" % seq)
+    return None
+
+
+def check_head(last_seq: int, last_hash: str, head: tuple) -> Optional[dict]:
+    """Compare the last stored record with the chain head kept in audit_meta."""
+    head_seq, head_hash = head
+    if head_seq > last_seq:
+        return _broken(last_seq + 1, "deleted", "record(s) deleted: seq %d to %d missing at the end of the chain (chain head is seq %d)"
+                       % (last_seq + 1, head_seq, head_seq), found_seq=None)
+    if head_seq < last_seq:
+        return _broken(head_seq + 1, "head_mismatch", "records after the chain head were added outside the ledger: the head is seq %d, "
+                       "the last record seq %d" % (head_seq, last_seq))
+    if head_hash != last_hash:
+        return _broken(last_seq, "head_mismatch", "the last record (seq %d) was replaced: its hash differs from the chain head" % last_seq)
+    return None
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class _Backend:
+    """Shared SQL; subclasses provide connections, transactions and placeholders."""
+
+    name = "backend"
+    schema = _SQLITE_SCHEMA
+
+    def __init__(self) -> None:
+        self._conn: Any = None
+        self._ready = False
+
+    # -- to implement
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def store_exists(self) -> bool:
+        raise NotImplementedError
+
+    def _connect(self, create: bool) -> Any:
+        raise NotImplementedError
+
+    def write_txn(self) -> Any:
+        raise NotImplementedError
+
+    def read_txn(self) -> Any:
+        raise NotImplementedError
+
+    def _schema_txn(self) -> Any:
+        return self.write_txn()
+
+    def _is_db_error(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    # -- shared
+    def sql(self, text: str) -> str:
+        return text
+
+    def execute(self, text: str, params: tuple = ()) -> Any:
+        return self._conn.execute(self.sql(text), params)
+
+    def error(self, operation: str, exc: BaseException, write: bool = True) -> LabopsError:
+        message = "audit ledger %s failed (%s %s): %s" % (operation, self.name, self.describe(), scrub_string(" ".join(str(exc).split())))
+        if write:
+            message += "; the governed action halts (seed 002: halt on audit write failure)"
+            return AuditWriteError(message, backend=self.name, ledger=self.describe())
+        return LabopsError(message, backend=self.name, ledger=self.describe())
+
+    @contextlib.contextmanager
+    def guard(self, operation: str, write: bool = True) -> Iterator[None]:
+        """Turn driver and OS errors into AuditWriteError (writes) or LabopsError (reads)."""
+        try:
+            yield
+        except LabopsError:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise self.error(operation, exc, write)
+        except Exception as exc:  # pylint: disable=broad-except
+            if not self._is_db_error(exc):
+                raise
+            self.close()
+            raise self.error(operation, exc, write)
+
+    def ensure_ready(self) -> None:
+        """Connect, create the schema when missing and check its version."""
+        if self._ready and self._conn is not None:
+            return
+        if self._conn is None:
+            self._conn = self._connect(create=True)
+        with self._schema_txn():
+            for statement in self.schema + _INDEXES:
+                self.execute(statement)
+            self.execute(_META_SEED, ("schema_version", str(SCHEMA_VERSION)))
+            self.execute(_META_SEED, ("head", canonical_json({"seq": 0, "hash": GENESIS_HASH})))
+            self._check_version()
+        self._ready = True
+
+    def open_for_read(self) -> bool:
+        """Connect without creating anything; False when there is no ledger yet."""
+        if self._conn is None:
+            if not self.store_exists():
+                return False
+            self._conn = self._connect(create=False)
+        row = self.execute("SELECT count(*) FROM audit_meta WHERE key = 'schema_version'").fetchone() if self._has_tables() else None
+        if not row or not row[0]:
+            return False
+        self._check_version()
+        return True
+
+    def _has_tables(self) -> bool:
+        raise NotImplementedError
+
+    def _check_version(self) -> None:
+        row = self.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise AuditWriteError("audit ledger %s has schema version %d; this collection supports up to %d: upgrade labops.itsm"
+                                  % (self.describe(), version, SCHEMA_VERSION), backend=self.name)
+
+    def probe_write(self) -> None:
+        """A write that is rolled back: proves the ledger accepts writes right now."""
+        self.execute("UPDATE audit_meta SET value = value WHERE key = 'schema_version'")
+
+    def read_head(self) -> tuple:
+        row = self.execute("SELECT value FROM audit_meta WHERE key = 'head'").fetchone()
+        head = json.loads(row[0]) if row else {"seq": 0, "hash": GENESIS_HASH}
+        return int(head["seq"]), str(head["hash"])
+
+    def write_head(self, seq: int, digest: str) -> None:
+        self.execute("UPDATE audit_meta SET value = ? WHERE key = 'head'", (canonical_json({"seq": seq, "hash": digest}),))
+
+    def find_record_key(self, record_key: str) -> Optional[dict]:
+        row = self.execute(_SELECT + " WHERE record_key = ?", (record_key,)).fetchone()
+        return _row_to_record(row)[0] if row else None
+
+    def insert(self, record: dict) -> None:
+        self.execute(_INSERT, _record_row(record))
+
+    def select(self, where: str, params: tuple, limit: Optional[int]) -> list:
+        text = _SELECT + where + " ORDER BY seq DESC"
+        if limit:
+            text += " LIMIT %d" % int(limit)
+        rows = self.execute(text, params).fetchall()
+        return [_row_to_record(row)[0] for row in reversed(rows)]
+
+    def count(self) -> int:
+        return int(self.execute("SELECT count(*) FROM audit_records").fetchone()[0])
+
+    def iter_rows(self, batch: int = 2000) -> Iterator[tuple]:
+        cursor = self._conn.cursor()
+        cursor.execute(self.sql(_SELECT + " ORDER BY seq"))
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                break
+            for row in rows:
+                yield _row_to_record(row)
+        cursor.close()
+
+    def close(self) -> None:
+        conn, self._conn, self._ready = self._conn, None, False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass  # the connection is already unusable; nothing left to release
+
+
+class SqliteBackend(_Backend):
+    """One SQLite file: WAL, BEGIN IMMEDIATE, 0700 directory, 0600 file."""
+
+    name = "sqlite"
+    schema = _SQLITE_SCHEMA
+
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        super(SqliteBackend, self).__init__()
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self.busy_timeout = busy_timeout
+
+    def describe(self) -> str:
+        return self.path
+
+    def store_exists(self) -> bool:
+        return os.path.isfile(self.path)
+
+    def _is_db_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+    def _prepare_path(self) -> None:
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            if os.path.exists(directory):
+                raise AuditWriteError("audit ledger directory %s is not a directory" % directory, backend=self.name, ledger=self.path)
+            os.makedirs(directory, 0o700)
+            os.chmod(directory, 0o700)
+        if os.path.isdir(self.path):
+            raise AuditWriteError("audit ledger path %s is a directory, expected a SQLite file" % self.path, backend=self.name, ledger=self.path)
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return
+        os.chmod(self.path, 0o600)
+
+    def _connect(self, create: bool) -> Any:
+        if create:
+            self._prepare_path()
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
+        if create:
+            self._enable_wal(conn)
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    def _enable_wal(self, conn: Any) -> None:
+        """WAL lets readers run beside the single writer; retried while another process holds a lock."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _has_tables(self) -> bool:
+        row = self.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_meta', 'audit_records')").fetchone()
+        return row[0] == 2
+
+    @contextlib.contextmanager
+    def write_txn(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE takes the database write lock before the chain head is read."""
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        self.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.rollback()
+
+    @contextlib.contextmanager
+    def read_txn(self) -> Iterator[None]:
+        """One consistent snapshot (WAL read transaction)."""
+        self.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._rollback()
+
+
+class PostgresBackend(_Backend):
+    """PostgreSQL via psycopg 3; appenders serialise on a transaction-level advisory lock."""
+
+    name = "postgresql"
+    schema = _PG_SCHEMA
+
+    def __init__(self, dsn: str, connect_timeout: int = PG_CONNECT_TIMEOUT) -> None:
+        super(PostgresBackend, self).__init__()
+        if not HAS_PSYCOPG:
+            raise AuditWriteError("the postgresql ledger backend needs the Python library psycopg (3.x)", backend=self.name)
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self._txn: Any = None
+
+    def describe(self) -> str:
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        except Exception:  # pylint: disable=broad-except
+            return "<unparsable DSN>"
+        return "%s:%s/%s" % (info.get("host") or info.get("hostaddr") or "localhost", info.get("port") or 5432, info.get("dbname") or "")
+
+    def store_exists(self) -> bool:
+        return True
+
+    def _is_db_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.Error)
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def _connect(self, create: bool) -> Any:
+        return psycopg.connect(self.dsn, connect_timeout=self.connect_timeout, autocommit=True)
+
+    def _has_tables(self) -> bool:
+        row = self.execute("SELECT to_regclass('audit_meta') IS NOT NULL AND to_regclass('audit_records') IS NOT NULL").fetchone()
+        return bool(row[0])
+
+    @contextlib.contextmanager
+    def write_txn(self) -> Iterator[None]:
+        with self._conn.transaction():
+            self.execute("SELECT pg_advisory_xact_lock(?)", (PG_LOCK_KEY,))
+            yield
+
+    @contextlib.contextmanager
+    def read_txn(self) -> Iterator[None]:
+        with self._conn.transaction(force_rollback=True):
+            self.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    def iter_rows(self, batch: int = 2000) -> Iterator[tuple]:
+        with self._conn.cursor(name="labops_ledger_scan") as cursor:
+            cursor.itersize = batch
+            cursor.execute(_SELECT + " ORDER BY seq")
+            for row in cursor:
+                yield _row_to_record(row)
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+class Ledger:
+    """Append, query, verify and export the audit chain of one backend."""
+
+    def __init__(self, backend: _Backend, actor: str = DEFAULT_ACTOR, role: Optional[str] = DEFAULT_ACTOR) -> None:
+        self.backend = backend
+        self.actor = actor
+        self.role = role
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return "%s %s" % (self.backend.name, self.backend.describe())
+
+    def preflight(self) -> None:
+        """Raise AuditWriteError unless the ledger can be written right now (call before any platform change)."""
+        with self.backend.guard("preflight"):
+            self.backend.ensure_ready()
+            try:
+                with self.backend.write_txn():
+                    self.backend.probe_write()
+                    raise _Rollback()
+            except _Rollback:
+                pass
+
+    def prepare(self, action: Any, ref_type: Any, ref_id: Any, actor: Any = None, role: Any = None, sop: Any = None,
+                platform: Any = None, fields: Any = None, meta: Any = None, record_key: Any = None) -> dict:
+        """Validated, redacted, minimised entry (no seq/ts/hashes yet)."""
+        return prepare_entry(action, ref_type, ref_id, actor if actor is not None else self.actor,
+                             role if role is not None else self.role, sop, platform, fields, meta, record_key)
+
+    def append(self, action: Any, ref_type: Any, ref_id: Any, actor: Any = None, *, role: Any = None, sop: Any = None,
+               platform: Any = None, fields: Any = None, meta: Any = None, record_key: Any = None) -> dict:
+        """Append one record and return it (the existing one when ``record_key`` was already recorded)."""
+        return self.append_once(action, ref_type, ref_id, actor, role=role, sop=sop, platform=platform,
+                                fields=fields, meta=meta, record_key=record_key)[1]
+
+    def append_once(self, action: Any, ref_type: Any, ref_id: Any, actor: Any = None, *, role: Any = None, sop: Any = None,
+                    platform: Any = None, fields: Any = None, meta: Any = None, record_key: Any = None) -> tuple:
+        """``(written, record)``: ``written`` is False when ``record_key`` already exists."""
+        entry = self.prepare(action, ref_type, ref_id, actor, role, sop, platform, fields, meta, record_key)
+        with self.backend.guard("append"):
+            self.backend.ensure_ready()
+            with self.backend.write_txn():
+                return self._append_locked(entry)
+
+    def append_batch(self, entries: list) -> list:
+        """Append many records (each a dict of ``append`` keyword arguments) in ONE transaction.
+
+        For imports and back-fills; governed actions use ``append`` (one transaction each).
+        Returns the records in order; entries whose ``record_key`` exists return the stored record.
+        """
+        prepared = [self.prepare(entry.get("action"), entry.get("ref_type"), entry.get("ref_id"), entry.get("actor"), entry.get("role"),
+                                 entry.get("sop"), entry.get("platform"), entry.get("fields"), entry.get("meta"), entry.get("record_key"))
+                    for entry in entries]
+        with self.backend.guard("append"):
+            self.backend.ensure_ready()
+            with self.backend.write_txn():
+                return [self._append_locked(entry)[1] for entry in prepared]
+
+    def _append_locked(self, entry: dict) -> tuple:
+        record_key = entry["meta"].get("record_key")
+        existing = self.backend.find_record_key(record_key) if record_key is not None else None
+        if existing is not None:
+            return False, existing
+        head_seq, head_hash = self.backend.read_head()
+        record = seal(entry, head_seq + 1, head_hash, utc_now())
+        self.backend.insert(record)
+        self.backend.write_head(record["seq"], record["hash"])
+        return True, record
+
+    def preview(self, action: Any, ref_type: Any, ref_id: Any, actor: Any = None, *, role: Any = None, sop: Any = None,
+                platform: Any = None, fields: Any = None, meta: Any = None, record_key: Any = None) -> tuple:
+        """What ``append_once`` would return now, without writing or creating anything (check mode)."""
+        entry = self.prepare(action, ref_type, ref_id, actor, role, sop, platform, fields, meta, record_key)
+        with self.backend.guard("read", write=False):
+            if not self.backend.open_for_read():
+                return True, seal(entry, 1, GENESIS_HASH, utc_now())
+            with self.backend.read_txn():
+                existing = self.backend.find_record_key(record_key) if record_key is not None else None
+                head_seq, head_hash = self.backend.read_head()
+        if existing is not None:
+            return False, existing
+        return True, seal(entry, head_seq + 1, head_hash, utc_now())
+
+    def find(self, record_key: str) -> Optional[dict]:
+        """The record appended with ``record_key``, or None."""
+        with self.backend.guard("read", write=False):
+            if not self.backend.open_for_read():
+                return None
+            return self.backend.find_record_key(record_key)
+
+    def query(self, *, ref_type: Any = None, ref_id: Any = None, actor: Any = None, action: Any = None,
+              since: Any = None, until: Any = None, limit: Any = None, record_key: Any = None) -> list:
+        """Matching records in seq order; with ``limit`` the newest ``limit`` of them. ``since`` <= ts < ``until``."""
+        where, params = _query_filters(ref_type, ref_id, actor, action, since, until, record_key)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError("limit must be a positive integer, got %r" % (limit,))
+        with self.backend.guard("query", write=False):
+            if not self.backend.open_for_read():
+                return []
+            return self.backend.select(where, params, limit)
+
+    def verify(self) -> dict:
+        """Walk the whole chain: ``{ok, count, first_broken, head_seq, head_hash}``."""
+        with self.backend.guard("verify", write=False):
+            if not self.backend.open_for_read():
+                return dict(ok=True, count=0, first_broken=None, head_seq=0, head_hash=GENESIS_HASH)
+            with self.backend.read_txn():
+                return self._walk_chain()
+
+    def _walk_chain(self) -> dict:
+        head = self.backend.read_head()
+        search_limit = max(head[0], self.backend.count())
+        count, expected_seq, prev_hash, broken = 0, 1, GENESIS_HASH, None
+        for record, record_key in self.backend.iter_rows():
+            count += 1
+            if broken is None:
+                broken = check_link(record, record_key, expected_seq, prev_hash, search_limit)
+            expected_seq, prev_hash = record["seq"] + 1, record["hash"]
+        if broken is None:
+            broken = check_head(expected_seq - 1, prev_hash, head)
+        return dict(ok=broken is None, count=count, first_broken=broken, head_seq=head[0], head_hash=head[1])
+
+    def export_jsonl(self, path_or_file: Any) -> int:
+        """Write every record as one canonical JSON line (seq order); return the count.
+
+        A path is written atomically (temporary file, mode 0600, then rename).
+        """
+        if hasattr(path_or_file, "write"):
+            return self._export_to(path_or_file)
+        path = os.path.abspath(os.path.expanduser(path_or_file))
+        tmp = "%s.tmp-%d" % (path, os.getpid())
+        try:
+            with open(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w", encoding="utf-8") as handle:
+                count = self._export_to(handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise LabopsError("audit ledger export to %s failed: %s" % (path, exc), dest=path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return count
+
+    def _export_to(self, handle: Any) -> int:
+        count = 0
+        with self.backend.guard("export", write=False):
+            if not self.backend.open_for_read():
+                return 0
+            with self.backend.read_txn():
+                for record, dummy in self.backend.iter_rows():
+                    handle.write(canonical_json(record) + "\n")
+                    count += 1
+        return count
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class _Rollback(Exception):
+    """Raised inside a write transaction to roll it back on purpose (preflight)."""
+
+
+def _query_filters(ref_type: Any, ref_id: Any, actor: Any, action: Any, since: Any, until: Any, record_key: Any) -> tuple:
+    where, params = [], []
+    for column, value in (("ref_type", ref_type), ("ref_id", ref_id), ("actor", actor), ("record_key", record_key)):
+        if value is not None:
+            where.append("%s = ?" % column)
+            params.append(str(value))
+    if action is not None:
+        where.append("action = ?")
+        params.append(validate_action(action))
+    for operator, value, name in ((">=", since, "since"), ("<", until, "until")):
+        bound = normalise_ts(value, name)
+        if bound is not None:
+            where.append("ts %s ?" % operator)
+            params.append(bound)
+    return (" WHERE " + " AND ".join(where) if where else ""), tuple(params)
+
+
+def ledger_from_params(params: dict) -> Ledger:
+    """Build a Ledger from module params carrying the LEDGER_ARGSPEC options."""
+    backend = params.get("ledger_backend") or "sqlite"
+    actor = params.get("actor") or DEFAULT_ACTOR
+    role = params.get("actor_role") or DEFAULT_ACTOR
+    if backend == "sqlite":
+        return Ledger(SqliteBackend(params.get("ledger_path") or DEFAULT_LEDGER_PATH), actor, role)
+    if backend == "postgresql":
+        if not params.get("ledger_dsn"):
+            raise ValidationError("ledger_backend=postgresql needs ledger_dsn (or LABOPS_LEDGER_DSN)")
+        return Ledger(PostgresBackend(params["ledger_dsn"]), actor, role)
+    raise ValidationError("unknown ledger_backend %r: expected sqlite or postgresql" % (backend,))

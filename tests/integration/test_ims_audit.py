@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ims_audit through real ansible-playbook runs: the lifecycle target and 8 parallel writers."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+
+HERE = Path(__file__).resolve().parent
+TARGET = HERE / "targets" / "ims_audit"
+WORKERS = 8
+APPENDS_PER_WORKER = 6
+
+WRITER_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Append one record per item
+      labops.itsm.ims_audit:
+        action: tool_use
+        ref_type: incident
+        ref_id: "W{{ worker }}-{{ item }}"
+        actor: "worker-{{ worker }}"
+        meta:
+          item: "{{ item }}"
+      loop: "{{ range(%d) | list }}"
+""" % APPENDS_PER_WORKER
+
+VERIFY_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - labops.itsm.ims_audit:
+        state: verify
+      register: verified
+    - labops.itsm.ims_audit_info: {}
+      register: everything
+    - ansible.builtin.copy:
+        content: "{{ {'verification': verified.verification, 'count': everything.records | length} | to_json }}"
+        dest: "{{ result_file }}"
+"""
+
+
+def playbook_env(ledger_path):
+    env = dict(os.environ)
+    env.update(LABOPS_LEDGER_PATH=str(ledger_path), ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    return env
+
+
+def ansible_playbook():
+    return str(Path(sys.executable).parent / "ansible-playbook")
+
+
+def test_lifecycle_target(tmp_path):
+    playbook = tmp_path / "target.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: %s\n" % TARGET)
+    result = subprocess.run([ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", "output_dir=%s" % tmp_path],
+                            env=playbook_env(tmp_path / "unused.sqlite3"), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "failed=0" in result.stdout
+    assert (tmp_path / "ims_audit.jsonl").exists()
+
+
+def test_eight_parallel_playbooks_lose_nothing(tmp_path):
+    ledger_path = tmp_path / "shared" / "ims_audit.sqlite3"
+    playbook = tmp_path / "writer.yml"
+    playbook.write_text(WRITER_PLAYBOOK)
+    env = playbook_env(ledger_path)
+    runs = [
+        subprocess.Popen([ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", "worker=%d" % worker],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for worker in range(WORKERS)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * WORKERS, "\n".join(output[-2000:] for output in outputs)
+
+    verify = tmp_path / "verify.yml"
+    verify.write_text(VERIFY_PLAYBOOK)
+    result_file = tmp_path / "result.json"
+    done = subprocess.run([ansible_playbook(), "-i", "localhost,", "-c", "local", str(verify), "-e", "result_file=%s" % result_file],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-4000:]
+    summary = json.loads(result_file.read_text())
+    total = WORKERS * APPENDS_PER_WORKER
+    assert summary["verification"]["ok"] is True and summary["verification"]["count"] == total and summary["count"] == total
+
+    with ledger_from_params(dict(ledger_path=str(ledger_path))) as ledger:
+        records = ledger.query()
+    assert [record["seq"] for record in records] == list(range(1, total + 1))
+    assert {record["ref_id"] for record in records} == {"W%d-%d" % (w, i) for w in range(WORKERS) for i in range(APPENDS_PER_WORKER)}
+    writers_interleaved = len({record["actor"] for record in records[:total // 2]})
+    assert writers_interleaved >= 2  # the runs really overlapped
