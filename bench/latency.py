@@ -71,7 +71,7 @@ def measure_chain(count: int, workdir: Path) -> list[float]:
             stack.alertmanager.post_alerts([body])
             marker = f"bench alert {seq} ["
             while True:
-                tickets = [t for t in stack.tickets() if marker in t["Title"] and t["Articles"]]
+                tickets = [t for t in stack.tickets() if marker in t["Title"] and t["Article"]]
                 if tickets:
                     latencies.append(time.perf_counter() - t0)
                     break

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         alerts = demo_alerts(datetime.now(timezone.utc))
         print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07", flush=True)
         stack.alertmanager.post_alerts(list(alerts.values()))
-        ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(t["Articles"] for t in ts), "waiting for incidents")
+        ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(t["Article"] for t in ts), "waiting for incidents")
         if ok:
             print("\nresolving: PveGuestDown erp-db-02 (the guest is back)", flush=True)
             resolved = dict(alerts["guest"], endsAt=iso(datetime.now(timezone.utc)))

@@ -60,7 +60,7 @@ def test_firing_repeat_resolve(stack: Stack):
     assert ticket["Queue"] == "Platform"          # CMDB: erp-db-02 belongs to the platform team
     assert ticket["Priority"] == "5 very high"    # critical (urgency high) x impact high -> S1
     assert ticket["StateType"] in ("new", "open")
-    assert any(a["Subject"].startswith("FIRING PveGuestDown") for a in ticket["Articles"])
+    assert any(a["Subject"].startswith("FIRING PveGuestDown") for a in ticket["Article"])
 
     # A malformed webhook is refused with a 4xx and the daemon keeps serving.
     request = urllib.request.Request(stack.webhook_url, data=b"{not json", method="POST",
@@ -87,7 +87,7 @@ def test_firing_repeat_resolve(stack: Stack):
 
     closed = wait_until(closed_ticket, 120, what="the ticket to close")
     assert len(closed) == 1
-    assert any(a["Subject"] == "RESOLVED PveGuestDown" for a in closed[0]["Articles"])
+    assert any(a["Subject"] == "RESOLVED PveGuestDown" for a in closed[0]["Article"])
 
     # The audit ledger verifies and holds the governed actions for this ticket.
     from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
