@@ -1,0 +1,67 @@
+"""The correlation_key filter and the alertmanager event source compute the same key."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.labops.itsm.plugins.filter.correlation_key import FilterModule, correlation_key
+
+source = importlib.import_module("ansible_collections.labops.itsm.extensions.eda.plugins.event_source.alertmanager")
+
+FIXTURES = Path(__file__).resolve().parents[2] / "extensions" / "fixtures"
+
+
+def test_known_value() -> None:
+    expected = hashlib.sha256(b"alertmanager|9582172f3995a11a|2026-05-04T07:15:02.118Z").hexdigest()[:24]
+    assert correlation_key("9582172f3995a11a", "2026-05-04T07:15:02.118Z") == expected
+    assert len(expected) == 24 and expected == expected.lower()
+
+
+@pytest.mark.parametrize("name", ["firing", "resolved", "am025"])
+def test_filter_agrees_with_event_source(name: str) -> None:
+    payload = json.loads((FIXTURES / f"webhook_{name}.json").read_text(encoding="utf-8"))
+    events = source.build_events(payload, source.parse_config({}))
+    assert events
+    for event in events:
+        alert = event["alert"]
+        assert correlation_key(alert["fingerprint"], alert["startsAt"]) == event["correlation_key"]
+        assert source.correlation_key(alert["fingerprint"], alert["startsAt"]) == event["correlation_key"]
+
+
+def test_new_episode_gets_new_key() -> None:
+    assert correlation_key("9582172f3995a11a", "2026-05-04T07:15:02.118Z") != correlation_key("9582172f3995a11a", "2026-05-04T09:00:00Z")
+
+
+def test_registered_under_its_name() -> None:
+    assert FilterModule().filters()["correlation_key"] is correlation_key
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "starts_at"),
+    [
+        (None, "2026-05-04T07:15:02Z"),
+        ("9582172F3995A11A", "2026-05-04T07:15:02Z"),
+        ("short", "2026-05-04T07:15:02Z"),
+        ("9582172f3995a11a", ""),
+        ("9582172f3995a11a", None),
+    ],
+)
+def test_bad_input_raises(fingerprint: object, starts_at: object) -> None:
+    with pytest.raises(AnsibleFilterError):
+        correlation_key(fingerprint, starts_at)
+
+
+def test_through_ansible_templar() -> None:
+    """The filter resolves by FQCN in a real ansible-core template."""
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar, trust_as_template  # pylint: disable=import-outside-toplevel
+
+    templar = Templar(loader=DataLoader(), variables={"fp": "9582172f3995a11a", "ts": "2026-05-04T07:15:02.118Z"})
+    rendered = templar.template(trust_as_template("{{ fp | labops.itsm.correlation_key(ts) }}"))
+    assert rendered == correlation_key("9582172f3995a11a", "2026-05-04T07:15:02.118Z")
