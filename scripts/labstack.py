@@ -39,14 +39,18 @@ def http_json(method: str, url: str, body: Any = None, headers: dict | None = No
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, (json.loads(raw) if raw else None)
+            return response.status, _decode(response.read())
     except urllib.error.HTTPError as err:
-        raw = err.read()
-        try:
-            return err.code, json.loads(raw)
-        except ValueError:
-            return err.code, raw.decode(errors="replace")
+        return err.code, _decode(err.read())
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
@@ -195,7 +199,7 @@ class Stack:
 
     workdir: Path
     rulebook: Path = REPO_ROOT / "rulebooks" / "alertmanager_otobo.yml"
-    inventory: Path = REPO_ROOT / "inventory" / "hosts.yml"
+    inventory: Path = REPO_ROOT / "inventory"
     group_wait: str = "1s"
     group_interval: str = "2s"
     repeat_interval: str = "1h"
@@ -235,7 +239,7 @@ class Stack:
         }
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, env,
                                       {"webhook_host": "127.0.0.1", "webhook_port": self.webhook_port, "webhook_path": "/alertmanager"})
-        self.rulebook_proc.start(ready_url=f"http://127.0.0.1:{self.webhook_port}/health")
+        self.rulebook_proc.start(ready_url=f"{self.webhook_url}/health")
         self.alertmanager = AlertManager(self.workdir / "alertmanager", self.webhook_url, token_file,
                                          group_wait=self.group_wait, group_interval=self.group_interval,
                                          repeat_interval=self.repeat_interval).start()
