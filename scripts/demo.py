@@ -44,7 +44,7 @@ def demo_alerts(now: datetime) -> dict[str, dict]:
 
 def table(tickets: list[dict]) -> str:
     rows = [("Ticket", "State", "Priority", "Queue", "Title")]
-    rows += [(str(t["TicketNumber"]), t["State"], t["Priority"], t["Queue"], t["Title"][:78]) for t in tickets]
+    rows += [(str(t["TicketNumber"]), t["State"], t["Priority"], t["Queue"], t["Title"][:100]) for t in tickets]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
     lines.insert(1, "-" * min(140, len(lines[0]) + 40))
@@ -57,10 +57,10 @@ class Demo:
         self.deadline = deadline
         self.last_shown = ""
 
-    def show(self, note: str = "") -> list[dict]:
+    def show(self, note: str = "", always: bool = False) -> list[dict]:
         tickets = sorted(self.stack.tickets(), key=lambda t: str(t["TicketNumber"]))
         text = table(tickets)
-        if text != self.last_shown:
+        if always or text != self.last_shown:
             stamp = datetime.now().strftime("%H:%M:%S")
             print(f"\n[{stamp}] {note}\n{text}", flush=True)
             self.last_shown = text
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             stack.alertmanager.post_alerts([resolved])
             ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"].startswith("closed") for t in ts),
                                "waiting for the guest's incident to close")
-        demo.show("final state")
+        demo.show("final state", always=True)
         ok = report_ledger(stack) and ok
         print(f"\nlogs: {workdir}/ansible-rulebook.log, {workdir}/alertmanager/alertmanager.log")
         print("stopping AlertManager, ansible-rulebook and the simulator ...", flush=True)

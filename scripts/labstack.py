@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The bootstrap links this checkout into <venv>/collections; that makes
+# ansible_collections.labops.itsm importable for reading the ledger.
+COLLECTIONS_PATH = Path(sys.prefix) / "collections"
+if str(COLLECTIONS_PATH) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_PATH))
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 AGENT_USER = "alertbot"
 AGENT_PASSWORD = "s3cret"
