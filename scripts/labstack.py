@@ -245,9 +245,11 @@ class Stack:
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, env,
                                       {"webhook_host": "127.0.0.1", "webhook_port": self.webhook_port, "webhook_path": "/alertmanager"})
         self.rulebook_proc.start(ready_url=f"{self.webhook_url}/health")
+        # Assigned before start() so that stop() also reaps a process that failed to become ready.
         self.alertmanager = AlertManager(self.workdir / "alertmanager", self.webhook_url, token_file,
                                          group_wait=self.group_wait, group_interval=self.group_interval,
-                                         repeat_interval=self.repeat_interval).start()
+                                         repeat_interval=self.repeat_interval)
+        self.alertmanager.start()
         return self
 
     def stop(self) -> None:
