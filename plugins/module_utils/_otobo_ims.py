@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""OTOBO implementation of the SOP engine's ``TicketPlatform`` (thin, over ``_otobo.OtoboClient``).
+
+Mapping (all overridable, see ``docs/lifecycle.md``):
+
+* an incident, problem or change request is one OTOBO ticket; its entity is kept in the
+  dynamic field ``IMSEntity`` and, when ``ticket_types`` names one, in the ticket type;
+* the IMS status is kept in ``IMSStatus`` and mirrored to an OTOBO state through ``state_map``
+  (pending states get a ``PendingTime``, as OTOBO requires);
+* the other IMS attributes live in dynamic fields (``FIELD_MAP``), lists comma separated;
+* the S-level sets the OTOBO priority (``_priority.PLATFORM_PRIORITY_MAPS['otobo']``);
+* the IMS id is the OTOBO ticket number; notes are internal (or customer-visible) articles.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from typing import Any, Mapping, Optional
+
+from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import OPEN_STATES, state_type, title_with_marker
+from ansible_collections.labops.itsm.plugins.module_utils._sop import DEFAULT_LOOKUP_LIMIT, DEFAULT_PENDING_HOURS, TicketPlatform
+
+PLATFORM = "otobo"
+FIELD_MAP = {
+    "entity": "IMSEntity", "status": "IMSStatus", "category": "IMSCategory", "subcategory": "IMSSubcategory",
+    "priority": "IMSPriority", "severity": "IMSSeverity", "severity_level": "IMSSeverityLevel",
+    "detection_source": "IMSDetectionSource", "reporter": "IMSReporter", "affected_service": "IMSAffectedService",
+    "assigned_team": "IMSAssignedTeam", "change_link": "IMSChangeLink", "problem_link": "IMSProblemLink",
+    "incident_links": "IMSIncidentLinks", "workaround": "IMSWorkaround", "root_cause": "IMSRootCause", "pir": "IMSPIR",
+    "kb_link": "IMSKBLink", "opened_at": "IMSOpenedAt", "responded_at": "IMSRespondedAt", "resolved_at": "IMSResolvedAt",
+    "resolved_by": "IMSResolvedBy", "closed_by": "IMSClosedBy", "requester": "IMSRequester", "approver": "IMSApprover",
+    "vendor": "IMSVendor", "correlation_key": "IMSCorrelationKey",
+}
+LIST_KEYS = ("incident_links",)
+DEFAULT_STATE_MAP = {
+    "incident": {"open": "new", "in_progress": "open", "escalated": "open", "pending_vendor": "pending reminder",
+                 "resolved": "closed successful", "closed": "closed successful"},
+    "problem": {"open": "new", "under_investigation": "open", "known_error": "open", "resolved": "closed successful",
+                "closed": "closed successful"},
+    "change_request": {"pending": "new", "approved": "open", "rejected": "closed unsuccessful"},
+}
+DEFAULT_TICKET_TYPES = {"incident": "Incident", "problem": "Problem", "change_request": "RfC"}
+DEFAULT_PRIORITY = "3 normal"
+SEARCH_CAP = 500
+
+
+def merge_state_map(overrides: Optional[Mapping[str, Any]]) -> dict:
+    """DEFAULT_STATE_MAP with ``{entity: {status: state}}`` overrides applied."""
+    result = dict((entity, dict(states)) for entity, states in DEFAULT_STATE_MAP.items())
+    for entity, states in (overrides or {}).items():
+        if entity not in result or not isinstance(states, Mapping):
+            raise ValidationError("state_map keys must be incident, problem or change_request with a status->state mapping, got {0!r}".format(entity))
+        unknown = sorted(set(states) - set(result[entity]))
+        if unknown:
+            raise ValidationError("state_map.{0}: unknown IMS status {1}".format(entity, ", ".join(unknown)))
+        result[entity].update((status, str(state)) for status, state in states.items())
+    return result
+
+
+def _encode(key: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if key in LIST_KEYS:
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _decode(key: str, value: Any) -> Any:
+    if value is None or value == "":
+        return [] if key in LIST_KEYS else None
+    if isinstance(value, list):
+        value = ",".join(str(item) for item in value)
+    if key in LIST_KEYS:
+        return [item for item in str(value).split(",") if item]
+    return str(value)
+
+
+class OtoboPlatform(TicketPlatform):
+    """IMS records on OTOBO tickets."""
+
+    name = PLATFORM
+
+    def __init__(self, client: Any, *, queue: str, customer_user: Optional[str] = None, state_map: Optional[Mapping[str, Any]] = None,
+                 ticket_types: Optional[Mapping[str, Any]] = None, priority_map: Optional[Mapping[str, Any]] = None,
+                 field_map: Optional[Mapping[str, str]] = None) -> None:
+        self.client = client
+        self.queue = queue
+        self.customer_user = customer_user
+        self.state_map = merge_state_map(state_map)
+        self.ticket_types = dict(DEFAULT_TICKET_TYPES, **dict(ticket_types or {}))
+        self.priorities = prio.priority_map(PLATFORM, priority_map)
+        self.field_map = dict(FIELD_MAP, **dict(field_map or {}))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def to_record(self, ticket: Mapping[str, Any]) -> dict:
+        dynamic = ticket.get("dynamic_fields") or {}
+        record = dict((key, _decode(key, dynamic.get(name))) for key, name in self.field_map.items())
+        key = record.get("correlation_key")
+        title = ticket.get("title") or ""
+        if key and title.endswith(" [ck:{0}]".format(key)):
+            title = title[:-len(" [ck:{0}]".format(key))]
+        record.update(id=ticket.get("ticket_number"), title=title, opened_at=record.get("opened_at") or _otobo_time(ticket.get("created")),
+                      platform_state=ticket.get("state"), platform_priority=ticket.get("priority"), _ticket_id=ticket.get("ticket_id"))
+        return record
+
+    def get(self, entity: str, ref: str) -> Optional[dict]:
+        text = str(ref).strip()
+        if not text.isdigit():
+            return None
+        ticket = self.client.find_ticket_by_number(text)
+        return None if ticket is None else self.to_record(ticket)
+
+    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT) -> list:
+        criteria = {"Queues": [self.queue], "SortBy": "Age", "OrderBy": "Up", "Limit": SEARCH_CAP}
+        if self.ticket_types.get(entity):
+            criteria["Types"] = [self.ticket_types[entity]]
+        if active_only:
+            criteria["States"] = list(OPEN_STATES)
+        records = []
+        for ticket_id in self.client.search_ticket_ids(**criteria):
+            ticket = self.client.get_ticket(ticket_id)
+            if ticket is None:
+                continue
+            record = self.to_record(ticket)
+            if record.get("entity") == entity:
+                records.append(record)
+                if len(records) >= limit:
+                    break
+        return records
+
+    def find_by_correlation_key(self, key: str) -> Optional[dict]:
+        ticket = self.client.find_by_correlation_key(key, open_only=False)
+        if ticket is None:
+            return None
+        record = self.to_record(ticket)
+        return record if record.get("entity") == "incident" else None
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _state(self, entity: str, status: str) -> str:
+        return self.state_map[entity][status]
+
+    def _ticket_part(self, entity: str, values: Mapping[str, Any], creating: bool) -> dict:
+        ticket = {}
+        if "status" in values:
+            ticket["state"] = self._state(entity, values["status"])
+            if (state_type(ticket["state"]) or "").startswith("pending"):
+                minutes = values.get("pending_minutes") or DEFAULT_PENDING_HOURS * 60
+                ticket["pending_time"] = {"Diff": int(minutes)}
+        if values.get("severity_level"):
+            ticket["priority"] = prio.severity_to_priority(values["severity_level"], PLATFORM, self.priorities)
+        elif creating:
+            ticket["priority"] = DEFAULT_PRIORITY
+        if "title" in values:
+            ticket["title"] = title_with_marker(values["title"], values.get("correlation_key"))
+        return ticket
+
+    def _dynamic(self, values: Mapping[str, Any]) -> dict:
+        return dict((self.field_map[key], _encode(key, value)) for key, value in values.items() if key in self.field_map)
+
+    @staticmethod
+    def _article(note: Optional[Mapping[str, Any]]) -> Optional[dict]:
+        if not note:
+            return None
+        return {"subject": note["subject"], "body": note["body"] or note["subject"], "content_type": "text/plain; charset=utf8",
+                "communication_channel": "Internal", "sender_type": "agent",
+                "is_visible_for_customer": bool(note.get("visible"))}
+
+    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> dict:
+        if not self.customer_user:
+            raise ValidationError("otobo: customer_user is required to create {0} tickets".format(entity))
+        ticket = self._ticket_part(entity, values, True)
+        ticket.update(queue=self.queue, customer_user=self.customer_user)
+        if self.ticket_types.get(entity):
+            ticket["type"] = self.ticket_types[entity]
+        dynamic = dict((name, value) for name, value in self._dynamic(values).items() if value != "")
+        created = self.client.create_ticket(ticket, self._article(note), dynamic)
+        return self.to_record(self.client.get_ticket(created["ticket_id"]))
+
+    def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
+        ticket_id = record["_ticket_id"]
+        values = dict(changes)
+        if "title" in values:
+            values.setdefault("correlation_key", record.get("correlation_key"))
+        self.client.update_ticket(ticket_id, ticket=self._ticket_part(record["entity"], values, False) or None,
+                                  article=self._article(note), dynamic_fields=self._dynamic(changes) or None)
+        return self.to_record(self.client.get_ticket(ticket_id))
+
+    def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
+        self.client.update_ticket(record["_ticket_id"], article=self._article(note))
+
+
+def _otobo_time(value: Any) -> Optional[str]:
+    """OTOBO ``YYYY-MM-DD HH:MM:SS`` (server time, assumed UTC) → ISO-8601."""
+    if not value:
+        return None
+    return prio.format_time(prio.parse_time(value, "created"))
+
+
+def platform_from_params(params: Mapping[str, Any], client: Any) -> OtoboPlatform:
+    return OtoboPlatform(client, queue=params.get("queue") or "Raw", customer_user=params.get("customer_user"),
+                         state_map=params.get("state_map"), ticket_types=params.get("ticket_types"),
+                         priority_map=params.get("priority_map"), field_map=params.get("dynamic_field_map"))

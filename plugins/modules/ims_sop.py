@@ -1,0 +1,602 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ims_sop
+short_description: Run one IMS standard operating procedure (seed 002) on OTOBO, enforced and audited
+version_added: 0.1.0
+description:
+  - Runs one of the IMS policy's single-turn standard operating procedures (SOPs) against OTOBO tickets
+    (incidents, problems and change requests).
+  - "Every run follows the same order and halts with an explicit error at the first failure, before anything is
+    written: input validation (required inputs, seed 002 enums), role authorisation of O(actor_role), reading the
+    current ticket, prior-state, transition, precondition and segregation-of-duties checks, then (unless in check mode)
+    a ledger preflight, the OTOBO change and the audit records."
+  - "A policy halt fails the task with C(error_class=PolicyViolation) and a message C(<sop>: <rule>: <explanation> (got <value>))."
+  - A failed audit write after the OTOBO change fails the task with C(error_class=AuditWriteError).
+  - "Why one module with a O(sop) choice rather than one module per SOP: each SOP is a single-turn procedure whose
+    inputs, checks and effects are fixed by the policy, so the SOP is the unit of work; one module keeps one argument
+    surface, one engine and one audit path for all of them, and a new platform adapter serves all SOPs at once."
+  - The IMS status and attributes are kept in ticket dynamic fields (C(IMSStatus), C(IMSCategory), C(IMSPriority),
+    C(IMSAssignedTeam) ... see O(dynamic_field_map)); the IMS status is mirrored to an OTOBO state through O(state_map).
+    Notes (acknowledgements, diagnoses, communications, reviews, KB content) are ticket articles.
+  - SOPs that only add a note (V(incident_log), V(incident_diagnose), V(communication_update), V(incident_review),
+    V(kb_update)) and the ledger-only SOPs (V(tool_usage), V(simulation_run), V(audit_log)) change something on every
+    run. Field SOPs (V(incident_categorize), V(incident_prioritize), V(incident_assign), V(change_coordinate),
+    V(problem_link_incident)) are idempotent. Status SOPs halt when the ticket is not in an allowed prior state.
+author:
+  - labops.itsm contributors (@labops)
+extends_documentation_fragment:
+  - labops.itsm.otobo
+  - labops.itsm.ledger
+  - labops.itsm.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Validation, authorisation and all policy checks run; the predicted record and the audit records that would be
+        written are returned, nothing is written to OTOBO or the ledger.
+  diff_mode:
+    support: full
+    details:
+      - RV(diff) holds the IMS record before and after.
+seealso:
+  - module: labops.itsm.otobo_ticket
+  - module: labops.itsm.ims_audit
+options:
+  sop:
+    description:
+      - The standard operating procedure to run (seed 002 numbering in parentheses).
+      - V(entity_lookup) (1), V(incident_identify) (2), V(incident_log) (3), V(incident_categorize) (4),
+        V(incident_prioritize) (5), V(incident_assign) (6), V(incident_diagnose) (7), V(incident_escalate) (8),
+        V(vendor_engage) (9), V(change_request), V(change_approve) and V(change_coordinate) (10),
+        V(incident_resolve) (11), V(communication_update) (12), V(incident_close) (13), V(incident_review) (14),
+        V(kb_update) (15), V(monitoring_intake) (16), V(tool_usage) (17), V(simulation_run) (18),
+        V(problem_create), V(problem_update), V(problem_link_incident), V(problem_workaround), V(problem_resolve)
+        and V(problem_close) (19), V(audit_log) (20).
+    type: str
+    required: true
+    choices: [entity_lookup, incident_identify, incident_log, incident_categorize, incident_prioritize, incident_assign,
+              incident_diagnose, incident_escalate, vendor_engage, change_request, change_approve, change_coordinate,
+              incident_resolve, communication_update, incident_close, incident_review, kb_update, monitoring_intake,
+              tool_usage, simulation_run, problem_create, problem_update, problem_link_incident, problem_workaround,
+              problem_resolve, problem_close, audit_log]
+  queue:
+    description:
+      - OTOBO queue of the tickets this module creates and searches.
+    type: str
+    default: Raw
+  customer_user:
+    description:
+      - OTOBO customer user of created tickets (OTOBO requires one). Required by the SOPs that create tickets.
+    type: str
+  state_map:
+    description:
+      - "Overrides of the IMS status to OTOBO state mapping, C({entity: {status: state}}) with entity V(incident),
+        V(problem) or V(change_request)."
+      - "Defaults: incident open=new, in_progress=open, escalated=open, pending_vendor=pending reminder,
+        resolved=closed successful, closed=closed successful; problem open=new, under_investigation=open,
+        known_error=open, resolved=closed successful, closed=closed successful; change_request pending=new,
+        approved=open, rejected=closed unsuccessful."
+    type: dict
+  ticket_types:
+    description:
+      - OTOBO ticket type per entity, C({incident, problem, change_request}); an empty string leaves the type unset.
+      - Defaults to V(Incident), V(Problem) and V(RfC); the types must exist in OTOBO.
+    type: dict
+  priority_map:
+    description:
+      - Overrides of the severity to OTOBO priority mapping; keys V(S1)..V(S4) or V(critical), V(high), V(medium), V(low).
+      - Defaults to critical=C(5 very high), high=C(4 high), medium=C(3 normal), low=C(2 low).
+    type: dict
+  dynamic_field_map:
+    description:
+      - "Overrides of the IMS attribute to dynamic field name mapping, for example C({status: MyStatusField})."
+    type: dict
+  incident_id:
+    description:
+      - Ticket number of the incident.
+    type: str
+  problem_id:
+    description:
+      - Ticket number of the problem.
+    type: str
+  change_id:
+    description:
+      - Ticket number of the change request.
+    type: str
+  title:
+    description:
+      - Title of a new incident, problem or change request; new title with V(problem_update).
+    type: str
+  description:
+    description:
+      - Description of the incident, problem or change.
+    type: str
+  reporter:
+    description:
+      - Who reported the incident (V(incident_identify)).
+    type: str
+  detection_source:
+    description:
+      - How the incident or problem was detected.
+    type: str
+    choices: [user_report, monitoring_tool, automated_alert]
+  affected_service:
+    description:
+      - The affected service.
+    type: str
+  category:
+    description:
+      - Incident category.
+    type: str
+    choices: [hardware, software, security, performance, other]
+  subcategory:
+    description:
+      - Free-text subcategory (V(incident_categorize)).
+    type: str
+  correlation_key:
+    description:
+      - Correlation key (8 to 64 lowercase hex) of V(incident_identify); an active incident with the key is not duplicated.
+    type: str
+  priority:
+    description:
+      - IMS priority (V(incident_prioritize)); give it or O(urgency) and O(impact), or both when they agree.
+    type: str
+    choices: [low, medium, high]
+  severity:
+    description:
+      - IMS severity (V(incident_prioritize)).
+    type: str
+    choices: [low, medium, high]
+  urgency:
+    description:
+      - Urgency for the seed 004 urgency x impact matrix.
+    type: str
+    choices: [high, medium, low]
+  impact:
+    description:
+      - Impact for the seed 004 urgency x impact matrix (V(incident_prioritize), V(monitoring_intake)).
+    type: str
+    choices: [high, medium, low]
+  justification:
+    description:
+      - Why (V(incident_prioritize), V(change_request), V(change_approve), V(change_coordinate)).
+    type: str
+  team:
+    description:
+      - Team to assign (V(incident_assign)).
+    type: str
+    choices: [service_desk, L1, L2, L3, facilities, change_mgmt, devops]
+  recipients:
+    description:
+      - Recipient group of a communication (V(communication_update); V(incident_assign) defaults to V(end_users)).
+    type: str
+    choices: [end_users, stakeholders, executives, IT_staff]
+  message_text:
+    description:
+      - Communication text (V(communication_update)) or acknowledgement text (V(incident_assign)).
+    type: str
+  message_type:
+    description:
+      - Kind of communication.
+    type: str
+    choices: [status, eta, resolution, pir]
+  reopen_reason:
+    description:
+      - Required by V(incident_assign) on a resolved incident (the reopen).
+    type: str
+  diagnosis:
+    description:
+      - Diagnostic steps (V(incident_diagnose)) or initial diagnosis (V(incident_log)).
+    type: str
+  workaround:
+    description:
+      - Temporary workaround (V(incident_log), V(incident_diagnose), V(problem_workaround)).
+    type: str
+  escalate_to:
+    description:
+      - Escalation target (V(incident_escalate)).
+    type: str
+    choices: [L2, L3, incident_manager, change_mgmt, facilities, devops]
+  reason:
+    description:
+      - Escalation reason.
+    type: str
+  trigger:
+    description:
+      - V(automatic) escalations may start from an open incident when its priority is high or its response SLA is breached.
+    type: str
+    choices: [manual, automatic]
+  vendor:
+    description:
+      - Vendor name (V(vendor_engage)).
+    type: str
+  contact_method:
+    description:
+      - How the vendor is contacted.
+    type: str
+    choices: [phone, email, vendor_portal, API]
+  vendor_reference:
+    description:
+      - The vendor's case number.
+    type: str
+  vendor_context:
+    description:
+      - What the vendor is asked to do.
+    type: str
+  pending_hours:
+    description:
+      - Hours until the OTOBO pending reminder of V(vendor_engage). Defaults to 24.
+    type: int
+  decision:
+    description:
+      - Decision of V(change_approve).
+    type: str
+    choices: [approved, rejected]
+  resolution_summary:
+    description:
+      - What fixed the incident (V(incident_resolve)).
+    type: str
+  fix_applied:
+    description:
+      - Confirms that the fix was applied; must be V(true) for V(incident_resolve).
+    type: bool
+  service_restored:
+    description:
+      - Confirms that the service is restored; must be V(true) for V(incident_resolve).
+    type: bool
+  closure_notes:
+    description:
+      - Closure notes (V(incident_close), V(problem_close)).
+    type: str
+  timeline:
+    description:
+      - PIR timeline (V(incident_review)).
+    type: str
+  factors:
+    description:
+      - PIR contributing factors.
+    type: str
+  actions:
+    description:
+      - PIR action items.
+    type: list
+    elements: str
+  kb_article_id:
+    description:
+      - Knowledge base article id (V(kb_update), V(problem_workaround), V(incident_review)); defaults to C(KB-<ticket number>).
+    type: str
+  kb_type:
+    description:
+      - Kind of KB content.
+    type: str
+    choices: [resolution, workaround, prevention]
+  kb_title:
+    description:
+      - KB article title.
+    type: str
+  kb_content:
+    description:
+      - KB article content.
+    type: str
+  event:
+    description:
+      - The monitoring event of V(monitoring_intake), C({event_id, service, source, alert_type, severity, occurred_at,
+        summary, correlation_key}); C(source) is V(monitoring_tool) or V(automated_alert); C(severity) is V(critical),
+        V(high), V(warning), V(medium), V(info) or V(low).
+    type: dict
+  min_severity:
+    description:
+      - Threshold of V(monitoring_intake); weaker events halt with rule C(below_threshold). Defaults to V(medium).
+    type: str
+    choices: [low, medium, high]
+  tool:
+    description:
+      - The tool used (V(tool_usage)).
+    type: str
+    choices: [monitoring, root_cause_analysis, ITSM_service_desk, incident_response, AI_virtual_agent, AIOps, automation_script]
+  action_summary:
+    description:
+      - What was done with the tool.
+    type: str
+  outcome:
+    description:
+      - Outcome of the tool usage.
+    type: str
+  usage_id:
+    description:
+      - Identifier of the tool usage record; generated when not given.
+    type: str
+  scenario:
+    description:
+      - Simulation scenario (V(simulation_run)).
+    type: str
+  scope:
+    description:
+      - Simulation scope.
+    type: str
+    choices: [tabletop, drill]
+  outcomes:
+    description:
+      - Simulation outcomes.
+    type: list
+    elements: str
+  simulation_id:
+    description:
+      - Identifier of the simulation record; generated when not given.
+    type: str
+  entity_type:
+    description:
+      - Entity to look up (V(entity_lookup)).
+    type: str
+    choices: [incident, problem, change_request]
+  filters:
+    description:
+      - Lookup filters, IMS attribute to value (C(id), C(status), C(priority), C(severity), C(severity_level), C(category),
+        C(assigned_team), C(affected_service), C(title) (substring), C(reporter), C(correlation_key), C(problem_link),
+        C(change_link)).
+    type: dict
+  limit:
+    description:
+      - Maximum number of lookup matches. Defaults to 50.
+    type: int
+  incident_ids:
+    description:
+      - Incidents to link to a new problem (V(problem_create)).
+    type: list
+    elements: str
+  root_cause:
+    description:
+      - Root cause (V(problem_update)).
+    type: str
+  problem_status:
+    description:
+      - New problem status with V(problem_update); only V(under_investigation) (start or reopen an investigation).
+    type: str
+    choices: [open, under_investigation, known_error, resolved, closed]
+  validation_evidence:
+    description:
+      - Evidence that the problem is fixed (V(problem_resolve)).
+    type: str
+  stability_window_hours:
+    description:
+      - Hours a resolved problem must stay stable before V(problem_close). Defaults to 24.
+    type: int
+  audit_action:
+    description:
+      - Audit action of V(audit_log).
+    type: str
+    choices: [identify, create, read, update, notify, escalate, resolve, close, review, kb_update, vendor_engagement, simulation, tool_use, link]
+  ref_type:
+    description:
+      - Entity type of the V(audit_log) record; tickets (incident, problem, change_request) must exist.
+    type: str
+    choices: [incident, problem, change_request, communication, monitoring_event, tool_usage, simulation, kb_article, vendor_engagement]
+  ref_id:
+    description:
+      - Identifier of the V(audit_log) record.
+    type: str
+  audit_fields:
+    description:
+      - "Field deltas of V(audit_log), C({name: {before, after}})."
+    type: dict
+  audit_meta:
+    description:
+      - Minimal context of V(audit_log).
+    type: dict
+notes:
+  - "Required dynamic fields (Text): IMSEntity, IMSStatus, IMSCategory, IMSSubcategory, IMSPriority, IMSSeverity,
+    IMSSeverityLevel, IMSDetectionSource, IMSReporter, IMSAffectedService, IMSAssignedTeam, IMSChangeLink,
+    IMSProblemLink, IMSIncidentLinks, IMSWorkaround, IMSRootCause, IMSPIR, IMSKBLink, IMSOpenedAt, IMSRespondedAt,
+    IMSResolvedAt, IMSResolvedBy, IMSClosedBy, IMSRequester, IMSApprover, IMSVendor, IMSCorrelationKey."
+  - The role table, the lifecycles and each SOP's checks are documented in C(docs/lifecycle.md) and C(docs/sop/).
+"""
+
+EXAMPLES = r"""
+- name: Identify an incident reported by a user (SOP 2)
+  labops.itsm.ims_sop:
+    sop: incident_identify
+    title: Database cluster unreachable
+    reporter: jdoe
+    detection_source: user_report
+    affected_service: postgres
+    description: The application reports connection refused since 10:02.
+    customer_user: monitoring
+    actor: sd-anna
+    actor_role: service_desk
+  register: identified
+
+- name: Prioritise it with the urgency x impact matrix (SOP 5)
+  labops.itsm.ims_sop:
+    sop: incident_prioritize
+    incident_id: "{{ identified.record.id }}"
+    urgency: high
+    impact: high
+    justification: All research jobs are blocked.
+    actor: im-bob
+    actor_role: incident_manager
+
+- name: Close a resolved high-priority incident (SOP 13; records pir_required)
+  labops.itsm.ims_sop:
+    sop: incident_close
+    incident_id: "2025061110000421"
+    closure_notes: User confirmed the service works.
+    actor: im-bob
+    actor_role: incident_manager
+"""
+
+RETURN = r"""
+sop:
+  description: The SOP that ran.
+  returned: always
+  type: str
+  sample: incident_close
+record:
+  description:
+    - The IMS view of the ticket after the SOP (the prediction in check mode; C(id) is null for a ticket not created yet).
+    - Null for SOPs without a ticket (V(simulation_run), V(audit_log), V(tool_usage) without an incident, V(entity_lookup)).
+    - Incidents also carry C(closure_complete) and, once prioritised, C(sla) (response and resolution status).
+  returned: always
+  type: dict
+  sample: {"id": "2025061110000421", "entity": "incident", "status": "closed", "priority": "high", "severity_level": "S1",
+           "pir": "required", "closure_complete": false, "platform_state": "closed successful"}
+audit:
+  description: The audit records written (in check mode, those that would be written).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"seq": 7, "action": "close", "ref_type": "incident", "ref_id": "2025061110000421", "actor": "im-bob",
+            "role": "incident_manager", "sop": "incident_close", "platform": "otobo",
+            "fields": {"status": {"before": "resolved", "after": "closed"}}, "meta": {"pir_required": true},
+            "prev_hash": "743982a8...", "hash": "0654cdea..."}]
+diff:
+  description: The IMS record before and after.
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: The record before the SOP.
+      type: dict
+    after:
+      description: The record after the SOP.
+      type: dict
+matches:
+  description: The matching records of V(entity_lookup).
+  returned: when O(sop=entity_lookup)
+  type: list
+  elements: dict
+match:
+  description: V(none), V(one) or V(many) (V(entity_lookup); many means disambiguation is needed).
+  returned: when O(sop=entity_lookup)
+  type: str
+  sample: one
+count:
+  description: Number of matches of V(entity_lookup).
+  returned: when O(sop=entity_lookup)
+  type: int
+  sample: 1
+duplicate_of:
+  description: The existing active record that made V(incident_identify), V(monitoring_intake) or V(problem_create) a no-op.
+  returned: when a duplicate was found
+  type: str
+  sample: "2025061110000421"
+sla:
+  description: Response and resolution targets of the S-level set by V(incident_prioritize) or V(monitoring_intake).
+  returned: when a priority was set
+  type: dict
+  sample: {"severity": "S1", "response_minutes": 15, "resolution_minutes": 240}
+kb_article_id:
+  description: The knowledge base article id (V(kb_update), V(problem_workaround)).
+  returned: when O(sop) is V(kb_update) or V(problem_workaround)
+  type: str
+  sample: KB-2025061110000421
+usage_id:
+  description: Id of the tool usage record.
+  returned: when O(sop=tool_usage)
+  type: str
+  sample: TOOL-3f9c2a7b1d0e
+simulation_id:
+  description: Id of the simulation record.
+  returned: when O(sop=simulation_run)
+  type: str
+  sample: SIM-3f9c2a7b1d0e
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
+from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC, client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import platform_from_params
+from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
+from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
+
+PLATFORM_OPTIONS = ("queue", "customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map")
+NOT_INPUTS = frozenset(OTOBO_CONNECTION_ARGSPEC) | frozenset(LEDGER_ARGSPEC) | frozenset(PLATFORM_OPTIONS) | frozenset(("sop",))
+
+
+def _str(choices=None):
+    spec = dict(type="str")
+    if choices:
+        spec["choices"] = list(choices)
+    return spec
+
+
+def input_spec():
+    """The SOP inputs (enum choices come from the policy tables)."""
+    spec = dict((name, _str()) for name in (
+        "incident_id", "problem_id", "change_id", "title", "description", "reporter", "affected_service", "subcategory",
+        "justification", "message_text", "reopen_reason", "diagnosis", "workaround", "reason", "vendor", "vendor_reference",
+        "vendor_context", "resolution_summary", "closure_notes", "timeline", "factors", "kb_article_id", "kb_title",
+        "kb_content", "action_summary", "outcome", "usage_id", "scenario", "simulation_id", "root_cause",
+        "validation_evidence", "ref_id"))
+    spec.update(
+        detection_source=_str(policy.DETECTION_SOURCES), category=_str(policy.INCIDENT_CATEGORIES),
+        correlation_key=dict(type="str", no_log=False), priority=_str(policy.PRIORITIES), severity=_str(policy.SEVERITIES),
+        urgency=_str(("high", "medium", "low")), impact=_str(("high", "medium", "low")), team=_str(policy.ASSIGNMENT_TEAMS),
+        recipients=_str(policy.RECIPIENT_GROUPS), message_type=_str(policy.MESSAGE_TYPES), escalate_to=_str(policy.ESCALATION_TARGETS),
+        trigger=_str(("manual", "automatic")), contact_method=_str(policy.CONTACT_METHODS), pending_hours=dict(type="int"),
+        decision=_str(("approved", "rejected")), fix_applied=dict(type="bool"), service_restored=dict(type="bool"),
+        actions=dict(type="list", elements="str"), kb_type=_str(policy.KB_ARTICLE_TYPES), event=dict(type="dict"),
+        min_severity=_str(policy.SEVERITIES), tool=_str(policy.TOOLS), scope=_str(policy.SIMULATION_SCOPES),
+        outcomes=dict(type="list", elements="str"), entity_type=_str(policy.TICKET_ENTITIES), filters=dict(type="dict"),
+        limit=dict(type="int"), incident_ids=dict(type="list", elements="str"), problem_status=_str(policy.PROBLEM_STATUSES),
+        stability_window_hours=dict(type="int"), audit_action=_str(policy.AUDIT_ACTIONS), ref_type=_str(policy.ENTITIES),
+        audit_fields=dict(type="dict"), audit_meta=dict(type="dict"),
+    )
+    return spec
+
+
+def argument_spec():
+    spec = dict(OTOBO_CONNECTION_ARGSPEC)
+    spec.update(LEDGER_ARGSPEC)
+    spec.update(
+        sop=dict(type="str", required=True, choices=list(policy.SOPS)),
+        queue=dict(type="str", default="Raw"),
+        customer_user=dict(type="str"),
+        state_map=dict(type="dict"),
+        ticket_types=dict(type="dict"),
+        priority_map=dict(type="dict"),
+        dynamic_field_map=dict(type="dict"),
+    )
+    spec.update(input_spec())
+    return spec
+
+
+def sop_inputs(params):
+    """The SOP inputs the user set (connection, ledger and platform options excluded)."""
+    return dict((name, value) for name, value in params.items() if name not in NOT_INPUTS and value is not None)
+
+
+def run(module, platform, ledger):
+    params = module.params
+    result = run_sop(params["sop"], sop_inputs(params), actor=params["actor"], role=params["actor_role"],
+                     platform=platform, ledger=ledger, check_mode=module.check_mode)
+    for warning in result.pop("warnings", []) + list(getattr(platform.client, "warnings", [])):
+        module.warn(warning)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    try:
+        platform = platform_from_params(module.params, client_from_params(module.params))
+        ledger = ledger_from_params(module.params)
+        result = run(module, platform, ledger)
+    except LabopsError as exc:
+        module.fail_json(**exc.fail_kwargs())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
