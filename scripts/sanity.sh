@@ -9,7 +9,7 @@ cd "$ROOT"
 PYVER="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 DEST="$ROOT/.build/$(basename "$VENV")/ansible_collections/labops/itsm"
 rm -rf "$DEST"; mkdir -p "$DEST"
-git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ "$DEST/"
+git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --ignore-missing-args --files-from=- ./ "$DEST/"
 cd "$DEST"
 # ansible-test reads the file list from git when a repository is present; give it one.
 git init -q . && git add -A >/dev/null && git -c user.email=ci@local -c user.name=ci commit -qm sanity >/dev/null
