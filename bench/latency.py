@@ -48,7 +48,7 @@ def noop_floor(runs: int, workdir: Path) -> list[float]:
     playbook.write_text(NOOP_PLAYBOOK)
     binary = Path(sys.executable).parent / "ansible-playbook"
     timings = []
-    for _ in range(runs):
+    for _run in range(runs):
         start = time.perf_counter()
         subprocess.run([str(binary), "-i", "localhost,", str(playbook)], check=True, stdout=subprocess.DEVNULL)
         timings.append(time.perf_counter() - start)

@@ -124,12 +124,16 @@ def report_ledger(stack: Stack) -> bool:
     return bool(result["ok"])
 
 
+def _raise_keyboard_interrupt(*_args) -> None:
+    raise KeyboardInterrupt()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=180, help="stop after this many seconds at the latest (default 180)")
     args = parser.parse_args()
     # SIGTERM takes the same clean path as Ctrl-C: the Stack context manager stops every process.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         return run(args)
     except KeyboardInterrupt:

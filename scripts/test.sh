@@ -7,7 +7,7 @@
 # Every stage runs; the script fails when any stage failed and says which.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 failed=()
 stage() {
   local name="$1"; shift

@@ -28,6 +28,19 @@ attributes:
       - labops.itsm.otobo
 """
 
+    ACTIONGROUP_OTOBO_LEDGER = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/labops.itsm.otobo) in C(module_defaults) to set the OTOBO connection and
+        C(group/labops.itsm.ledger) to set the audit ledger for this module.
+    support: full
+    membership:
+      - labops.itsm.otobo
+      - labops.itsm.ledger
+"""
+
     INFO_MODULE = r"""
 options: {}
 attributes:

@@ -49,7 +49,7 @@ def test_firing_repeat_resolve(stack: Stack):
     stack.alertmanager.post_alerts([guest_down])
 
     # AlertManager's own view gives the fingerprint and the startsAt it will send.
-    _, active = http_json("GET", f"{stack.alertmanager.url}/api/v2/alerts")
+    _status, active = http_json("GET", f"{stack.alertmanager.url}/api/v2/alerts")
     am_alert = next(a for a in active if a["labels"]["alertname"] == "PveGuestDown")
     key = correlation_key(am_alert["fingerprint"], am_alert["startsAt"])
 

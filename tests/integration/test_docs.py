@@ -36,5 +36,5 @@ def test_ansible_doc_renders(kind: str, name: str):
 def test_collection_lists_its_modules():
     result = subprocess.run([ANSIBLE_DOC, "-t", "module", "-l", "labops.itsm"], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    for _, name in plugins("module", "plugins/modules"):
+    for _kind, name in plugins("module", "plugins/modules"):
         assert name in result.stdout
