@@ -60,7 +60,9 @@ options:
   timeout:
     description:
       - Timeout in seconds of each HTTP request.
-      - Failed requests are retried 3 times after 1, 2 and 4 seconds (connection errors, HTTP 429 and 5xx).
+      - Failed reads are retried 3 times after 1, 2 and 4 seconds (connection errors, timeouts, HTTP 429 and 5xx;
+        HTTP 500 only once because OTOBO's own 500 answers repeat). Writes that may have reached the server are not
+        re-sent blindly; the modules read the ticket back first.
     type: int
     default: 30
   search_route:

@@ -63,6 +63,8 @@ USER_AGENT = "labops.itsm/0.1.0"
 UNSAFE_METHODS = frozenset(("POST", "PATCH"))
 SERVER_TEXT_LIMIT = 300
 MASK = "********"
+AMBIGUOUS_SUFFIX = " (the write may or may not have been applied)"
+EMPTY_BODY = "(empty body)"
 
 _SECRET_KEYS = (
     r"password|passwd|pass|sessionid|session_id|token|access_token|refresh_token|api_key|apikey|"
@@ -359,11 +361,11 @@ class HttpClient:
 
     def _status_error(self, response: HttpResponse, method: str, context: str) -> Exception:
         status = response.status
-        server_text = truncate(self.scrub(server_error_text(response.body))) or "(empty body)"
+        server_text = truncate(self.scrub(server_error_text(response.body))) or EMPTY_BODY
         message = "{0}: HTTP {1}: {2}".format(context, status, server_text)
         details = dict(platform=self.platform, status=status, server_text=server_text)
         if status >= 500 and method in UNSAFE_METHODS:
-            return AmbiguousWriteError(message + " (the write may or may not have been applied)", **details)
+            return AmbiguousWriteError(message + AMBIGUOUS_SUFFIX, **details)
         if status == 429:
             return CommunicationError(message + " (rate limited, retries exhausted)", **details)
         error_class = _STATUS_ERRORS.get(status, UnexpectedResponseError)

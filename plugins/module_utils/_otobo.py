@@ -23,12 +23,13 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AmbiguousWriteError,
     AuthError,
+    LabopsError,
     NotFoundError,
     PermissionDenied,
     UnexpectedResponseError,
     ValidationError,
 )
-from ansible_collections.labops.itsm.plugins.module_utils._http import HttpClient
+from ansible_collections.labops.itsm.plugins.module_utils._http import AMBIGUOUS_SUFFIX, EMPTY_BODY, HttpClient
 
 PLATFORM = "otobo"
 DEFAULT_WEBSERVICE = "GenericTicketConnectorREST"
@@ -262,6 +263,7 @@ _TRANSPORT_REJECTIONS = (
     "Error while decoding request content",
     "Unsupported request content structure",
 )
+_NO_ROUTE = "Error while determine Operation"
 
 
 class OtoboClient:
@@ -292,7 +294,12 @@ class OtoboClient:
         self.base_path = "{0}/nph-genericinterface.pl/Webservice/{1}".format(prefix, quote(webservice, safe=""))
         self.session_id = None  # type: Optional[str]
         self.warnings = []  # type: list
+        self.webservice = webservice
         http.register_secret(password)
+        if "/nph-genericinterface.pl" in http.base_url:
+            raise ValidationError(
+                "otobo: url must name only scheme, host and port (e.g. https://otobo.example), not the web service "
+                "path; the path is built from path_prefix and webservice")
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -355,10 +362,8 @@ class OtoboClient:
         try:
             response = self.http.request(method, path, operation=operation, params=params, json=body,
                                          retry_unsafe=retry_unsafe, status_retry_caps={500: 1})
-        except AmbiguousWriteError as exc:
-            if any(text in str(exc) for text in _TRANSPORT_REJECTIONS):
-                raise UnexpectedResponseError(str(exc), **exc.details)
-            raise
+        except (AmbiguousWriteError, NotFoundError) as exc:
+            raise self._not_applied(exc) or exc
         data = response.json()
         if not isinstance(data, dict):
             raise UnexpectedResponseError("{0}: expected a JSON object, got {1}".format(response.context, type(data).__name__),
@@ -366,6 +371,30 @@ class OtoboClient:
         if "Error" in data:
             raise self._envelope_error(data["Error"], response.context)
         return data
+
+    def _not_applied(self, exc: LabopsError) -> Optional[LabopsError]:
+        """HTTP replies that prove the operation never ran → UnexpectedResponseError (not ambiguous, not 'not found').
+
+        OTOBO itself never answers 404; an empty HTTP 500 means an unknown web service and the transport's
+        own 500 texts (no route, bad JSON, bad structure) come before any operation runs (contract §1, §3).
+        """
+        status = exc.details.get("status")
+        text = str(exc)
+        if text.endswith(AMBIGUOUS_SUFFIX):
+            text = text[:-len(AMBIGUOUS_SUFFIX)]
+        server_text = exc.details.get("server_text") or ""
+        if status == 404:
+            hint = "no OTOBO web service answers at this URL: check url and path_prefix"
+        elif status == 500 and server_text == EMPTY_BODY:
+            hint = "OTOBO answers an empty HTTP 500 for an unknown or invalid web service: check webservice {0!r}".format(
+                self.webservice)
+        elif status == 500 and _NO_ROUTE in server_text:
+            hint = "the web service has no such route for this method: check webservice, path_prefix and search_route"
+        elif status == 500 and any(marker_text in server_text for marker_text in _TRANSPORT_REJECTIONS):
+            hint = "rejected by the OTOBO transport before the operation ran"
+        else:
+            return None
+        return UnexpectedResponseError("{0} ({1}; nothing was written)".format(text, hint), **exc.details)
 
     def _envelope_error(self, error: Any, context: str) -> Exception:
         error = error if isinstance(error, dict) else {"ErrorMessage": error}
@@ -422,7 +451,9 @@ class OtoboClient:
             params["AllArticles"] = 1
         try:
             data = self._call("TicketGet", "GET", "/Ticket/{0}".format(ticket_id), params=params)
-        except (PermissionDenied, NotFoundError):
+        except (PermissionDenied, NotFoundError) as exc:
+            if not exc.details.get("error_code"):
+                raise  # an HTTP-level 403/404 (proxy, wrong URL) is no answer about the ticket
             return None
         tickets = data.get("Ticket") or []
         if isinstance(tickets, dict):

@@ -60,6 +60,8 @@ options:
       - Correlation key of the alert episode (24 lowercase hex characters from the C(labops.itsm.alertmanager) event
         source or the C(labops.itsm.correlation_key) filter; 8 to 64 accepted).
       - Stored as the title suffix C( [ck:<key>]) and, with O(correlation_field), in that dynamic field.
+      - Without O(correlation_key), O(ticket_id) or O(ticket_number) the module cannot find an existing ticket,
+        so every run with O(state=present) creates a new one (not idempotent).
     type: str
   title:
     description:

@@ -182,7 +182,7 @@ tickets:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC, client_from_params
 
@@ -218,6 +218,8 @@ def _one(ticket):
 
 
 def run(module, client):
+    if module.params["limit"] < 1:
+        raise ValidationError("limit must be at least 1, got {0}".format(module.params["limit"]))
     tickets = lookup(client, module.params)
     for ticket in tickets:
         ticket["ticket_url"] = client.ticket_url(ticket["ticket_id"])

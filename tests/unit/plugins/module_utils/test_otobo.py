@@ -458,3 +458,55 @@ def test_normalize_ticket_handles_strings_and_single_article():
 def test_errors_are_labops_errors(client):
     with pytest.raises(LabopsError):
         client.update_ticket("abc")
+
+
+# -- misconfiguration answers: the operation never ran, so they are neither ambiguous nor "not found" ---------
+
+
+def test_url_with_web_service_path_is_rejected(fake, sleeps):
+    http = HttpClient("otobo", fake.url + BASE, sleep=sleeps.append)
+    with pytest.raises(ValidationError, match="url must name only scheme, host and port"):
+        OtoboClient(http, username="alertbot", password="s3cret")
+
+
+def test_no_route_500_names_the_hint_and_drops_the_ambiguity_note(fake, client):
+    client.search_route = {"method": "POST", "path": "/NoSuchSearch"}
+    client.correlation_field = "LabopsCorrelationKey"
+    with pytest.raises(UnexpectedResponseError) as err:
+        client.find_by_correlation_key(KEY)
+    assert not isinstance(err.value, AmbiguousWriteError)
+    message = str(err.value)
+    assert "check webservice, path_prefix and search_route; nothing was written" in message
+    assert "may or may not" not in message
+    assert err.value.details["status"] == 500
+
+
+def test_http_404_is_a_wrong_url_not_a_missing_ticket(sleeps):
+    harness = pytest.importorskip("simulators.harness")
+    with harness.start_in_thread("otobo") as sim:
+        http = HttpClient("otobo", sim.url, timeout=5, sleep=sleeps.append)
+        client = OtoboClient(http, username="alertbot", password="s3cret", use_session=False, path_prefix="/znuny")
+        with pytest.raises(UnexpectedResponseError, match="check url and path_prefix") as err:
+            client.get_ticket(1)  # ticket 1 exists: a swallowed 404 would report it missing
+    assert err.value.details["status"] == 404
+    assert sleeps == []
+
+
+def test_http_403_from_a_proxy_is_not_a_missing_ticket(fake, client, monkeypatch):
+    client.create_ticket(TICKET, ARTICLE)
+    fake.faults.append(("TicketGet", 403, b"Forbidden by proxy"))
+    with pytest.raises(PermissionDenied, match="HTTP 403: Forbidden by proxy"):
+        client.get_ticket(101)
+    assert client.get_ticket(999) is None  # the envelope's AccessDenied still means "no such ticket"
+
+
+def test_empty_500_is_an_unknown_web_service():
+    harness = pytest.importorskip("simulators.harness")
+    with harness.start_in_thread("otobo") as sim:
+        http = HttpClient("otobo", sim.url, timeout=5, sleep=lambda _s: None)
+        client = OtoboClient(http, username="alertbot", password="s3cret", webservice="NoSuchService")
+        with pytest.raises(UnexpectedResponseError) as err:
+            client.login()
+    assert not isinstance(err.value, AmbiguousWriteError)
+    assert "HTTP 500: (empty body)" in str(err.value)
+    assert "check webservice 'NoSuchService'; nothing was written" in str(err.value)

@@ -8,6 +8,9 @@ __metaclass__ = type
 
 from unittest.mock import Mock
 
+import pytest
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OtoboClient
 from ansible_collections.labops.itsm.plugins.modules import otobo_ticket_info
 
@@ -74,3 +77,10 @@ def test_history():
     client.history.return_value = [{"HistoryType": "NewTicket"}]
     result = otobo_ticket_info.run(FakeModule(ticket_id=7, history=True), client)
     assert result["tickets"][0]["history"] == [{"HistoryType": "NewTicket"}]
+
+
+def test_limit_below_one_is_rejected_before_any_request():
+    client = make_client()
+    with pytest.raises(ValidationError, match="limit must be at least 1, got 0"):
+        otobo_ticket_info.run(FakeModule(title="*disk*", limit=0), client)
+    client.search_ticket_ids.assert_not_called()
