@@ -27,7 +27,7 @@ extends_documentation_fragment:
   - labops.itsm.otobo
   - labops.itsm.ledger
   - labops.itsm.attributes
-  - labops.itsm.attributes.ACTIONGROUP_OTOBO
+  - labops.itsm.attributes.ACTIONGROUP_OTOBO_LEDGER
 attributes:
   check_mode:
     support: full
