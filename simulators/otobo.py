@@ -17,9 +17,9 @@ import sys
 import urllib.parse
 from typing import Any, Callable, Mapping
 
-from simulators.base import SimRequest, SimResponse, SimulatorApp, Routed, build_parser, json_response, merge_config, run_cli, text_response
+from simulators.base import ConfigError, SimRequest, SimResponse, SimulatorApp, Routed, build_parser, json_response, merge_config, run_cli, text_response
 from simulators.otobo_model import (
-    DEFAULT_CONFIG, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, TYPES, Catalog, OtoboError, OtoboFault, Store, article_view,
+    DEFAULT_CONFIG, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, Catalog, OtoboError, OtoboFault, Store, article_view,
     attachment_view, dynamic_field_list, fmt_time, history_view, pending_epoch, ticket_view, to_int,
 )
 from simulators.otobo_search import search
@@ -82,6 +82,10 @@ class OtoboSimulator(SimulatorApp):
         if state_file and os.path.exists(state_file):
             with open(state_file, encoding="utf-8") as handle:
                 self.store.load_json(json.load(handle))
+            unknown = sorted({t["TypeID"] for t in self.store.tickets.values()} - set(self.catalog.types))
+            if unknown:
+                # OTOBO cannot delete a ticket type, so a state file and a config must agree on them.
+                raise ConfigError(f"{state_file}: tickets use TypeID {unknown} but ticket_types defines only {sorted(self.catalog.types)}")
         self._handlers: dict[str, Callable[[Any, SimRequest], Any]] = {
             "SessionCreate": self.op_session_create, "SessionGet": self.op_session_get, "TicketCreate": self.op_ticket_create,
             "TicketGet": self.op_ticket_get, "TicketHistoryGet": self.op_ticket_history_get, "TicketSearch": self.op_ticket_search,
@@ -575,7 +579,7 @@ class OtoboSimulator(SimulatorApp):
         if "type" in changes:
             old, new = ticket["TypeID"], changes["type"]
             ticket["TypeID"] = new
-            self._history(ticket, "TypeUpdate", f"%%{TYPES[new]}%%{new}%%{TYPES[old]}%%{old}", writer)
+            self._history(ticket, "TypeUpdate", f"%%{self.catalog.types[new]}%%{new}%%{self.catalog.types[old]}%%{old}", writer)
         if "state" in changes:
             self._set_state(ticket, changes["state"], writer)
         if "priority" in changes:

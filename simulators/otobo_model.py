@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from simulators.base import ConfigError
+
 STATES = [
     (1, "new", "new"), (2, "closed successful", "closed"), (3, "closed unsuccessful", "closed"), (4, "open", "open"),
     (5, "removed", "removed"), (6, "pending reminder", "pending reminder"), (7, "pending auto close+", "pending auto"),
@@ -22,7 +24,7 @@ STATES = [
 STATE_TYPES = {"new": 1, "open": 2, "closed": 3, "pending reminder": 4, "pending auto": 5, "removed": 6, "merged": 7}
 PRIORITIES = {1: "1 very low", 2: "2 low", 3: "3 normal", 4: "4 high", 5: "5 very high"}
 BASE_QUEUES = ["Postmaster", "Raw", "Junk", "Misc"]
-TYPES = {1: "Unclassified"}
+TYPES = {1: "Unclassified"}  # the stock install's only ticket type; config ``ticket_types`` adds more
 LOCKS = {1: "unlock", 2: "lock", 3: "tmp_lock"}
 SENDER_TYPES = {1: "agent", 2: "system", 3: "customer"}
 CHANNELS = {1: "Email", 2: "Phone", 3: "Internal", 4: "Chat"}
@@ -73,6 +75,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
          "email": "monitoring@corp.test"},
     ],
     "queues": ["Infrastructure", "Platform", "Storage"],
+    "ticket_types": [],
     "dynamic_fields": [
         {"name": "AlertFingerprint", "type": "Text"},
         {"name": "LabopsCorrelationKey", "type": "Text"},
@@ -156,6 +159,7 @@ class Catalog:
         self.agents = self._agents(config["agents"])
         self.customers = {item["login"]: self._customer(item) for item in config["customer_users"]}
         self.dynamic_fields = self._dynamic_fields(config["dynamic_fields"])
+        self.types = self._types(config["ticket_types"])
         self.check_mx = bool(config["check_mx"])
         self.mx_domains = {str(domain).lower() for domain in config["mx_domains"]}
 
@@ -189,11 +193,29 @@ class Catalog:
         for item in items:
             field_type = item.get("type", "Text")
             if field_type not in DF_TYPES:
-                raise ValueError(f"dynamic field {item.get('name')!r}: type must be one of {', '.join(DF_TYPES)}")
+                raise ConfigError(f"dynamic field {item.get('name')!r}: type must be one of {', '.join(DF_TYPES)}")
             fields[item["name"]] = DynamicFieldDef(item["name"], field_type, tuple(item.get("possible_values", ())), item.get("regex"))
         return fields
 
+    @staticmethod
+    def _types(names: Any) -> dict[int, str]:
+        """Unclassified (ID 1) plus the admin-created types in config order (IDs 2, 3, ...), like AdminType would number them."""
+        if not isinstance(names, list):
+            raise ConfigError("ticket_types must be a list of type names")
+        types = dict(TYPES)
+        for name in names:
+            if not isinstance(name, str) or not name.strip() or name != name.strip():
+                raise ConfigError(f"ticket_types: {name!r} is not a type name (non-empty, no surrounding spaces)")
+            if name in types.values():
+                raise ConfigError(f"ticket_types: type {name!r} already exists")
+            types[len(types) + 1] = name
+        return types
+
     # -- lookups; each returns an ID or None
+    def type_by_name(self, name: str) -> int | None:
+        """Types match exactly (like Priority): ``incident`` is not ``Incident``."""
+        return next((type_id for type_id, type_name in self.types.items() if type_name == name), None)
+
     def queue_by_name(self, name: str) -> tuple[int | None, bool]:
         """(QueueID, exact): MariaDB matches case-insensitively, the later cache lookup does not."""
         for queue_id, queue in self.queues.items():
@@ -373,7 +395,7 @@ def ticket_view(catalog: Catalog, ticket: Mapping[str, Any], now: float) -> dict
         "State": state, "StateID": ticket["StateID"], "StateType": state_type,
         "Priority": PRIORITIES[ticket["PriorityID"]], "PriorityID": ticket["PriorityID"],
         "Queue": catalog.queues[ticket["QueueID"]], "QueueID": ticket["QueueID"],
-        "Lock": LOCKS[ticket["LockID"]], "LockID": ticket["LockID"], "Type": TYPES[ticket["TypeID"]], "TypeID": ticket["TypeID"],
+        "Lock": LOCKS[ticket["LockID"]], "LockID": ticket["LockID"], "Type": catalog.types[ticket["TypeID"]], "TypeID": ticket["TypeID"],
         "Owner": catalog.user_login(ticket["OwnerID"]), "OwnerID": ticket["OwnerID"],
         "Responsible": catalog.user_login(ticket["ResponsibleID"]), "ResponsibleID": ticket["ResponsibleID"],
         "ServiceID": "", "SLAID": "", "GroupID": 1,

@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-from simulators.otobo_model import LOCKS, PRIORITIES, STATE_TYPES, STATES, TYPES, Catalog, to_int
+from simulators.otobo_model import LOCKS, PRIORITIES, STATE_TYPES, STATES, Catalog, to_int
 
 Matcher = Callable[[str], bool]
 
@@ -167,7 +167,7 @@ def _set_filter(data: Mapping[str, Any], catalog: Catalog) -> list[tuple[str, se
         ("StateIDs", "StateID", _ids),
         ("Priorities", "PriorityID", lambda v: _names(v, PRIORITIES, True)),
         ("PriorityIDs", "PriorityID", _ids),
-        ("Types", "TypeID", lambda v: _names(v, TYPES, True)),
+        ("Types", "TypeID", lambda v: _names(v, catalog.types, True)),
         ("TypeIDs", "TypeID", _ids),
         ("Locks", "LockID", lambda v: _names(v, LOCKS, True)),
         ("LockIDs", "LockID", _ids),

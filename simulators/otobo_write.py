@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from simulators.otobo_model import (
-    API_CHANNELS, AUTO_RESPONSE_TYPES, CHANNELS, HISTORY_TYPES, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, TYPES, Agent,
+    API_CHANNELS, AUTO_RESPONSE_TYPES, CHANNELS, HISTORY_TYPES, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, Agent,
     Catalog, OtoboError, OtoboFault, fmt_time, to_int, valid_pending_time,
 )
 
@@ -122,7 +122,8 @@ def check_ticket(op: str, ticket: Mapping[str, Any], catalog: Catalog, create: b
     result.queue_id = _resolve(op, ticket, ("QueueID", "Queue"), queue_lookup, lambda i: i in catalog.queues, create)
     result.queue_exact = queue_exact["exact"]
     result.lock_id = _resolve(op, ticket, ("LockID", "Lock"), _exact(LOCKS), lambda i: i in LOCKS, False)
-    result.type_id = _resolve(op, ticket, ("TypeID", "Type"), _exact(TYPES), lambda i: i in TYPES, False)
+    # Validated even though the ticket-type feature is off: an unknown type is InvalidParameter.
+    result.type_id = _resolve(op, ticket, ("TypeID", "Type"), catalog.type_by_name, lambda i: i in catalog.types, False)
     for pair in (("ServiceID", "Service"), ("SLAID", "SLA")):
         # The fresh install has no services or SLAs, so any value is unknown.
         _resolve(op, ticket, pair, lambda _name: None, lambda _id: False, False)

@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
@@ -117,8 +117,10 @@ class OtoboPlatform(TicketPlatform):
         ticket = self.client.find_ticket_by_number(text)
         return None if ticket is None else self.to_record(ticket)
 
-    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT) -> list:
-        criteria = {"Queues": [self.queue], "SortBy": "Age", "OrderBy": "Up", "Limit": SEARCH_CAP}
+    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT,
+               match: Optional[Callable[[Mapping[str, Any]], bool]] = None) -> list:
+        # Newest first (OrderBy Down): the SEARCH_CAP window must hold the recent tickets, not the oldest ones.
+        criteria = {"Queues": [self.queue], "SortBy": "Age", "OrderBy": "Down", "Limit": SEARCH_CAP}
         if self.ticket_types.get(entity):
             criteria["Types"] = [self.ticket_types[entity]]
         if active_only:
@@ -129,7 +131,7 @@ class OtoboPlatform(TicketPlatform):
             if ticket is None:
                 continue
             record = self.to_record(ticket)
-            if record.get("entity") == entity:
+            if record.get("entity") == entity and (match is None or match(record)):
                 records.append(record)
                 if len(records) >= limit:
                     break

@@ -76,8 +76,12 @@ class TicketPlatform:
         """Add a note (subject, body, visible) without changing fields."""
         raise NotImplementedError
 
-    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT) -> list:
-        """Records of one entity (newest first), at most ``limit``."""
+    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT,
+               match: Optional[Callable[[Mapping[str, Any]], bool]] = None) -> list:
+        """Records of one entity (newest first) for which ``match`` is true, at most ``limit``.
+
+        ``match`` is applied before ``limit`` counts, so a lookup is not cut short by records it does not want.
+        """
         raise NotImplementedError
 
     def find_by_correlation_key(self, key: str) -> Optional[dict]:
@@ -213,7 +217,7 @@ def plan_entity_lookup(ctx: Context) -> Plan:
     for name, allowed in enum.items():
         policy.check_choice(ctx.sop, "filters." + name, filters.get(name), allowed)
     limit = int(ctx.get("limit") or DEFAULT_LOOKUP_LIMIT)
-    matches = [r for r in ctx.platform.search(entity, limit=limit) if _matches(r, filters)]
+    matches = ctx.platform.search(entity, limit=limit, match=lambda record: _matches(record, filters))
     plan = Plan(ctx.sop, entity)
     plan.extra = {"matches": matches, "match": ("none", "one")[len(matches)] if len(matches) < 2 else "many", "count": len(matches)}
     ref = matches[0]["id"] if len(matches) == 1 else "lookup"

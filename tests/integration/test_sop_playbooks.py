@@ -30,8 +30,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PLAYBOOKS = REPO / "playbooks" / "sop"
 CALLBACKS = HERE / "targets" / "sop" / "callback_plugins"
+# sim_config.json: the IMS dynamic fields and the ticket types Incident, Problem and RfC, so the playbooks
+# run with ims_sop's default ticket_types (the untyped mode is covered by the unit tests)
 SIM_CONFIG = json.loads((HERE / "targets" / "sop" / "sim_config.json").read_text())
-NO_TYPES = {"incident": "", "problem": "", "change_request": ""}
 RAN = set()
 WORLD = {}
 
@@ -49,7 +50,7 @@ def play(world, name, role="incident_manager", actor="im-bob", by_fqcn=False, ex
     """Run one SOP playbook; return the ims_sop task result (or the failure result)."""
     RAN.add(name)
     WORLD["runs"] = WORLD.get("runs", 0) + 1
-    extra.update(ims_customer_user="monitoring", ims_ticket_types=NO_TYPES, actor=actor, actor_role=role)
+    extra.update(ims_customer_user="monitoring", actor=actor, actor_role=role)
     vars_file = world["tmp"] / "vars-{0}.json".format(WORLD["runs"])
     vars_file.write_text(json.dumps(extra))
     results = world["tmp"] / "results-{0}.jsonl".format(WORLD["runs"])
@@ -74,6 +75,11 @@ def _task_result(path, failed):
     raise AssertionError("no matching task result in " + str(path))
 
 
+def otobo_type(world, ref_id):
+    """The OTOBO ticket type of ticket number ``ref_id``, from the simulator's state."""
+    return next(t["Type"] for t in world["sim"].state()["tickets"] if t["TicketNumber"] == ref_id)
+
+
 def audit_actions(world, ref_id):
     with ledger_from_params({"ledger_path": str(world["ledger"])}) as ledger:
         return [r["action"] for r in ledger.query(ref_id=ref_id)]
@@ -88,6 +94,7 @@ def test_identify_by_fqcn(world):
     assert result["changed"] and result["record"]["status"] == "open" and result["record"]["platform_state"] == "new"
     world["incident"] = result["record"]["id"]
     assert audit_actions(world, world["incident"]) == ["identify"]
+    assert otobo_type(world, world["incident"]) == "Incident"
 
 
 def test_log_categorize_prioritize(world):
@@ -122,6 +129,7 @@ def test_change_request_approve_coordinate(world):
                 justification="standard")["record"]["status"] == "approved"
     result = play(world, "change_coordinate", role="change_mgmt", actor="cab-dora", incident_id=ref, change_id=change, justification="fix")
     assert result["record"]["change_link"] == change
+    assert (otobo_type(world, change), otobo_type(world, ref)) == ("RfC", "Incident")
 
 
 def test_resolve_communicate_close_review_kb(world):
@@ -205,6 +213,7 @@ def test_problem_playbooks(world):
     assert "problem_close: stability_window: a problem is closed 24 h after its resolution" in failed["msg"]
     result = play(world, "problem_close", problem_id=pid, stability_window_hours=0, closure_notes="stable")
     assert result["record"]["status"] == "closed"
+    assert otobo_type(world, pid) == "Problem"
 
 
 def test_every_sop_playbook_ran():

@@ -557,3 +557,83 @@ def test_subprocess_persistence_and_masked_log(tmp_path: Any) -> None:
         ticket = client.call("GET", f"/Ticket/{created['TicketID']}", params=AGENT)["Ticket"][0]
         assert ticket["TicketNumber"] == created["TicketNumber"]
         assert create(client)["TicketNumber"][10:15] == "00002"
+
+
+# ---------------------------------------------------------------- ticket types (config ticket_types)
+
+ITSM_TYPES = ["Incident", "Problem", "RfC"]
+
+
+def test_stock_install_knows_only_unclassified(client: Client) -> None:
+    from simulators.otobo import build_app
+    from simulators.otobo_model import DEFAULT_CONFIG
+
+    assert DEFAULT_CONFIG["ticket_types"] == [] and build_app().catalog.types == {1: "Unclassified"}
+    ticket_id = create(client, Type="Unclassified")["TicketID"]
+    ticket = client.call("GET", f"/Ticket/{ticket_id}", params=AGENT)["Ticket"][0]
+    assert (ticket["Type"], ticket["TypeID"]) == ("Unclassified", 1)
+    for wrong in ({"TypeID": 2}, {"Type": "Problem"}):
+        assert error(client.call("POST", "/Ticket", body=ticket_body(**wrong))) == (
+            "TicketCreate.InvalidParameter", "TicketCreate: Ticket->TypeID or Ticket->Type parameter is invalid!")
+    assert client.call("GET", "/Ticket", params={**AGENT, "Types": "Incident"}) == {}
+
+
+def test_configured_ticket_types_create_get_update_search() -> None:
+    with start_in_thread("otobo", {"ticket_types": ITSM_TYPES, "post_search_route": True}) as server:
+        client = Client(server)
+        incident = create(client, Type="Incident")["TicketID"]
+        change = create(client, TypeID="4")["TicketID"]
+        plain = create(client)["TicketID"]
+
+        def get(ticket_id: str) -> dict[str, Any]:
+            return client.call("GET", f"/Ticket/{ticket_id}", params=AGENT)["Ticket"][0]
+
+        assert [(get(t)["Type"], get(t)["TypeID"]) for t in (incident, change, plain)] == [("Incident", 2), ("RfC", 4), ("Unclassified", 1)]
+        # names match exactly; unknown names and IDs are still rejected
+        for wrong in ({"Type": "incident"}, {"Type": "Change"}, {"TypeID": 5}):
+            assert error(client.call("POST", "/Ticket", body=ticket_body(**wrong)))[0] == "TicketCreate.InvalidParameter", wrong
+        assert error(client.call("PATCH", f"/Ticket/{plain}", body={**AGENT, "Ticket": {"Type": "Known Error"}})) == (
+            "TicketUpdate.InvalidParameter", "TicketUpdate: Ticket->TypeID or Ticket->Type parameter is invalid!")
+        assert get(plain)["TypeID"] == 1
+        # a type change is written and recorded like OTOBO's TypeUpdate history entry
+        client.call("PATCH", f"/Ticket/{incident}", body={**AGENT, "Ticket": {"Type": "Problem"}})
+        assert (get(incident)["Type"], get(incident)["TypeID"]) == ("Problem", 3)
+        history = client.call("GET", f"/TicketHistory/{incident}", params=AGENT)["TicketHistory"][0]["History"]
+        assert (history[-1]["HistoryType"], history[-1]["Name"], history[-1]["TypeID"]) == ("TypeUpdate", "%%Problem%%3%%Incident%%2", 3)
+        # search by type name (exact) and ID, on both routes
+        assert client.call("GET", "/Ticket", params={**AGENT, "Types": "Problem"}) == {"TicketID": [incident]}
+        assert client.call("GET", "/Ticket", params={**AGENT, "Types": ["RfC", "Problem"], "OrderBy": "Up"}) == {"TicketID": [incident, change]}
+        assert client.call("GET", "/Ticket", params={**AGENT, "TypeIDs": 1, "OrderBy": "Up"}) == {"TicketID": ["1", plain]}
+        assert client.call("GET", "/Ticket", params={**AGENT, "Types": "problem"}) == {}
+        assert client.call("POST", "/TicketSearch", body={**AGENT, "Types": ["RfC"]}) == {"TicketID": [change]}
+        assert {t["TicketID"]: t["Type"] for t in server.state()["tickets"]} == {
+            1: "Unclassified", int(incident): "Problem", int(change): "RfC", int(plain): "Unclassified"}
+
+
+@pytest.mark.parametrize("types,message", [
+    ("Incident", "ticket_types must be a list"),
+    (["Incident", "Incident"], "type 'Incident' already exists"),
+    (["Unclassified"], "type 'Unclassified' already exists"),
+    ([""], "is not a type name"),
+    ([" Incident"], "is not a type name"),
+    ([7], "is not a type name"),
+])
+def test_ticket_types_config_is_validated(types: Any, message: str) -> None:
+    from simulators.base import ConfigError
+    from simulators.otobo import build_app
+
+    with pytest.raises(ConfigError, match=message):
+        build_app({"ticket_types": types})
+
+
+def test_state_file_must_agree_with_ticket_types(tmp_path: Any) -> None:
+    from simulators.base import ConfigError
+    from simulators.otobo import build_app
+
+    state_file = tmp_path / "state.json"
+    with start_in_thread("otobo", {"ticket_types": ITSM_TYPES, "state_file": str(state_file)}) as server:
+        number = create(Client(server), Type="RfC")["TicketNumber"]
+    reloaded = build_app({"ticket_types": ITSM_TYPES, "state_file": str(state_file)})
+    assert reloaded.store.find_by_number(number)["TypeID"] == 4
+    with pytest.raises(ConfigError, match=r"tickets use TypeID \[4\]"):
+        build_app({"ticket_types": ["Incident"], "state_file": str(state_file)})

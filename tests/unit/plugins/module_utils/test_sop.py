@@ -12,7 +12,7 @@ import pytest
 from simulators.harness import start_in_thread
 
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
-from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, PolicyViolation
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, PolicyViolation, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import RECORD_KEYS, ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import FIELD_MAP, OtoboPlatform
@@ -20,7 +20,8 @@ from ansible_collections.labops.itsm.plugins.module_utils._priority import forma
 from ansible_collections.labops.itsm.plugins.module_utils._sop import SOP_SPECS, run_sop
 
 SIM_CONFIG = {"dynamic_fields": [{"name": name, "type": "Text"} for name in sorted(FIELD_MAP.values())]}
-# the simulator only knows the stock ticket type, so the entity lives in IMSEntity alone
+# the default simulator is a stock install (type Unclassified only), so the entity lives in IMSEntity alone;
+# TestWithTicketTypes runs against an installation with the ITSM types and ims_sop's default ticket_types
 NO_TYPES = {"incident": "", "problem": "", "change_request": ""}
 
 
@@ -32,9 +33,9 @@ def sim():
 
 
 class Env:
-    def __init__(self, sim, path):
+    def __init__(self, sim, path, ticket_types=NO_TYPES):
         client = client_from_params({"url": sim.url, "username": "alertbot", "password": "s3cret", "path_prefix": "/otobo"})
-        self.platform = OtoboPlatform(client, queue="Raw", customer_user="monitoring", ticket_types=NO_TYPES)
+        self.platform = OtoboPlatform(client, queue="Raw", customer_user="monitoring", ticket_types=ticket_types)
         self.ledger = ledger_from_params({"ledger_path": str(path / "audit.sqlite3")})
         self.sim = sim
 
@@ -547,3 +548,111 @@ def test_audit_append_failure_halts_with_audit_write_error(env):
     env.ledger = FailingLedger(env.ledger)
     with pytest.raises(AuditWriteError, match="communication_update: audit write failed after the otobo change to incident"):
         env.run("communication_update", role="L1", incident_id=ref, recipients="IT_staff", message_text="m")
+
+
+def test_entity_lookup_filters_before_the_limit(env):
+    """Regression: the limit was applied before the filters (and to the oldest tickets), so recent records were never found."""
+    first = new_incident(env)
+    for _count in range(2):
+        new_incident(env)
+    last = new_incident(env)
+    for ref in (first, last):
+        result = env.run("entity_lookup", role="L2", entity_type="incident", filters={"id": ref}, limit=1)
+        assert (result["match"], [m["id"] for m in result["matches"]]) == ("one", [ref])
+    newest = env.run("entity_lookup", role="L2", entity_type="incident", filters={"title": "Storage latency"}, limit=2)
+    assert newest["match"] == "many" and newest["matches"][0]["id"] == last
+
+
+# --------------------------------------------------------------------------- with OTOBO ticket types (Incident, Problem, RfC)
+
+ITSM_TYPES = {"incident": "Incident", "problem": "Problem", "change_request": "RfC"}
+
+
+@pytest.fixture(scope="module")
+def typed_sim():
+    server = start_in_thread("otobo", dict(SIM_CONFIG, ticket_types=["Incident", "Problem", "RfC"]))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def typed_env(typed_sim, tmp_path):
+    return Env(typed_sim, tmp_path, ticket_types=None)  # None: ims_sop's defaults Incident, Problem, RfC
+
+
+def otobo_type(env, entity, ref):
+    """(Type, TypeID) as OTOBO stores it, read straight from the simulator."""
+    ticket = client_get(env.sim, env.get(entity, ref)["_ticket_id"])
+    return ticket["Type"], ticket["TypeID"]
+
+
+class TestWithTicketTypes:
+    def test_incident_identify_to_close(self, typed_env):
+        ref = new_incident(typed_env, "closed")
+        assert otobo_type(typed_env, "incident", ref) == ("Incident", 2)
+        result = typed_env.run("incident_review", incident_id=ref, timeline="t", factors="f", actions=["a"])
+        assert result["record"]["status"] == "closed" and otobo_type(typed_env, "incident", ref) == ("Incident", 2)
+        actions = [r["action"] for r in typed_env.ledger.query(ref_id=ref)]
+        assert actions[0] == "identify" and "close" in actions and actions[-1] == "review"
+        ticket_id = int(typed_env.get("incident", ref)["_ticket_id"])
+        history = next(t["History"] for t in typed_env.sim.state()["tickets"] if t["TicketID"] == ticket_id)
+        assert [h["HistoryType"] for h in history if h["HistoryType"] == "TypeUpdate"] == []  # the type is set once, at creation
+
+    def test_monitoring_intake_and_lookup_use_the_type(self, typed_env):
+        event = {"event_id": "feedbeef00112233", "service": "pve-node9", "source": "automated_alert", "alert_type": "HostDown",
+                 "severity": "critical", "occurred_at": "2025-06-11T10:00:00Z"}
+        ref = typed_env.run("monitoring_intake", role="automation", actor="eda", event=event, impact="high")["record"]["id"]
+        assert otobo_type(typed_env, "incident", ref) == ("Incident", 2)
+        again = typed_env.run("monitoring_intake", role="automation", actor="eda", event=event, impact="high")
+        assert (again["changed"], again["duplicate_of"]) == (False, ref)
+        found = typed_env.run("entity_lookup", role="L2", entity_type="incident", filters={"affected_service": "pve-node9"})
+        assert (found["match"], found["matches"][0]["id"]) == ("one", ref)
+        none = typed_env.run("entity_lookup", role="L2", entity_type="problem", filters={"id": ref})
+        assert none["match"] == "none"
+
+    def test_problem_create_to_close(self, typed_env):
+        inc = new_incident(typed_env, "in_progress")
+        created = typed_env.run("problem_create", role="L3", actor="l3-erin", title="Typed firmware bug", description="d",
+                                detection_source="monitoring_tool", incident_ids=[inc])
+        pid = created["record"]["id"]
+        assert otobo_type(typed_env, "problem", pid) == ("Problem", 3)
+        dup = typed_env.run("problem_create", role="L3", title="typed FIRMWARE bug", description="d", detection_source="user_report")
+        assert (dup["changed"], dup["duplicate_of"]) == (False, pid)
+        typed_env.run("problem_update", role="L3", actor="l3-erin", problem_id=pid, problem_status="under_investigation")
+        typed_env.run("problem_workaround", role="L3", actor="l3-erin", problem_id=pid, workaround="pin fw")
+        typed_env.run("problem_resolve", role="L3", actor="l3-erin", problem_id=pid, validation_evidence="7 days clean")
+        closed = typed_env.run("problem_close", problem_id=pid, stability_window_hours=0, closure_notes="stable")
+        assert (closed["record"]["status"], closed["record"]["platform_state"]) == ("closed", "closed successful")
+        assert otobo_type(typed_env, "problem", pid) == ("Problem", 3)
+        assert otobo_type(typed_env, "incident", inc) == ("Incident", 2)
+        assert [r["action"] for r in typed_env.ledger.query(ref_id=pid)] == ["create", "link", "update", "kb_update", "resolve", "close"]
+
+    def test_change_request_approve_coordinate(self, typed_env):
+        ref = new_incident(typed_env, "in_progress")
+        cid = new_change(typed_env, approved=False)
+        assert otobo_type(typed_env, "change_request", cid) == ("RfC", 4)
+        assert typed_env.get("change_request", cid)["platform_state"] == "new"
+        approved = typed_env.run("change_approve", role="change_mgmt", actor="cab-dora", change_id=cid, decision="approved", justification="ok")
+        assert (approved["record"]["status"], approved["record"]["platform_state"]) == ("approved", "open")
+        linked = typed_env.run("change_coordinate", role="change_mgmt", actor="cab-dora", incident_id=ref, change_id=cid, justification="fix")
+        assert linked["record"]["change_link"] == cid
+        assert otobo_type(typed_env, "change_request", cid) == ("RfC", 4) and otobo_type(typed_env, "incident", ref) == ("Incident", 2)
+        # entities are still told apart by IMSEntity: a change number is not an incident
+        typed_env.halt("wrong_entity", "change_coordinate", role="change_mgmt", incident_id=cid, change_id=cid, justification="x")
+
+    def test_records_from_before_the_types_stay_governed(self, typed_sim, tmp_path):
+        """An incident created while ticket_types was empty (type Unclassified) is still read and changed by number."""
+        untyped = Env(typed_sim, tmp_path)
+        ref = new_incident(untyped)
+        typed = Env(typed_sim, tmp_path, ticket_types=None)
+        assert otobo_type(typed, "incident", ref) == ("Unclassified", 1)
+        result = typed.run("incident_assign", role="service_desk", actor="sd", incident_id=ref, team="L1")
+        assert result["record"]["status"] == "in_progress" and otobo_type(typed, "incident", ref) == ("Unclassified", 1)
+
+    def test_a_type_missing_in_otobo_fails_before_the_audit(self, typed_sim, tmp_path):
+        env = Env(typed_sim, tmp_path, ticket_types={"incident": "Incidents"})
+        before = env.tickets()
+        with pytest.raises(ValidationError, match=r"Ticket->TypeID or Ticket->Type parameter is invalid"):
+            env.run("incident_identify", role="service_desk", title="t", reporter="r", detection_source="user_report",
+                    affected_service="s", description="d")
+        assert env.tickets() == before and env.ledger.query() == []
