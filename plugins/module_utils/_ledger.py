@@ -75,6 +75,7 @@ ACTIONS = (
     "tool_use",
     "link",
 )
+HALT_WORDING = "the governed action halts"
 GENESIS_HASH = "0" * 64
 SCHEMA_VERSION = 1
 DEFAULT_LEDGER_PATH = "~/.local/state/labops/ims_audit.sqlite3"
@@ -406,7 +407,7 @@ class _Backend:
     def error(self, operation: str, exc: BaseException, write: bool = True) -> LabopsError:
         message = "audit ledger %s failed (%s %s): %s" % (operation, self.name, self.describe(), scrub_string(" ".join(str(exc).split())))
         if write:
-            message += "; the governed action halts (seed 002: halt on audit write failure)"
+            message += "; " + HALT_WORDING + " (seed 002: halt on audit write failure)"
             return AuditWriteError(message, backend=self.name, ledger=self.describe())
         return LabopsError(message, backend=self.name, ledger=self.describe())
 
@@ -415,6 +416,12 @@ class _Backend:
         """Turn driver and OS errors into AuditWriteError (writes) or LabopsError (reads)."""
         try:
             yield
+        except AuditWriteError as exc:
+            if HALT_WORDING in str(exc):
+                raise
+            # Raised by our own checks (path, schema version): give it the same shape as a driver error.
+            self.close()
+            raise self.error(operation, exc, write) from exc
         except LabopsError:
             raise
         except (OSError, sqlite3.Error) as exc:

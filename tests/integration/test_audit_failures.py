@@ -162,8 +162,6 @@ def test_otobo_ticket_halts_on_an_unwritable_sqlite_ledger(fresh_sim, tmp_path, 
     assert fresh_sim.state()["requests"].get("TicketSearch", 0) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="_ledger.SqliteBackend._prepare_path raises AuditWriteError without the documented "
-                                       "'(sqlite <path>) ...; the governed action halts' wording (docs/audit_ledger.md, Failure behaviour)")
 def test_path_below_a_file_message_has_the_documented_wording(fresh_sim, tmp_path):
     run = play(fresh_sim, tmp_path, "otobo_ticket", {"LABOPS_LEDGER_PATH": str(below_a_file(tmp_path))}, ck=CK)
     assert run.result.get("error_class") == "AuditWriteError", run
