@@ -58,10 +58,18 @@ def test_bad_input_raises(fingerprint: object, starts_at: object) -> None:
 
 
 def test_through_ansible_templar() -> None:
-    """The filter resolves by FQCN in a real ansible-core template."""
-    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
-    from ansible.template import Templar, trust_as_template  # pylint: disable=import-outside-toplevel
+    """The filter resolves by FQCN in a real ansible-core template (its own process, as playbooks run it)."""
+    import json  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
 
-    templar = Templar(loader=DataLoader(), variables={"fp": "9582172f3995a11a", "ts": "2026-05-04T07:15:02.118Z"})
-    rendered = templar.template(trust_as_template("{{ fp | labops.itsm.correlation_key(ts) }}"))
-    assert rendered == correlation_key("9582172f3995a11a", "2026-05-04T07:15:02.118Z")
+    ansible = Path(sys.executable).parent / "ansible"
+    expression = "{{ '9582172f3995a11a' | labops.itsm.correlation_key('2026-05-04T07:15:02.118Z') }}"
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(ansible), "localhost", "-i", "localhost,", "-c", "local", "-m", "ansible.builtin.debug",
+                           "-a", json.dumps({"msg": expression})], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert correlation_key("9582172f3995a11a", "2026-05-04T07:15:02.118Z") in proc.stdout
