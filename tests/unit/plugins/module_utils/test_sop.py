@@ -33,8 +33,9 @@ def sim():
 
 
 class Env:
-    def __init__(self, sim, path, ticket_types=None):
-        ticket_types = NO_TYPES if ticket_types is None else ticket_types
+    def __init__(self, sim, path, ticket_types="untyped"):
+        # None means ims_sop's default types (Incident, Problem, RfC); "untyped" keeps every entity Unclassified.
+        ticket_types = NO_TYPES if ticket_types == "untyped" else ticket_types
         client = client_from_params({"url": sim.url, "username": "alertbot", "password": "s3cret", "path_prefix": "/otobo"})
         self.platform = OtoboPlatform(client, queue="Raw", customer_user="monitoring", ticket_types=ticket_types)
         self.ledger = ledger_from_params({"ledger_path": str(path / "audit.sqlite3")})
