@@ -42,11 +42,17 @@ def demo_alerts(now: datetime) -> dict[str, dict]:
     }
 
 
+def firing_details(ticket: dict) -> bool:
+    """SOP 16 (monitoring_intake) has created the incident and the playbook has added the FIRING details."""
+    return any(str(a.get("Subject", "")).startswith("FIRING ") for a in ticket["Article"])
+
+
 def table(tickets: list[dict]) -> str:
-    rows = [("Ticket", "State", "Priority", "Queue", "Title")]
-    rows += [(str(t["TicketNumber"]), t["State"], t["Priority"], t["Queue"], t["Title"][:100]) for t in tickets]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    rows = [("Ticket", "State", "IMS status", "Priority", "Queue", "Title")]
+    rows += [(str(t["TicketNumber"]), t["State"], str((t.get("DynamicField") or {}).get("IMSStatus") or "-"), t["Priority"], t["Queue"],
+              t["Title"][:100]) for t in tickets]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
     lines.insert(1, "-" * min(140, len(lines[0]) + 40))
     return "\n".join(lines)
 
@@ -90,13 +96,14 @@ def run(args: argparse.Namespace) -> int:
         alerts = demo_alerts(datetime.now(timezone.utc))
         print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07", flush=True)
         stack.alertmanager.post_alerts(list(alerts.values()))
-        ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(t["Article"] for t in ts), "waiting for incidents")
+        ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(firing_details(t) for t in ts), "waiting for incidents")
         if ok:
             print("\nresolving: PveGuestDown erp-db-02 (the guest is back)", flush=True)
             resolved = dict(alerts["guest"], endsAt=iso(datetime.now(timezone.utc)))
             stack.alertmanager.post_alerts([resolved])
-            ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"].startswith("closed") for t in ts),
-                               "waiting for the guest's incident to close")
+            ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"].startswith("closed")
+                                              and (t.get("DynamicField") or {}).get("IMSStatus") == "resolved" for t in ts),
+                               "waiting for the guest's incident to be resolved (SOP 11)")
         demo.show("final state", always=True)
         ok = report_ledger(stack) and ok
         print(f"\nlogs: {workdir}/ansible-rulebook.log, {workdir}/alertmanager/alertmanager.log")
@@ -119,8 +126,9 @@ def report_ledger(stack: Stack) -> bool:
     finally:
         ledger.close()
     print(f"\naudit ledger: {result['count']} records, hash chain {'verified' if result['ok'] else 'BROKEN: ' + str(result['first_broken'])}")
-    for record in records[-8:]:
-        print(f"  #{record['seq']:<3} {record['ts'][:19]}  {record['action']:<7} {record['ref_type']} {record['ref_id']}  by {record['actor']}")
+    for record in records[-12:]:
+        print(f"  #{record['seq']:<3} {record['ts'][:19]}  {record['action']:<7} {record['ref_type']} {record['ref_id']}  "
+              f"by {record['actor']} ({record.get('role') or '-'}) sop {record.get('sop') or '-'}")
     return bool(result["ok"])
 
 

@@ -31,6 +31,25 @@ if str(COLLECTIONS_PATH) not in sys.path:
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 AGENT_USER = "alertbot"
 AGENT_PASSWORD = "s3cret"
+# What README.md ("Running against a real OTOBO") tells an admin to create on a stock OTOBO for the
+# governed alert path: the ticket types of ims_sop's default ticket_types, the IMS dynamic fields of
+# the SOP engine's OTOBO mapping, and AlertFingerprint for the FIRING details.
+ITSM_TICKET_TYPES = ("Incident", "Problem", "RfC")
+ALERT_DYNAMIC_FIELDS = ("AlertFingerprint",)
+IMS_DYNAMIC_FIELDS = (
+    "IMSEntity", "IMSStatus", "IMSCategory", "IMSSubcategory", "IMSPriority", "IMSSeverity", "IMSSeverityLevel",
+    "IMSDetectionSource", "IMSReporter", "IMSAffectedService", "IMSAssignedTeam", "IMSChangeLink", "IMSProblemLink",
+    "IMSIncidentLinks", "IMSWorkaround", "IMSRootCause", "IMSPIR", "IMSKBLink", "IMSOpenedAt", "IMSRespondedAt",
+    "IMSResolvedAt", "IMSResolvedBy", "IMSClosedBy", "IMSRequester", "IMSApprover", "IMSVendor", "IMSCorrelationKey",
+)
+
+
+def itsm_sim_config() -> dict:
+    """Simulator config = a stock OTOBO plus what the README's OTOBO setup adds (the simulator's own default stays stock)."""
+    return {
+        "ticket_types": list(ITSM_TICKET_TYPES),
+        "dynamic_fields": [{"name": name, "type": "Text"} for name in ALERT_DYNAMIC_FIELDS + IMS_DYNAMIC_FIELDS],
+    }
 
 
 def free_port() -> int:
@@ -208,7 +227,8 @@ class Stack:
     group_wait: str = "1s"
     group_interval: str = "2s"
     repeat_interval: str = "1h"
-    sim_config: dict | None = None
+    # None = the simulator's stock default (no IMS dynamic fields, no ticket types: the alert path fails)
+    sim_config: dict | None = field(default_factory=itsm_sim_config)
     extra_env: dict = field(default_factory=dict)
     sim: Any = None
     alertmanager: AlertManager | None = None

@@ -53,14 +53,32 @@ def test_firing_repeat_resolve(stack: Stack):
     am_alert = next(a for a in active if a["labels"]["alertname"] == "PveGuestDown")
     key = correlation_key(am_alert["fingerprint"], am_alert["startsAt"])
 
-    tickets = wait_until(lambda: [t for t in stack.tickets() if key in t["Title"]], 120, what="the incident ticket")
+    def firing_incident():
+        # SOP 16 creates the incident, then the playbook adds the operator title and the FIRING details.
+        found = [t for t in stack.tickets() if key in t["Title"]]
+        return found if any(a["Subject"].startswith("FIRING ") for t in found for a in t["Article"]) else None
+
+    tickets = wait_until(firing_incident, 120, what="the incident ticket")
     assert len(tickets) == 1
     ticket = tickets[0]
     assert ticket["Title"] == f"[S1] PveGuestDown erp-db-02: Proxmox guest erp-db-02 is down [ck:{key}]"
     assert ticket["Queue"] == "Platform"          # CMDB: erp-db-02 belongs to the platform team
     assert ticket["Priority"] == "5 very high"    # critical (urgency high) x impact high -> S1
     assert ticket["StateType"] in ("new", "open")
+    assert ticket["Type"] == "Incident"
     assert any(a["Subject"].startswith("FIRING PveGuestDown") for a in ticket["Article"])
+    # Governed: SOP 16 monitoring_intake made it an IMS incident the other SOPs can act on.
+    fields = ticket["DynamicField"]
+    assert fields["IMSEntity"] == "incident"
+    assert fields["IMSStatus"] == "open"
+    assert fields["IMSSeverityLevel"] == "S1"
+    assert fields["IMSPriority"] == "high"
+    assert fields["IMSDetectionSource"] == "automated_alert"
+    assert fields["IMSAffectedService"] == "svc-erp-db"
+    assert fields["IMSAssignedTeam"] == "service_desk"
+    assert fields["IMSCorrelationKey"] == key
+    articles_before = len(ticket["Article"])
+    changed_before = ticket["Changed"]
 
     # A malformed webhook is refused with a 4xx and the daemon keeps serving.
     request = urllib.request.Request(stack.webhook_url, data=b"{not json", method="POST",
@@ -75,7 +93,10 @@ def test_firing_repeat_resolve(stack: Stack):
     wait_until(lambda: incident_playbook_runs(stack, "Open or update the incident for a firing alert") >= runs_before + 1,
                90, what="a repeated notification to be processed")
     wait_until(lambda: "PLAY RECAP" in stack.rulebook_proc.log_path.read_text(errors="replace"), 30, what="playbook end")
-    assert len([t for t in stack.tickets() if key in t["Title"]]) == 1
+    repeated = [t for t in stack.tickets() if key in t["Title"]]
+    assert len(repeated) == 1
+    assert len(repeated[0]["Article"]) == articles_before      # no duplicate article
+    assert repeated[0]["Changed"] == changed_before            # the ticket is left as it was
 
     # Resolve: AlertManager sends the resolved alert, the ticket closes with an article.
     resolved = dict(guest_down, endsAt=iso(datetime.now(timezone.utc) - timedelta(seconds=1)))
@@ -87,7 +108,10 @@ def test_firing_repeat_resolve(stack: Stack):
 
     closed = wait_until(closed_ticket, 120, what="the ticket to close")
     assert len(closed) == 1
-    assert any(a["Subject"] == "RESOLVED PveGuestDown" for a in closed[0]["Article"])
+    # SOP 11 incident_resolve: IMS resolved (state_map: closed successful), resolution article.
+    assert closed[0]["DynamicField"]["IMSStatus"] == "resolved"
+    assert closed[0]["DynamicField"]["IMSResolvedBy"] == "automation"
+    assert any(a["Subject"] == "Resolved" and "RESOLVED PveGuestDown" in a["Body"] for a in closed[0]["Article"])
 
     # The audit ledger verifies and holds the governed actions for this ticket.
     from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
@@ -101,6 +125,12 @@ def test_firing_repeat_resolve(stack: Stack):
         ledger.close()
     actions = [r["action"] for r in records]
     assert actions.count("create") == 1
-    assert "close" in actions
-    assert all(r["actor"] == "automation" for r in records)
+    create = next(r for r in records if r["action"] == "create")
+    assert create["sop"] == "monitoring_intake" and create["meta"]["source"] == "monitoring"
+    assert "notify" in actions                                  # the FIRING details / acknowledgement
+    resolve = [r for r in records if r["action"] == "resolve"]
+    assert len(resolve) == 1 and resolve[0]["sop"] == "incident_resolve"
+    assert resolve[0]["fields"]["status"]["after"] == "resolved"
+    assert "close" not in actions                               # closing stays with the service desk (SOP 13)
+    assert all(r["actor"] == "automation" and r["role"] == "automation" for r in records)
     assert stack.token not in stack.ledger_path.read_bytes().decode(errors="replace")
