@@ -553,16 +553,20 @@ def plan_monitoring_intake(ctx: Context) -> Plan:
     plan = Plan(ctx.sop, "incident")
     if _dedupe(ctx, plan, key):
         return plan
+    title = event.get("title") or "{0}: {1}".format(event["alert_type"], event["service"])
     plan.create = {
-        "entity": "incident", "status": "open", "title": clip("{0}: {1}".format(event["alert_type"], event["service"]), 200),
+        "entity": "incident", "status": "open", "title": clip(title, 200),
         "reporter": ctx.actor, "detection_source": event["source"], "affected_service": event["service"],
         "category": ctx.get("category", "performance"), "severity": severity, "severity_level": level,
         "priority": prio.level_to_ims_priority(level), "assigned_team": "service_desk", "opened_at": ctx.now_text,
         "correlation_key": key,
     }
-    plan.note = note("Monitoring event {0}".format(event["event_id"]), [
+    plan.note = note(event.get("subject") or "Monitoring event {0}".format(event["event_id"]), [
         ("Notify", "service_desk"), ("Alert type", event["alert_type"]), ("Service", event["service"]),
         ("Severity", event["severity"]), ("Occurred at", event.get("occurred_at")), ("Summary", event.get("summary"))])
+    if event.get("details"):
+        # The caller's own context for the service desk (asset, routing, runbook), clipped like all notes.
+        plan.note["body"] = "{0}\n\n{1}".format(plan.note["body"], clip(str(event["details"]), 4000))
     plan.extra = {"sla": prio.sla_targets(level)}
     plan.audit("create", "incident", None, fields=deltas(None, plan.create),
                meta={"source": "monitoring", "event_id": event["event_id"], "notified": "service_desk"})
