@@ -59,6 +59,7 @@ def _psycopg() -> Any:
 
     return psycopg
 
+
 # Seed 002, "Audit Trails": the only permitted actions.
 ACTIONS = (
     "identify",

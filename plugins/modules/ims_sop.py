@@ -292,8 +292,8 @@ options:
       - The monitoring event of V(monitoring_intake), C({event_id, service, source, alert_type, severity, occurred_at,
         summary, correlation_key}); C(source) is V(monitoring_tool) or V(automated_alert); C(severity) is V(critical),
         V(high), V(warning), V(medium), V(info) or V(low).
-      - Optional keys shape the new incident; C(title) (default C(<alert_type>: <service>)), C(subject) of the service desk
-        note (default C(Monitoring event <event_id>)) and C(details), free text appended to that note.
+      - Optional keys shape the new incident; C(title) (default C(<alert_type>) colon C(<service>)), C(subject) of the service
+        desk note (default C(Monitoring event <event_id>)) and C(details), free text appended to that note.
     type: dict
   min_severity:
     description:

@@ -92,6 +92,7 @@ def test_firing_repeat_resolve(stack: Stack):
     runs_before = incident_playbook_runs(stack, "Open or update the incident for a firing alert")
     wait_until(lambda: incident_playbook_runs(stack, "Open or update the incident for a firing alert") >= runs_before + 1,
                90, what="a repeated notification to be processed")
+
     def all_runs_finished():
         log = stack.rulebook_proc.log_path.read_text(errors="replace")
         return log.count("PLAY RECAP") >= log.count("PLAY [")
