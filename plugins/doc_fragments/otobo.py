@@ -69,7 +69,8 @@ options:
     description:
       - Route of an additional TicketSearch operation that accepts a JSON body. The stock GET route cannot search
         dynamic fields, OTOBO silently drops such criteria and matches every ticket.
-      - Used together with O(correlation_field) to find tickets by correlation key.
+      - Used together with O(correlation_field) to find tickets by correlation key. When that search finds nothing,
+        the title marker search follows, so a ticket whose field was never filled is not opened twice.
     type: dict
     suboptions:
       method:

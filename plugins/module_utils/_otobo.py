@@ -523,11 +523,14 @@ class OtoboClient:
     def _correlation_candidates(self, key: str, states: Optional[list]) -> list:
         if self.search_route and self.correlation_field:
             ids = self.search_by_dynamic_field(self.correlation_field, key, states=states)
-            if len(ids) <= MAX_VERIFY:
+            if 0 < len(ids) <= MAX_VERIFY:
                 return ids
-            self.warnings.append(
-                "otobo: the dynamic field search for {0} returned {1} tickets, so the server ignored the criterion "
-                "(check correlation_field and search_route); fell back to the title search".format(self.correlation_field, len(ids)))
+            # Nothing found: a ticket opened before the field was configured (or by a writer that does
+            # not fill it) still carries the title marker, so look for that before anyone creates a duplicate.
+            if ids:
+                self.warnings.append(
+                    "otobo: the dynamic field search for {0} returned {1} tickets, so the server ignored the criterion "
+                    "(check correlation_field and search_route); fell back to the title search".format(self.correlation_field, len(ids)))
         ids = self.search_ticket_ids(Title="*{0}*".format(key), States=states)
         if len(ids) > MAX_VERIFY:
             raise UnexpectedResponseError(

@@ -183,6 +183,10 @@ class OtoboPlatform(TicketPlatform):
         if self.ticket_types.get(entity):
             ticket["type"] = self.ticket_types[entity]
         dynamic = dict((name, value) for name, value in self._dynamic(values).items() if value != "")
+        correlation_field = getattr(self.client, "correlation_field", None)
+        if correlation_field and values.get("correlation_key"):
+            # The client searches this field when a POST search route is configured: keep it filled.
+            dynamic.setdefault(correlation_field, values["correlation_key"])
         created = self.client.create_ticket(ticket, self._article(note), dynamic)
         return self.to_record(self.client.get_ticket(created["ticket_id"]))
 

@@ -338,6 +338,37 @@ def test_monitoring_intake_creates_and_dedupes(env):
     env.halt("missing_input", "monitoring_intake", role="automation", event={"event_id": "ev-4"})
 
 
+def test_monitoring_intake_dedupes_through_the_post_search_route(tmp_path):
+    """With a POST search route and a correlation field, intake fills that field and finds the incident by it;
+    an incident whose field is empty (opened before the field was configured) is still found by its title marker."""
+    config = dict(SIM_CONFIG, post_search_route=True,
+                  dynamic_fields=SIM_CONFIG["dynamic_fields"] + [{"name": "LabopsCorrelationKey", "type": "Text"}])
+    server = start_in_thread("otobo", config)
+    try:
+        plain = Env(server, tmp_path)
+        older = plain.run("monitoring_intake", role="automation", actor="eda", impact="high",
+                          event={"event_id": "ev-old", "service": "pve-node2", "source": "automated_alert", "alert_type": "HostDown",
+                                 "severity": "critical", "correlation_key": "0123456789abcdef0123abcd"})
+        client = client_from_params({"url": server.url, "username": "alertbot", "password": "s3cret", "path_prefix": "/otobo",
+                                     "search_route": {"method": "POST", "path": "/TicketSearch"},
+                                     "correlation_field": "LabopsCorrelationKey"})
+        routed = Env(server, tmp_path)
+        routed.platform = OtoboPlatform(client, queue="Raw", customer_user="monitoring", ticket_types=NO_TYPES)
+        event = {"event_id": "ev-r1", "service": "pve-node1", "source": "automated_alert", "alert_type": "HostDown", "severity": "critical",
+                 "correlation_key": "fedcba9876543210fedcba98"}
+        first = routed.run("monitoring_intake", role="automation", actor="eda", event=event, impact="high")
+        ticket = next(t for t in server.state()["tickets"] if str(t["TicketNumber"]) == first["record"]["id"])
+        assert ticket["DynamicField"]["LabopsCorrelationKey"] == "fedcba9876543210fedcba98"
+        again = routed.run("monitoring_intake", role="automation", actor="eda", event=event, impact="high")
+        assert (again["changed"], again["duplicate_of"]) == (False, first["record"]["id"])
+        old_again = routed.run("monitoring_intake", role="automation", actor="eda", impact="high",
+                               event={"event_id": "ev-old-2", "service": "pve-node2", "source": "automated_alert",
+                                      "alert_type": "HostDown", "severity": "critical", "correlation_key": "0123456789abcdef0123abcd"})
+        assert (old_again["changed"], old_again["duplicate_of"]) == (False, older["record"]["id"])
+    finally:
+        server.stop()
+
+
 def test_tool_usage(env):
     ref = new_incident(env, "in_progress")
     result = env.run("tool_usage", role="automation", actor="eda", tool="AIOps", action_summary="correlated 3 alerts", outcome="one incident",
