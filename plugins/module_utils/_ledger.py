@@ -545,8 +545,15 @@ class SqliteBackend(_Backend):
         if not os.path.isdir(directory):
             if os.path.exists(directory):
                 raise AuditWriteError("audit ledger directory %s is not a directory" % directory, backend=self.name, ledger=self.path)
-            os.makedirs(directory, 0o700)
-            os.chmod(directory, 0o700)
+            try:
+                os.makedirs(directory, 0o700)
+            except FileExistsError:
+                # A parallel run created it between the check and makedirs (8 playbooks
+                # starting on a fresh ledger); only a non-directory is an error.
+                if not os.path.isdir(directory):
+                    raise
+            else:
+                os.chmod(directory, 0o700)
         if os.path.isdir(self.path):
             raise AuditWriteError("audit ledger path %s is a directory, expected a SQLite file" % self.path, backend=self.name, ledger=self.path)
         try:

@@ -26,8 +26,12 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def correlation_key(fingerprint: str, starts_at: str) -> str:
-    return hashlib.sha256(f"alertmanager|{fingerprint}|{starts_at}".encode()).hexdigest()[:24]
+def correlation_key(fingerprint: str, api_starts_at: str) -> str:
+    """The key from /api/v2/alerts data: that API writes "...:02.120Z", the webhook "...:02.12Z"."""
+    whole, _, fraction = api_starts_at.rstrip("Z").partition(".")
+    fraction = fraction.rstrip("0")
+    webhook_form = whole + ("." + fraction if fraction else "") + "Z"
+    return hashlib.sha256(f"alertmanager|{fingerprint}|{webhook_form}".encode()).hexdigest()[:24]
 
 
 def incident_playbook_runs(stack: Stack, playbook: str) -> int:

@@ -99,6 +99,7 @@ EXAMPLES = r"""
 import asyncio
 import base64
 import binascii
+import datetime
 import hashlib
 import hmac
 import ipaddress
@@ -123,7 +124,7 @@ CORRELATION_PREFIX = "alertmanager|"
 CORRELATION_KEY_LENGTH = 24
 ALERT_STATUSES = frozenset(("firing", "resolved"))
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 _HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<name>[^:]+)):\d+")
 _OPTIONAL_DICTS = (("groupLabels", "labels"), ("commonLabels", "common_labels"), ("commonAnnotations", "common_annotations"))
 _IGNORED_ARGS = frozenset(("eda_feedback_queue",))
@@ -282,8 +283,29 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def canonical_timestamp(value: str) -> str:
+    """RFC 3339 ``value`` as AlertManager's webhook writes it: UTC, ``Z``, fraction without trailing zeros.
+
+    The same instant is written ``...:25Z`` in a webhook and ``...:25.000Z`` by the v2 API (Go's
+    RFC3339Nano against strfmt's fixed milliseconds); keys derived from it must not depend on which
+    one a caller saw. The filter plugin ``labops.itsm.correlation_key`` applies the same rule.
+    """
+    if value[-1] == "Z" and (value[-2] != "0" or "." not in value):
+        return value  # already canonical: the webhook's own form, the common case
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    seconds, fraction, zone = match.groups()
+    fraction = (fraction or "").rstrip("0").rstrip(".")
+    if zone not in ("Z", "+00:00", "-00:00"):
+        sign = 1 if zone[0] == "+" else -1
+        offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
+        seconds = (datetime.datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S") - offset).strftime("%Y-%m-%dT%H:%M:%S")
+    return seconds + fraction + "Z"
+
+
 def correlation_key(fingerprint: str, starts_at: str) -> str:
-    """One key per alert episode: sha256("alertmanager|<fingerprint>|<startsAt>") hex, 24 chars."""
+    """One key per alert episode: sha256("alertmanager|<fingerprint>|<canonical startsAt>") hex, 24 chars."""
     digest = hashlib.sha256((CORRELATION_PREFIX + fingerprint + "|" + starts_at).encode("utf-8"))
     return digest.hexdigest()[:CORRELATION_KEY_LENGTH]
 
@@ -405,7 +427,7 @@ def build_events(payload: Any, config: Config) -> list[dict[str, Any]]:
     events = []
     for alert in alerts:
         fingerprint = alert["fingerprint"]
-        starts_at = alert["startsAt"]
+        starts_at = canonical_timestamp(alert["startsAt"])
         meta: dict[str, Any] = {"uuid": event_uuid(key, fingerprint, alert["status"], starts_at), "endpoint": config.path}
         if label is not None and alert["labels"].get(label):
             meta["hosts"] = [host_of(alert["labels"][label])]

@@ -31,7 +31,28 @@ def test_filter_agrees_with_event_source(name: str) -> None:
     for event in events:
         alert = event["alert"]
         assert correlation_key(alert["fingerprint"], alert["startsAt"]) == event["correlation_key"]
-        assert source.correlation_key(alert["fingerprint"], alert["startsAt"]) == event["correlation_key"]
+        assert source.correlation_key(alert["fingerprint"], source.canonical_timestamp(alert["startsAt"])) == event["correlation_key"]
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("2026-05-04T07:15:02Z", "2026-05-04T07:15:02Z"),
+        ("2026-05-04T07:15:02.000Z", "2026-05-04T07:15:02Z"),
+        ("2026-05-04T07:15:02.120Z", "2026-05-04T07:15:02.12Z"),
+        ("2026-05-04T07:15:02.12Z", "2026-05-04T07:15:02.12Z"),
+        ("2026-05-04T07:15:20Z", "2026-05-04T07:15:20Z"),
+        ("2026-05-04T07:15:02.118000000+00:00", "2026-05-04T07:15:02.118Z"),
+        ("2026-05-04T09:15:02.118+02:00", "2026-05-04T07:15:02.118Z"),
+        ("2026-05-04T00:45:02-06:30", "2026-05-04T07:15:02Z"),
+        ("2026-05-05T01:15:02.5+18:00", "2026-05-04T07:15:02.5Z"),
+    ],
+)
+def test_spellings_of_one_instant_share_a_key(spelling: str, canonical: str) -> None:
+    """AlertManager writes 07:15:02Z in webhooks and 07:15:02.000Z in /api/v2/alerts: one episode, one key."""
+    assert source.canonical_timestamp(spelling) == canonical
+    expected = hashlib.sha256(f"alertmanager|9582172f3995a11a|{canonical}".encode()).hexdigest()[:24]
+    assert correlation_key("9582172f3995a11a", spelling) == expected
 
 
 def test_new_episode_gets_new_key() -> None:
@@ -50,6 +71,8 @@ def test_registered_under_its_name() -> None:
         ("short", "2026-05-04T07:15:02Z"),
         ("9582172f3995a11a", ""),
         ("9582172f3995a11a", None),
+        ("9582172f3995a11a", "yesterday"),
+        ("9582172f3995a11a", "2026-05-04 07:15:02Z"),
     ],
 )
 def test_bad_input_raises(fingerprint: object, starts_at: object) -> None:
