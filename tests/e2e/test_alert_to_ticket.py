@@ -28,7 +28,7 @@ def iso(ts: datetime) -> str:
 
 def correlation_key(fingerprint: str, api_starts_at: str) -> str:
     """The key from /api/v2/alerts data: that API writes "...:02.120Z", the webhook "...:02.12Z"."""
-    whole, _, fraction = api_starts_at.rstrip("Z").partition(".")
+    whole, _dot, fraction = api_starts_at.rstrip("Z").partition(".")
     fraction = fraction.rstrip("0")
     webhook_form = whole + ("." + fraction if fraction else "") + "Z"
     return hashlib.sha256(f"alertmanager|{fingerprint}|{webhook_form}".encode()).hexdigest()[:24]

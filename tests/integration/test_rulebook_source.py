@@ -188,7 +188,7 @@ def iso(moment: datetime.datetime) -> str:
 def webhook_form(api_timestamp: str) -> str:
     """The v2 API writes fixed milliseconds in UTC ("...:25.000Z"); the webhook trims trailing zeros."""
     assert api_timestamp.endswith("Z"), api_timestamp
-    whole, _, fraction = api_timestamp[:-1].partition(".")
+    whole, _dot, fraction = api_timestamp[:-1].partition(".")
     fraction = fraction.rstrip("0")
     return whole + ("." + fraction if fraction else "") + "Z"
 
