@@ -392,8 +392,9 @@ def run(module, ledger):
     return dict(changed=changed, dest=os.path.abspath(params["dest"]), count=count)
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
+def main(module_class=AnsibleModule):
+    """Run the module; the action plugin passes a controller-side module_class (plugin_utils/_controller_module.py)."""
+    module = module_class(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
     if module.params["ledger_backend"] == "postgresql" and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     ledger = None

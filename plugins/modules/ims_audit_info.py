@@ -180,8 +180,9 @@ def run(params, ledger):
     return dict(changed=False, records=ledger.query(limit=params["limit"], **filters))
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+def main(module_class=AnsibleModule):
+    """Run the module; the action plugin passes a controller-side module_class (plugin_utils/_controller_module.py)."""
+    module = module_class(argument_spec=argument_spec(), supports_check_mode=True)
     if module.params["ledger_backend"] == "postgresql" and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     ledger = None

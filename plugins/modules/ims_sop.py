@@ -588,8 +588,9 @@ def run(module, platform, ledger):
     return result
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+def main(module_class=AnsibleModule):
+    """Run the module; the action plugin passes a controller-side module_class (plugin_utils/_controller_module.py)."""
+    module = module_class(argument_spec=argument_spec(), supports_check_mode=True)
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     try:

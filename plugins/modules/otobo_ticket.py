@@ -744,8 +744,9 @@ def argument_spec():
     return spec
 
 
-def main():
-    module = AnsibleModule(
+def main(module_class=AnsibleModule):
+    """Run the module; the action plugin passes a controller-side module_class (plugin_utils/_controller_module.py)."""
+    module = module_class(
         argument_spec=argument_spec(),
         supports_check_mode=True,
         mutually_exclusive=[("ticket_id", "ticket_number")],

@@ -66,16 +66,29 @@ def ansible_env(sim, tmp_path):
     return env
 
 
-def run_playbook(sim, tmp_path, playbook, **extra_vars):
-    """Run one target playbook; return the results it wrote (its assertions already passed)."""
+IN_PROCESS = "running in the controller's task worker"
+MODULE_PROCESS = "running as a separate module process"
+
+
+def run_playbook(sim, tmp_path, playbook, in_process=None, **extra_vars):
+    """Run one target playbook; return the results it wrote (its assertions already passed).
+
+    ``in_process`` True/False sets labops_itsm_in_process and checks (-vvv) which path every
+    labops.itsm task took; None leaves the default (in-process for this local inventory).
+    """
     out = tmp_path / ("%s.results.json" % playbook)
     extra_vars["out"] = str(out)
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
     command = [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(TARGET / "playbooks" / playbook), "-e", json.dumps(extra_vars)]
+    if in_process is not None:
+        command += ["-vvv", "-e", json.dumps({"labops_itsm_in_process": in_process})]
     proc = subprocess.run(command, env=ansible_env(sim, tmp_path), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, "ansible-playbook failed:\n%s\n%s\nsimulator log:\n%s" % (
         proc.stdout[-8000:], proc.stderr[-3000:], sim.log()[-3000:])
+    if in_process is not None:
+        taken, other = (IN_PROCESS, MODULE_PROCESS) if in_process else (MODULE_PROCESS, IN_PROCESS)
+        assert taken in proc.stdout and other not in proc.stdout
     return json.loads(out.read_text())
 
 
@@ -97,9 +110,10 @@ def request_counts(sim):
     return sim.state()["requests"]
 
 
-def test_lifecycle(sim, tmp_path):
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "module-process"])
+def test_lifecycle(sim, tmp_path, in_process):
     key = correlation_key("3f9c2a7b1d0e4c55", "2025-06-11T10:00:00Z")
-    results = run_playbook(sim, tmp_path, "lifecycle.yml", ck=key, queue="Infrastructure")
+    results = run_playbook(sim, tmp_path, "lifecycle.yml", in_process=in_process, ck=key, queue="Infrastructure")
 
     (ticket,) = tickets_with_key(sim, key)
     assert ticket["TicketID"] == results["created"]["ticket_id"]
