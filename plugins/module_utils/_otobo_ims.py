@@ -126,10 +126,7 @@ class OtoboPlatform(TicketPlatform):
         if active_only:
             criteria["States"] = list(OPEN_STATES)
         records = []
-        for ticket_id in self.client.search_ticket_ids(**criteria):
-            ticket = self.client.get_ticket(ticket_id)
-            if ticket is None:
-                continue
+        for ticket in self.client.get_tickets(self.client.search_ticket_ids(**criteria)):
             record = self.to_record(ticket)
             if record.get("entity") == entity and (match is None or match(record)):
                 records.append(record)
