@@ -16,6 +16,13 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  action:
+    description:
+      - Has an action plugin. With a C(local) connection, the controller's Python and no C(become),
+        C(async) or C(environment), the module runs inside the controller's task worker instead of a
+        separate module process (same validation, check mode, diff and no_log masking, less latency).
+      - Set the variable C(labops_itsm_in_process=false) to always run it as a separate process.
+    support: full
 """
 
     ACTIONGROUP_OTOBO = r"""
