@@ -148,3 +148,18 @@ def test_when_the_module_runs_in_process(plugin, task_vars, reason):
         assert found is None
     else:
         assert found is not None and reason in found
+
+
+def test_modules_use_only_what_controller_module_provides():
+    """A module attribute ControllerModule lacks would work as a module process and fail in-process."""
+    import re
+    from pathlib import Path
+
+    provided = {"params", "check_mode", "_diff", "warn", "exit_json", "fail_json"}
+    modules = Path(ims_audit.__file__).parent
+    used = set()
+    for path in modules.glob("*.py"):
+        used.update(re.findall(r"\bmodule\.([A-Za-z_]+)", path.read_text(encoding="utf-8")))
+    assert used and used <= provided, sorted(used - provided)
+    actions = Path(ims_audit.__file__).parents[1] / "action"
+    assert sorted(p.stem for p in actions.glob("*.py")) == sorted(p.stem for p in modules.glob("*.py") if p.stem != "__init__")
