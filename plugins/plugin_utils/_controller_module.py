@@ -118,9 +118,12 @@ def plain(value: Any) -> Any:
 
 
 def run_main_in_process(module_name: str, task_args: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
-    """Import ``labops.itsm.<module_name>`` and run its ``main()`` with a ControllerModule; return the result."""
+    """Import ``labops.itsm.<module_name>`` and run its ``main()`` with a ControllerModule; return the result.
+
+    ``task_args`` must be plain JSON data (see :func:`plain`).
+    """
     module = importlib.import_module(_MODULE_PACKAGE + module_name)
-    factory = functools.partial(ControllerModule, module_name, plain(task_args), check_mode, diff)
+    factory = functools.partial(ControllerModule, module_name, task_args, check_mode, diff)
     try:
         module.main(module_class=factory)
     except ModuleExit as done:
@@ -147,8 +150,14 @@ class ControllerModuleAction(ActionBase):
         del tmp
         reason = self._out_of_process_reason(task_vars)
         if reason is None:
+            try:
+                args = plain(self._task.args)
+            except (TypeError, ValueError) as exc:
+                # e.g. a datetime from a template: the module process path has Ansible's own encoder for it
+                reason = f"arguments are not plain JSON ({exc})"
+        if reason is None:
             display.vvv(f"labops.itsm.{self.MODULE}: running in the controller's task worker (local connection, same Python)")
-            result.update(run_main_in_process(self.MODULE, self._task.args, self._task.check_mode, self._task.diff))
+            result.update(run_main_in_process(self.MODULE, args, self._task.check_mode, self._task.diff))
             return result
         display.vvv(f"labops.itsm.{self.MODULE}: running as a separate module process ({reason})")
         wrap_async = self._task.async_val and not self._connection.has_native_async

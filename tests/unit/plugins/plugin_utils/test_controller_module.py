@@ -13,7 +13,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.labops.itsm.plugins.action.ims_sop import ActionModule as ImsSopAction
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.modules import ims_audit
-from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import ControllerModule, ModuleExit, run_main_in_process
+from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import ControllerModule, ModuleExit, plain, run_main_in_process
 
 
 def append_args(path, **overrides):
@@ -163,3 +163,12 @@ def test_modules_use_only_what_controller_module_provides():
     assert used and used <= provided, sorted(used - provided)
     actions = Path(ims_audit.__file__).parents[1] / "action"
     assert sorted(p.stem for p in actions.glob("*.py")) == sorted(p.stem for p in modules.glob("*.py") if p.stem != "__init__")
+
+
+def test_non_json_arguments_are_detected():
+    """A datetime from ``{{ now() }}`` is not plain JSON: the action then uses the module process path."""
+    import datetime
+
+    assert plain({"a": [1, "x", {"b": None}]}) == {"a": [1, "x", {"b": None}]}
+    with pytest.raises(TypeError):
+        plain({"when": datetime.datetime(2026, 12, 1)})
