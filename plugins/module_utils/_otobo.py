@@ -216,6 +216,12 @@ def normalize_article(raw: Mapping[str, Any]) -> dict:
     }
 
 
+def _ticket_list(data: Mapping[str, Any]) -> list:
+    """TicketGet's ``Ticket``: a list, a single object, or missing."""
+    tickets = data.get("Ticket") or []
+    return [tickets] if isinstance(tickets, dict) else list(tickets)
+
+
 def normalize_ticket(raw: Mapping[str, Any]) -> dict:
     """TicketGet's ticket object → the collection's record (ids int, DFs as a dict)."""
     dynamic = {}
@@ -458,12 +464,8 @@ class OtoboClient:
             if not exc.details.get("error_code"):
                 raise  # an HTTP-level 403/404 (proxy, wrong URL) is no answer about the ticket
             return None
-        tickets = data.get("Ticket") or []
-        if isinstance(tickets, dict):
-            tickets = [tickets]
-        if not tickets:
-            return None
-        return normalize_ticket(tickets[0])
+        tickets = _ticket_list(data)
+        return normalize_ticket(tickets[0]) if tickets else None
 
     def get_tickets(self, ticket_ids: Iterable[Any], *, dynamic_fields: bool = True, chunk: int = GET_CHUNK) -> Iterator[dict]:
         """Normalized tickets for ``ticket_ids``, in order, read ``chunk`` at a time; unreadable ones are skipped.
@@ -474,26 +476,24 @@ class OtoboClient:
         """
         ids = [self._ticket_id(ticket_id) for ticket_id in ticket_ids]
         params = {"DynamicFields": 1} if dynamic_fields else {}
-        for start in range(0, len(ids), max(1, chunk)):
-            part = ids[start:start + max(1, chunk)]
-            if len(part) == 1:
-                ticket = self.get_ticket(part[0], dynamic_fields=dynamic_fields)
+        chunk = max(1, chunk)
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            if len(part) > 1:
+                try:
+                    data = self._call("TicketGet", "GET", "/Ticket/{0}".format(",".join(str(i) for i in part)), params=params)
+                except (PermissionDenied, NotFoundError) as exc:
+                    if not exc.details.get("error_code"):
+                        raise
+                else:
+                    for ticket in _ticket_list(data):
+                        yield normalize_ticket(ticket)
+                    continue
+            # A single ticket, or a list OTOBO refused because one of them is unreadable.
+            for ticket_id in part:
+                ticket = self.get_ticket(ticket_id, dynamic_fields=dynamic_fields)
                 if ticket is not None:
                     yield ticket
-                continue
-            try:
-                data = self._call("TicketGet", "GET", "/Ticket/{0}".format(",".join(str(i) for i in part)), params=params)
-            except (PermissionDenied, NotFoundError) as exc:
-                if not exc.details.get("error_code"):
-                    raise
-                for ticket_id in part:
-                    ticket = self.get_ticket(ticket_id, dynamic_fields=dynamic_fields)
-                    if ticket is not None:
-                        yield ticket
-                continue
-            tickets = data.get("Ticket") or []
-            for ticket in [tickets] if isinstance(tickets, dict) else tickets:
-                yield normalize_ticket(ticket)
 
     def search_ticket_ids(self, **criteria: Any) -> list:
         """TicketSearch on the stock GET route; criteria use OTOBO names (Title, Queues, States, Limit...)."""

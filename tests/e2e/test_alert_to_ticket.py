@@ -4,7 +4,6 @@ Alerts enter through AlertManager's /api/v2/alerts, exactly as Prometheus would 
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key
 from scripts.labstack import Stack, alert, http_json, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -24,14 +24,6 @@ CLOSED_STATES = {"closed successful", "closed unsuccessful"}
 
 def iso(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def correlation_key(fingerprint: str, api_starts_at: str) -> str:
-    """The key from /api/v2/alerts data: that API writes "...:02.120Z", the webhook "...:02.12Z"."""
-    whole, _dot, fraction = api_starts_at.rstrip("Z").partition(".")
-    fraction = fraction.rstrip("0")
-    webhook_form = whole + ("." + fraction if fraction else "") + "Z"
-    return hashlib.sha256(f"alertmanager|{fingerprint}|{webhook_form}".encode()).hexdigest()[:24]
 
 
 def incident_playbook_runs(stack: Stack, playbook: str) -> int:
