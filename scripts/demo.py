@@ -50,7 +50,7 @@ def firing_details(ticket: dict) -> bool:
 def table(tickets: list[dict]) -> str:
     rows = [("Ticket", "State", "IMS status", "Priority", "Queue", "Title")]
     rows += [(str(t["TicketNumber"]), t["State"], str((t.get("DynamicField") or {}).get("IMSStatus") or "-"), t["Priority"], t["Queue"],
-              t["Title"][:100]) for t in tickets]
+              t["Title"]) for t in tickets]  # whole: the [ck:...] marker ends it
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
     lines.insert(1, "-" * min(140, len(lines[0]) + 40))
