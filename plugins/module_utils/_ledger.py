@@ -25,7 +25,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import datetime
 import hashlib
 import importlib.util
 import json
@@ -36,6 +35,8 @@ from typing import Any, Iterator, Optional
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.labops.itsm.plugins.module_utils import _time
+from ansible_collections.labops.itsm.plugins.module_utils._time import format_ts
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AuditWriteError,
     LabopsError,
@@ -151,30 +152,13 @@ def record_hash(record: dict) -> str:
 
 def utc_now() -> str:
     """UTC ISO-8601 timestamp with microseconds, e.g. ``2025-01-31T12:00:00.000001Z``."""
-    return format_ts(datetime.datetime.now(datetime.timezone.utc))
-
-
-def format_ts(moment: datetime.datetime) -> str:
-    """Fixed-width UTC form, so timestamps compare correctly as strings."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_ts(_time.utc_now())
 
 
 def normalise_ts(value: Any, name: str = "timestamp") -> Optional[str]:
     """Accept an ISO-8601 string or datetime (naive means UTC) and return the ledger form."""
-    if value is None or value == "":
-        return None
-    moment = value
-    if not isinstance(moment, datetime.datetime):
-        text = str(value).strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValidationError("%s %r is not an ISO-8601 timestamp" % (name, value), value=str(value))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return format_ts(moment)
+    moment = _time.parse_time(value, name)
+    return None if moment is None else format_ts(moment)
 
 
 def _require_text(name: str, value: Any, limit: int = MAX_REF_LENGTH) -> str:

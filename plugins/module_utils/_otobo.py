@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 from typing import Any, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
@@ -30,12 +29,12 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     ValidationError,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._http import AMBIGUOUS_SUFFIX, EMPTY_BODY, HttpClient
+from ansible_collections.labops.itsm.plugins.module_utils._platform import validate_correlation_key
 
 PLATFORM = "otobo"
 DEFAULT_WEBSERVICE = "GenericTicketConnectorREST"
 DEFAULT_PATH_PREFIX = "/otobo"
 MARKER_FORMAT = " [ck:{0}]"
-CORRELATION_KEY_RE = re.compile(r"^[0-9a-f]{8,64}$")
 # more verified hits than this means the search criteria were ignored by the server
 MAX_VERIFY = 25
 # Tickets per TicketGet when reading search results: 25 URLs stay short (IDs up to 10 digits)
@@ -123,12 +122,6 @@ def to_int(value: Any) -> Optional[int]:
 
 def marker(key: str) -> str:
     return MARKER_FORMAT.format(key)
-
-
-def validate_correlation_key(key: Any) -> str:
-    if not isinstance(key, str) or not CORRELATION_KEY_RE.match(key):
-        raise ValidationError("correlation_key must be 8 to 64 lowercase hex characters, got {0!r}".format(key))
-    return key
 
 
 def title_with_marker(title: str, key: Optional[str]) -> str:

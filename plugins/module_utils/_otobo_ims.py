@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OPEN_STATES, state_type, title_with_marker
+from ansible_collections.labops.itsm.plugins.module_utils._time import normalise_time
 from ansible_collections.labops.itsm.plugins.module_utils._sop import DEFAULT_LOOKUP_LIMIT, DEFAULT_PENDING_HOURS, TicketPlatform
 
 PLATFORM = "otobo"
@@ -106,7 +107,7 @@ class OtoboPlatform(TicketPlatform):
         title = ticket.get("title") or ""
         if key and title.endswith(" [ck:{0}]".format(key)):
             title = title[:-len(" [ck:{0}]".format(key))]
-        record.update(id=ticket.get("ticket_number"), title=title, opened_at=record.get("opened_at") or _otobo_time(ticket.get("created")),
+        record.update(id=ticket.get("ticket_number"), title=title, opened_at=record.get("opened_at") or normalise_time(ticket.get("created"), "created"),
                       platform_state=ticket.get("state"), platform_priority=ticket.get("priority"), _ticket_id=ticket.get("ticket_id"))
         return record
 
@@ -198,13 +199,6 @@ class OtoboPlatform(TicketPlatform):
 
     def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
         self.client.update_ticket(record["_ticket_id"], article=self._article(note))
-
-
-def _otobo_time(value: Any) -> Optional[str]:
-    """OTOBO ``YYYY-MM-DD HH:MM:SS`` (server time, assumed UTC) → ISO-8601."""
-    if not value:
-        return None
-    return prio.format_time(prio.parse_time(value, "created"))
 
 
 def platform_from_params(params: Mapping[str, Any], client: Any) -> OtoboPlatform:

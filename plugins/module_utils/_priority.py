@@ -26,6 +26,7 @@ import datetime
 from typing import Any, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._time import format_time, parse_time, utc_now  # noqa: F401 pylint: disable=unused-import
 
 LEVELS = ("S1", "S2", "S3", "S4")
 LEVEL_NAMES = {"S1": "critical", "S2": "high", "S3": "medium", "S4": "low"}
@@ -145,34 +146,6 @@ def _duration_text(minutes: int) -> str:
     if minutes % 60:
         return "{0}min".format(minutes)
     return "{0}h".format(minutes // 60)
-
-
-def parse_time(value: Any, name: str = "timestamp") -> Optional[datetime.datetime]:
-    """ISO-8601 (``Z`` allowed), OTOBO's ``YYYY-MM-DD HH:MM:SS`` (UTC) or a datetime → aware UTC datetime."""
-    if value is None or value == "":
-        return None
-    moment = value
-    if not isinstance(moment, datetime.datetime):
-        text = str(value).strip()
-        if text[-1:] in ("Z", "z"):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValidationError("{0} {1!r} is not an ISO-8601 timestamp".format(name, value), value=str(value))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
-
-
-def format_time(moment: Optional[datetime.datetime]) -> Optional[str]:
-    if moment is None:
-        return None
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def sla_deadlines(severity: Any, opened_at: Any) -> dict:

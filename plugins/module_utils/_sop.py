@@ -25,13 +25,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import re
 import uuid
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError
+from ansible_collections.labops.itsm.plugins.module_utils._platform import (  # noqa: F401 pylint: disable=unused-import
+    CORRELATION_KEY_RE, DEFAULT_LOOKUP_LIMIT, TicketPlatform,
+)
 
 # IMS record keys a platform keeps (besides id, entity, title, status and the read-only ones)
 RECORD_KEYS = (
@@ -43,50 +45,10 @@ RECORD_KEYS = (
 TEXT_LIMIT = 1000
 DEFAULT_PENDING_HOURS = 24
 DEFAULT_STABILITY_HOURS = 24
-DEFAULT_LOOKUP_LIMIT = 50
 LOOKUP_FILTERS = ("id", "status", "priority", "severity", "severity_level", "category", "assigned_team",
                   "affected_service", "title", "reporter", "correlation_key", "problem_link", "change_link")
 EVENT_SEVERITY = {"critical": "high", "high": "high", "warning": "medium", "medium": "medium", "info": "low", "low": "low"}
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3}
-CORRELATION_KEY_RE = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-class TicketPlatform:
-    """What the SOP engine needs from a ticket platform. Records are IMS dicts (``RECORD_KEYS`` + ``id``).
-
-    ``id`` is the platform's human ticket reference (OTOBO ticket number, ServiceNow INC number,
-    Jira issue key); ``entity`` is ``incident``, ``problem`` or ``change_request``.
-    """
-
-    name = "abstract"
-
-    def get(self, entity: str, ref: str) -> Optional[dict]:
-        """The record, or None when it does not exist."""
-        raise NotImplementedError
-
-    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> dict:
-        """Create a ticket with ``values`` and a first note; return the stored record."""
-        raise NotImplementedError
-
-    def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
-        """Apply ``changes`` (IMS keys) and an optional note; return the stored record."""
-        raise NotImplementedError
-
-    def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
-        """Add a note (subject, body, visible) without changing fields."""
-        raise NotImplementedError
-
-    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT,
-               match: Optional[Callable[[Mapping[str, Any]], bool]] = None) -> list:
-        """Records of one entity (newest first) for which ``match`` is true, at most ``limit``.
-
-        ``match`` is applied before ``limit`` counts, so a lookup is not cut short by records it does not want.
-        """
-        raise NotImplementedError
-
-    def find_by_correlation_key(self, key: str) -> Optional[dict]:
-        """The active incident carrying ``key``, or None."""
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- plan
@@ -902,4 +864,4 @@ def ims_view(record: Optional[Mapping[str, Any]]) -> Optional[dict]:
     return dict((k, v) for k, v in record.items() if not k.startswith("_") and k != "pending_minutes")
 
 
-PLANNERS = dict((name, spec[2]) for name, spec in SOP_SPECS.items())  # type: dict[str, Callable[[Context], Plan]]
+PLANNERS = dict((name, spec[2]) for name, spec in SOP_SPECS.items())

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The ticket platform seam: what the SOP engine, the governed write and the alert path need
+from OTOBO, ServiceNow or Jira, and the one correlation-key pattern every platform shares.
+
+Records are IMS dicts (``_sop.RECORD_KEYS`` + ``id``); ``id`` is the platform's human ticket
+reference (OTOBO ticket number, ServiceNow INC number, Jira issue key); ``entity`` is
+``incident``, ``problem`` or ``change_request``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+from typing import Any, Callable, Mapping, Optional
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+
+# A correlation key: what the alert path derives (24 hex) and what callers may bring (8..64 hex).
+CORRELATION_KEY_RE = re.compile(r"^[0-9a-f]{8,64}$")
+DEFAULT_LOOKUP_LIMIT = 50
+
+
+def is_correlation_key(value: Any) -> bool:
+    return isinstance(value, str) and CORRELATION_KEY_RE.match(value) is not None
+
+
+def validate_correlation_key(key: Any) -> str:
+    if not is_correlation_key(key):
+        raise ValidationError("correlation_key must be 8 to 64 lowercase hex characters, got {0!r}".format(key))
+    return key
+
+
+class TicketPlatform:
+    """What the SOP engine needs from a ticket platform."""
+
+    name = "abstract"
+
+    def get(self, entity: str, ref: str) -> Optional[dict]:
+        """The record, or None when it does not exist."""
+        raise NotImplementedError
+
+    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> dict:
+        """Create a ticket with ``values`` and a first note; return the stored record."""
+        raise NotImplementedError
+
+    def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
+        """Apply ``changes`` (IMS keys) and an optional note; return the stored record."""
+        raise NotImplementedError
+
+    def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
+        """Add a note (subject, body, visible) without changing fields."""
+        raise NotImplementedError
+
+    def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT,
+               match: Optional[Callable[[Mapping[str, Any]], bool]] = None) -> list:
+        """Records of one entity (newest first) for which ``match`` is true, at most ``limit``.
+
+        ``match`` is applied before ``limit`` counts, so a lookup is not cut short by records it does not want.
+        """
+        raise NotImplementedError
+
+    def find_by_correlation_key(self, key: str) -> Optional[dict]:
+        """The incident carrying ``key`` (the newest), or None."""
+        raise NotImplementedError
