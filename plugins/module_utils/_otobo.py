@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
 from ansible.module_utils.basic import env_fallback
@@ -282,6 +282,7 @@ class OtoboClient:
         search_route: Optional[Mapping[str, str]] = None,
         correlation_field: Optional[str] = None,
         path_prefix: str = DEFAULT_PATH_PREFIX,
+        warn: Optional[Callable[[str], None]] = None,
     ) -> None:
         if not username or not password:
             raise ValidationError("otobo: username and password are required")
@@ -295,7 +296,8 @@ class OtoboClient:
         self.path_prefix = prefix
         self.base_path = "{0}/nph-genericinterface.pl/Webservice/{1}".format(prefix, quote(webservice, safe=""))
         self.session_id = None  # type: Optional[str]
-        self.warnings = []  # type: list
+        # Warnings go straight to the caller (a module passes module.warn); nothing to drain afterwards.
+        self.warn = warn or _ignore_warning
         self.webservice = webservice
         http.register_secret(password)
         if "/nph-genericinterface.pl" in http.base_url:
@@ -554,7 +556,7 @@ class OtoboClient:
             # Nothing found: a ticket opened before the field was configured (or by a writer that does
             # not fill it) still carries the title marker, so look for that before anyone creates a duplicate.
             if ids:
-                self.warnings.append(
+                self.warn(
                     "otobo: the dynamic field search for {0} returned {1} tickets, so the server ignored the criterion "
                     "(check correlation_field and search_route); fell back to the title search".format(self.correlation_field, len(ids)))
         ids = self.search_ticket_ids(Title="*{0}*".format(key), States=states)
@@ -582,7 +584,7 @@ class OtoboClient:
         chosen = ordered[0]
         if len(ordered) > 1:
             others = ", ".join(str(t["ticket_number"]) for t in ordered[1:])
-            self.warnings.append(
+            self.warn(
                 "otobo: {0} tickets carry correlation key {1}; using {2} (newest open), duplicates: {3}".format(
                     len(ordered), key, chosen["ticket_number"], others))
         return chosen
@@ -608,7 +610,12 @@ class OtoboClient:
             self.http.base_url, self.path_prefix, self._ticket_id(ticket_id))
 
 
-def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = None) -> OtoboClient:
+def _ignore_warning(message: str) -> None:
+    """Default warning sink for library use without a module."""
+
+
+def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = None,
+                       warn: Optional[Callable[[str], None]] = None) -> OtoboClient:
     """Build the OTOBO client from the module's connection options."""
     if http is None:
         http = HttpClient(PLATFORM, params["url"], validate_certs=params.get("validate_certs", True),
@@ -622,4 +629,5 @@ def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = N
         search_route=params.get("search_route"),
         correlation_field=params.get("correlation_field"),
         path_prefix=params.get("path_prefix") or DEFAULT_PATH_PREFIX,
+        warn=warn,
     )

@@ -583,7 +583,7 @@ def run(module, platform, ledger):
     params = module.params
     result = run_sop(params["sop"], sop_inputs(params), actor=params["actor"], role=params["actor_role"],
                      platform=platform, ledger=ledger, check_mode=module.check_mode)
-    for warning in result.pop("warnings", []) + list(getattr(platform.client, "warnings", [])):
+    for warning in result.pop("warnings", []):
         module.warn(warning)
     return result
 
@@ -594,7 +594,7 @@ def main(module_class=AnsibleModule):
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     try:
-        platform = platform_from_params(module.params, client_from_params(module.params))
+        platform = platform_from_params(module.params, client_from_params(module.params, warn=module.warn))
         ledger = ledger_from_params(module.params)
         result = run(module, platform, ledger)
     except LabopsError as exc:

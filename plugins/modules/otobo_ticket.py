@@ -694,15 +694,10 @@ def run(module, client, ledger):
     check_params(params)
     audit = Audit(ledger, params)
     current = find_ticket(client, params, articles=bool(params.get("article")))
-    for warning in client.warnings:
-        module.warn(warning)
-    del client.warnings[:]
     if params["state"] == "closed":
         changed, record, payload = ensure_closed(module, client, audit, current)
     else:
         changed, record, payload = ensure_present(module, client, audit, current)
-    for warning in client.warnings:
-        module.warn(warning)
     return build_result(client, changed, current, record, payload, audit.records)
 
 
@@ -754,7 +749,7 @@ def main(module_class=AnsibleModule):
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     try:
-        client = client_from_params(module.params)
+        client = client_from_params(module.params, warn=module.warn)
         ledger = ledger_from_params(module.params)
         result = run(module, client, ledger)
     except LabopsError as exc:

@@ -225,8 +225,6 @@ def run(module, client):
         ticket["ticket_url"] = client.ticket_url(ticket["ticket_id"])
         if module.params["history"]:
             ticket["history"] = client.history(ticket["ticket_id"])
-    for warning in client.warnings:
-        module.warn(warning)
     return dict(changed=False, tickets=tickets)
 
 
@@ -260,7 +258,7 @@ def main(module_class=AnsibleModule):
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     try:
-        result = run(module, client_from_params(module.params))
+        result = run(module, client_from_params(module.params, warn=module.warn))
     except LabopsError as exc:
         module.fail_json(**exc.fail_kwargs())
     module.exit_json(**result)

@@ -203,7 +203,11 @@ def make_client(fake, sleeps, **kwargs):
     http = HttpClient("otobo", fake.url, timeout=2, sleep=sleeps.append)
     kwargs.setdefault("username", "alertbot")
     kwargs.setdefault("password", "s3cret")
-    return OtoboClient(http, **kwargs)
+    warned = []
+    kwargs.setdefault("warn", warned.append)
+    client = OtoboClient(http, **kwargs)
+    client.warned = warned  # what the client reported through its warn callback
+    return client
 
 
 @pytest.fixture
@@ -301,7 +305,7 @@ def test_find_by_correlation_key_title_search_verifies(fake, client):
     client.create_ticket(TICKET, ARTICLE)
     found = client.find_by_correlation_key(KEY)
     assert found["ticket_id"] == 102
-    assert client.warnings == []
+    assert client.warned == []
 
 
 def test_find_by_correlation_key_dynamic_field_route(fake, sleeps):
@@ -320,8 +324,8 @@ def test_find_by_correlation_key_picks_newest_open_and_warns(fake, client):
     client.create_ticket(dict(TICKET, state="closed successful"), ARTICLE)
     found = client.find_by_correlation_key(KEY)
     assert found["ticket_id"] == 102
-    assert len(client.warnings) == 1
-    assert "3 tickets carry correlation key" in client.warnings[0]
+    assert len(client.warned) == 1
+    assert "3 tickets carry correlation key" in client.warned[0]
 
 
 def test_find_by_correlation_key_open_only(fake, client):

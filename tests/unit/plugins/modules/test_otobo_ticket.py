@@ -81,7 +81,6 @@ def ticket(**overrides):
 
 def make_client(found=None, after=None):
     client = Mock(spec=OtoboClient)
-    client.warnings = []
     client.find_by_correlation_key.return_value = found
     client.get_ticket.return_value = after if after is not None else found
     client.update_ticket.return_value = {"ticket_id": 42, "ticket_number": "2025061110000421", "article_id": None}
@@ -342,14 +341,6 @@ def test_marker_added_to_existing_ticket_found_by_id():
     client.get_ticket.return_value = ticket(title="Disk full nas1")
     result = otobo_ticket.run(module, client, RecordingLedger())
     assert result["changed"] and client.update_ticket.call_args[0][1] == {"title": TITLE}
-
-
-def test_client_warnings_forwarded():
-    client = make_client(found=ticket())
-    client.warnings.append("otobo: 2 tickets carry correlation key")
-    module = FakeModule(correlation_key=KEY)
-    otobo_ticket.run(module, client, RecordingLedger())
-    assert module.warnings == ["otobo: 2 tickets carry correlation key"]
 
 
 def test_state_names_compared_case_insensitively():

@@ -31,7 +31,6 @@ class FakeModule:
 
 def make_client():
     client = Mock(spec=OtoboClient)
-    client.warnings = []
     client.get_ticket.side_effect = lambda tid, articles=False: None if tid == 404 else {"ticket_id": tid, "articles": []}
     client.ticket_url.side_effect = lambda tid: "u/%s" % tid
     return client
@@ -54,14 +53,12 @@ def test_by_number():
     assert otobo_ticket_info.run(FakeModule(ticket_number="2025"), client)["tickets"][0]["ticket_id"] == 9
 
 
-def test_by_correlation_key_forwards_warnings():
+def test_by_correlation_key():
     client = make_client()
     client.find_by_correlation_key.return_value = {"ticket_id": 3}
-    client.warnings.append("duplicates")
     module = FakeModule(correlation_key=KEY, open_only=True)
     assert otobo_ticket_info.run(module, client)["tickets"][0]["ticket_id"] == 3
     client.find_by_correlation_key.assert_called_once_with(KEY, open_only=True, articles=False)
-    assert module.warnings == ["duplicates"]
 
 
 def test_search_criteria_and_limit():
