@@ -2,8 +2,7 @@
 
 A stock OTOBO plus what README.md ("Running against a real OTOBO") tells an admin to set up for
 the governed alert path: the ticket types of ims_sop's default ``ticket_types``, the IMS dynamic
-fields of the SOP engine's OTOBO mapping, ``AlertFingerprint`` for the FIRING details and the
-correlation field.  The queues (Infrastructure, Platform, Storage), the agent ``alertbot`` and the
+fields of the SOP engine's OTOBO mapping and ``AlertFingerprint`` for the FIRING details.  The queues (Infrastructure, Platform, Storage), the agent ``alertbot`` and the
 customer user ``monitoring`` of the inventory are in the simulator's default config already and
 stay as they are.  ``scripts/labstack.py`` (``make demo``, the end-to-end test) starts this profile.
 """
@@ -12,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 LAB_TICKET_TYPES = ("Incident", "Problem", "RfC")
-ALERT_DYNAMIC_FIELDS = ("AlertFingerprint", "LabopsCorrelationKey")
+ALERT_DYNAMIC_FIELDS = ("AlertFingerprint",)
 IMS_DYNAMIC_FIELDS = (
     "IMSEntity", "IMSStatus", "IMSCategory", "IMSSubcategory", "IMSPriority", "IMSSeverity", "IMSSeverityLevel",
     "IMSDetectionSource", "IMSReporter", "IMSAffectedService", "IMSAssignedTeam", "IMSChangeLink", "IMSProblemLink",

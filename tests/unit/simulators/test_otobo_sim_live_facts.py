@@ -128,7 +128,7 @@ def test_lab_profile_is_ready_for_the_alert_path(tmp_path: Any) -> None:
     config = json.loads(printed.stdout)
     assert config["ticket_types"] == ["Incident", "Problem", "RfC"]
     names = {field["name"] for field in config["dynamic_fields"]}
-    assert {"AlertFingerprint", "IMSStatus", "IMSCorrelationKey", "LabopsCorrelationKey"} <= names
+    assert {"AlertFingerprint", "IMSStatus", "IMSCorrelationKey"} <= names
     stock = json.loads(subprocess.run([sys.executable, "-m", "simulators.otobo", "--print-config"], cwd=REPO_ROOT,
                                       capture_output=True, text=True, check=True).stdout)
     assert stock["ticket_types"] == []
