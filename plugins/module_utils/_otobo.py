@@ -506,7 +506,8 @@ class OtoboClient:
         tickets = _ticket_list(data)
         return normalize_ticket(tickets[0]) if tickets else None
 
-    def get_tickets(self, ticket_ids: Iterable[Any], *, dynamic_fields: bool = True, chunk: int = GET_CHUNK) -> Iterator[dict]:
+    def get_tickets(self, ticket_ids: Iterable[Any], *, dynamic_fields: bool = True, chunk: int = GET_CHUNK,
+                    articles: bool = False) -> Iterator[dict]:
         """Normalized tickets for ``ticket_ids``, in order, read ``chunk`` at a time; unreadable ones are skipped.
 
         One TicketGet on the stock route with ``/Ticket/1,2,3`` per chunk instead of one call per ticket.
@@ -515,6 +516,8 @@ class OtoboClient:
         """
         ids = [self._ticket_id(ticket_id) for ticket_id in ticket_ids]
         params = {"DynamicFields": 1} if dynamic_fields else {}
+        if articles:
+            params["AllArticles"] = 1
         chunk = max(1, chunk)
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
@@ -530,7 +533,7 @@ class OtoboClient:
                     continue
             # A single ticket, or a list OTOBO refused because one of them is unreadable.
             for ticket_id in part:
-                ticket = self.get_ticket(ticket_id, dynamic_fields=dynamic_fields)
+                ticket = self.get_ticket(ticket_id, dynamic_fields=dynamic_fields, articles=articles)
                 if ticket is not None:
                     yield ticket
 

@@ -117,3 +117,28 @@ def test_sop_resolve_costs_at_most_six_requests(tmp_path):
     assert result["record"]["status"] == "resolved"
     assert len(operations) <= RESOLVE_BUDGET, operations
     assert (state["sessions"], state["sessions_created"]) == (0, 0)
+
+
+class _InfoModule:
+    def __init__(self, **params):
+        from ansible_collections.labops.itsm.plugins.modules import otobo_ticket_info
+
+        self.params = dict((name, None) for name in otobo_ticket_info.argument_spec())
+        self.params.update(open_only=False, limit=50, articles=False, history=False)
+        self.params.update(params)
+
+
+def test_info_search_reads_25_tickets_per_request(tmp_path):
+    from ansible_collections.labops.itsm.plugins.modules import otobo_ticket_info
+
+    with start_in_thread("otobo") as sim:
+        client = client_from_params({"url": sim.url, "username": "alertbot", "password": "s3cret"})
+        article = {"subject": "s", "body": "b", "content_type": "text/plain; charset=utf8"}
+        for number in range(30):
+            client.create_ticket({"title": "batch %d" % number, "queue": "Platform", "priority": "3 normal", "state": "new",
+                                  "customer_user": "monitoring"}, article)
+        sim.clear_requests()
+        result = otobo_ticket_info.run(_InfoModule(queue=["Platform"], articles=True, limit=30), client)
+        operations = [entry["operation"] for entry in sim.requests()]
+    assert len(result["tickets"]) == 30 and all(t["articles"] for t in result["tickets"])
+    assert operations == ["TicketSearch", "TicketGet", "TicketGet"]
