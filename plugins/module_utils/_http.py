@@ -69,7 +69,6 @@ AMBIGUOUS_SUFFIX = " (the write may or may not have been applied)"
 EMPTY_BODY = "(empty body)"
 
 
-
 def scrub(text: Any, secrets: Iterable[str] = ()) -> str:
     """Remove credentials from ``text``: the registered secret values, then ``_redact.scrub_string``
     (the collection's one list of secret patterns: headers, Bearer/Basic, URL userinfo, key=value pairs)."""
