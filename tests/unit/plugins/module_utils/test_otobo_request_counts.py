@@ -19,7 +19,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from simulators.harness import start_in_thread, start_simulator
 
