@@ -173,11 +173,13 @@ class SimulatorProcess(_Controlled):
 class InThreadSimulator(_Controlled):
     """The same app served from a thread of this process (no subprocess start-up cost)."""
 
-    def __init__(self, module: str, config: Mapping[str, Any] | None, host: str) -> None:
+    def __init__(self, module: str, config: Mapping[str, Any] | None, host: str, lab: bool = False) -> None:
         from simulators import base  # pylint: disable=import-outside-toplevel
 
         mod = importlib.import_module(f"simulators.{module}")
         self.config = dict(config or {})
+        if lab:  # the same keys `--lab` starts from; config still overrides them
+            self.config = dict(importlib.import_module(f"simulators.{module}_lab").lab_overrides(), **self.config)
         self.app = mod.build_app(self.config)
         self.app.quiet = True
         self.server, self.thread = base.serve_in_thread(self.app, host)
@@ -199,6 +201,7 @@ def start_simulator(module: str = "otobo", config: Mapping[str, Any] | None = No
     return SimulatorProcess(module, config, host, startup_timeout, ["--lab"] if lab else None)
 
 
-def start_in_thread(module: str = "otobo", config: Mapping[str, Any] | None = None, host: str = "127.0.0.1") -> InThreadSimulator:
-    """Serve the simulator app from a background thread of the current process."""
-    return InThreadSimulator(module, config, host)
+def start_in_thread(module: str = "otobo", config: Mapping[str, Any] | None = None, host: str = "127.0.0.1",
+                    lab: bool = False) -> InThreadSimulator:
+    """Serve the simulator app from a background thread of the current process (``lab=True``: the lab profile)."""
+    return InThreadSimulator(module, config, host, lab)

@@ -139,3 +139,12 @@ def test_lab_profile_is_ready_for_the_alert_path(tmp_path: Any) -> None:
         assert "Error" not in result, result
         ticket = next(t for t in sim.state()["tickets"] if t["TicketID"] == int(result["TicketID"]))
         assert ticket["Type"] == "Incident"
+
+
+def test_in_thread_lab_profile_matches_the_command_line() -> None:
+    from simulators.otobo_lab import lab_overrides
+
+    with start_in_thread("otobo", {"queues": ["Lab"]}, lab=True) as sim:
+        assert sim.app.config["ticket_types"] == lab_overrides()["ticket_types"]
+        assert sim.app.config["queues"] == ["Lab"]
+        assert "Error" not in create(Client(sim), Type="Problem", Queue="Lab")
