@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
@@ -301,6 +302,8 @@ _NO_ROUTE = "Error while determine Operation"
 # OTOBO's own 500 fault when the ticket write failed before anything was stored (e.g. a Queue name in the
 # wrong case passes validation and then fails): a definite refusal, never an ambiguous write.
 _WRITE_REFUSED = ("Ticket could not be created", "Ticket could not be updated")
+# server_error_text() of an Error envelope: "<Operation>.<Code>: <message>"
+_ENVELOPE_TEXT = re.compile(r"^[A-Za-z]+\.[A-Za-z]+: ")
 
 
 class OtoboClient:
@@ -431,6 +434,11 @@ class OtoboClient:
             hint = "the web service has no such route for this method: check webservice, path_prefix and search_route"
         elif status == 500 and any(marker_text in server_text for marker_text in _TRANSPORT_REJECTIONS):
             hint = "rejected by the OTOBO transport before the operation ran"
+        elif status and status >= 500 and _ENVELOPE_TEXT.match(server_text):
+            # An OTOBO Error envelope is the operation's own answer, whatever status a proxy put around it.
+            code = server_text.split(":", 1)[0]
+            return _error_class(code)("{0} (OTOBO refused the operation; nothing was written)".format(text),
+                                      error_code=code, **exc.details)
         elif status == 500 and any(marker_text in server_text for marker_text in _WRITE_REFUSED):
             return ValidationError(
                 "{0} (OTOBO refused the write; nothing was written. Names must match OTOBO exactly: a Queue name in "

@@ -374,6 +374,14 @@ def test_create_5xx_is_ambiguous(fake, client, sleeps):
     assert sleeps == []
 
 
+def test_error_envelope_inside_a_5xx_is_definite(fake, client, sleeps):
+    fake.faults.append(("TicketCreate", 502, b'{"Error":{"ErrorCode":"TicketCreate.AccessDenied","ErrorMessage":"TicketCreate: no"}}'))
+    with pytest.raises(PermissionDenied, match="nothing was written") as err:
+        client.create_ticket(TICKET, ARTICLE)
+    assert not isinstance(err.value, AmbiguousWriteError)
+    assert err.value.details["error_code"] == "TicketCreate.AccessDenied"
+
+
 def test_create_refused_with_ticket_could_not_be_created_is_definite(fake, client, sleeps):
     fake.faults.append(("TicketCreate", 500, b'{"faultcode":"Server","faultstring":"Ticket could not be created"}'))
     with pytest.raises(ValidationError, match="nothing was written.*wrong case") as err:
