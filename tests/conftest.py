@@ -5,8 +5,11 @@ tests import ``ansible_collections.labops.itsm...`` through that path, and every
 ``ansible-playbook`` / ``ansible-rulebook`` subprocess finds ``labops.itsm`` through
 ``ANSIBLE_COLLECTIONS_PATH``.
 """
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,11 @@ os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS_PATH)
 os.environ.setdefault("ANSIBLE_NOCOLOR", "1")
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "0")
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "0")
+# OTOBO SessionIDs are cached between module runs; tests keep theirs out of the home directory.
+if "LABOPS_OTOBO_SESSION_CACHE" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="labops-test-sessions-")
+    atexit.register(shutil.rmtree, _SESSION_CACHE, True)
+    os.environ["LABOPS_OTOBO_SESSION_CACHE"] = os.path.join(_SESSION_CACHE, "otobo")
 # Subprocesses must use this venv's tools even when PATH does not include it.
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 

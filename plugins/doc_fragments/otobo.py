@@ -43,14 +43,24 @@ options:
     required: true
   use_session:
     description:
-      - V(false) (the default) sends O(username) and O(password) with each operation and opens no OTOBO session.
-        OTOBO's web service has no operation that removes a session, so a session per task run would stay in
-        OTOBO's session table until its idle timeout (2 hours by default) and a steady alert flow would fill it.
-        GET operations (TicketGet, TicketSearch) carry the credentials in the query string; use an HTTPS O(url).
-      - V(true) creates one session (SessionCreate, one request more) per task and sends its SessionID instead of
-        the password. A rejected session is re-created once. The session is left to OTOBO's idle timeout.
+      - V(true) (the default) authenticates with a session (SessionCreate) and sends its SessionID instead of the
+        password, so the password travels only in the body of one SessionCreate and never in a query string.
+        The session is kept in O(session_cache) and reused by later task runs, because OTOBO's web service has
+        no operation that removes a session and a session per run would stay in OTOBO's session table until its
+        idle timeout (2 hours by default). A rejected session is re-created once.
+      - V(false) sends O(username) and O(password) with each operation and opens no session; GET operations
+        (TicketGet, TicketSearch) then carry the password in the query string, where web server access logs
+        may record it.
     type: bool
-    default: false
+    default: true
+  session_cache:
+    description:
+      - Directory where the SessionID is kept between task runs (one file per URL, web service, agent and
+        password, mode 0600 in a 0700 directory owned by the controller user; a cache that is not private is
+        ignored). Set to an empty string to create one session per task run instead.
+      - If not set, the value of the E(LABOPS_OTOBO_SESSION_CACHE) environment variable is used.
+    type: path
+    default: ~/.cache/labops.itsm/otobo-sessions
   validate_certs:
     description:
       - Verify the server's TLS certificate.

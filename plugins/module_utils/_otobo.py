@@ -14,7 +14,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import json
+import os
 import re
+import tempfile
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
@@ -35,6 +39,9 @@ from ansible_collections.labops.itsm.plugins.module_utils._platform import valid
 PLATFORM = "otobo"
 DEFAULT_WEBSERVICE = "GenericTicketConnectorREST"
 DEFAULT_PATH_PREFIX = "/otobo"
+# One SessionID per (server, web service, agent) shared by the task runs of a controller user: OTOBO's web
+# service cannot remove a session, so a session per run would pile up until its 2-hour idle timeout.
+DEFAULT_SESSION_CACHE = "~/.cache/labops.itsm/otobo-sessions"
 MARKER_FORMAT = " [ck:{0}]"
 # OTOBO stores Title in varchar(191) and cuts longer titles without an error (observed on 11.0).
 TITLE_MAX_LENGTH = 191
@@ -52,7 +59,8 @@ OTOBO_CONNECTION_ARGSPEC = dict(
     path_prefix=dict(type="str", default=DEFAULT_PATH_PREFIX),
     username=dict(type="str", required=True, fallback=(env_fallback, ["OTOBO_USERNAME"])),
     password=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["OTOBO_PASSWORD"])),
-    use_session=dict(type="bool", default=False),
+    use_session=dict(type="bool", default=True),
+    session_cache=dict(type="path", default=DEFAULT_SESSION_CACHE, fallback=(env_fallback, ["LABOPS_OTOBO_SESSION_CACHE"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["OTOBO_VALIDATE_CERTS"])),
     ca_path=dict(type="path"),
     timeout=dict(type="int", default=30),
@@ -306,6 +314,53 @@ _WRITE_REFUSED = ("Ticket could not be created", "Ticket could not be updated")
 _ENVELOPE_TEXT = re.compile(r"^[A-Za-z]+\.[A-Za-z]+: ")
 
 
+class SessionCache:
+    """SessionIDs kept on disk between task runs (file 0600 in a 0700 directory of the controller user).
+
+    The key covers URL, web service, agent and a hash of the password, so a wrong password never rides on a
+    cached session. Concurrent first runs may each create a session (bounded by the concurrency); the last
+    one written is reused. A cache that is not private to this user is ignored.
+    """
+
+    def __init__(self, directory: str, *parts: str) -> None:
+        self.directory = os.path.expanduser(directory)
+        digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
+        self.path = os.path.join(self.directory, digest + ".json")
+
+    def _private(self, path: str) -> bool:
+        info = os.stat(path)
+        return info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+    def load(self) -> Optional[str]:
+        try:
+            if not (self._private(self.directory) and self._private(self.path)):
+                return None
+            with open(self.path, encoding="utf-8") as handle:
+                session_id = json.load(handle).get("session_id")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return str(session_id) if session_id else None
+
+    def store(self, session_id: str) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            if not self._private(self.directory):
+                return
+            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".session-")  # created 0600
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump({"session_id": session_id}, stream)
+            os.replace(temporary, self.path)
+        except OSError:
+            return  # a cache we cannot write only costs one SessionCreate per run
+
+    def forget(self, session_id: str) -> None:
+        if self.load() == session_id:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
 class OtoboClient:
     """GenericTicketConnectorREST client. Not thread safe (one session id)."""
 
@@ -316,7 +371,8 @@ class OtoboClient:
         username: str,
         password: str,
         webservice: str = DEFAULT_WEBSERVICE,
-        use_session: bool = False,
+        use_session: bool = True,
+        session_cache: Optional[str] = None,
         search_route: Optional[Mapping[str, str]] = None,
         correlation_field: Optional[str] = None,
         path_prefix: str = DEFAULT_PATH_PREFIX,
@@ -338,6 +394,10 @@ class OtoboClient:
         self.warn = warn or _ignore_warning
         self.webservice = webservice
         http.register_secret(password)
+        self.session_cache = None  # type: Optional[SessionCache]
+        if use_session and session_cache:
+            password_hash = hashlib.sha256(password.encode("utf-8")).hexdigest()
+            self.session_cache = SessionCache(session_cache, http.base_url, self.base_path, username, password_hash)
         if "/nph-genericinterface.pl" in http.base_url:
             raise ValidationError(
                 "otobo: url must name only scheme, host and port (e.g. https://otobo.example), not the web service "
@@ -360,9 +420,16 @@ class OtoboClient:
     def _credentials(self) -> dict:
         if self.use_session:
             if not self.session_id:
-                self.login()
+                self._reuse_cached_session() or self.login()
             return {"SessionID": self.session_id}
         return {"UserLogin": self.username, "Password": self._password}
+
+    def _reuse_cached_session(self) -> Optional[str]:
+        cached = self.session_cache.load() if self.session_cache else None
+        if cached:
+            self.session_id = cached
+            self.http.register_secret(cached)
+        return cached
 
     def login(self) -> str:
         """SessionCreate; the SessionID is kept and reused."""
@@ -373,6 +440,8 @@ class OtoboClient:
             raise UnexpectedResponseError("otobo SessionCreate: reply has no SessionID", platform=PLATFORM)
         self.session_id = str(session_id)
         self.http.register_secret(self.session_id)
+        if self.session_cache:
+            self.session_cache.store(self.session_id)
         return self.session_id
 
     def _call(self, operation: str, method: str, route: str, *, params: Optional[dict] = None,
@@ -383,6 +452,8 @@ class OtoboClient:
         except AuthError:
             if not self.use_session or self.session_id is None:
                 raise
+            if self.session_cache:
+                self.session_cache.forget(self.session_id)
             self.session_id = None
             return self._call_once(operation, method, route, params, body, retry_unsafe)
 
@@ -680,7 +751,8 @@ def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = N
         username=params["username"],
         password=params["password"],
         webservice=params.get("webservice") or DEFAULT_WEBSERVICE,
-        use_session=params.get("use_session", False),
+        use_session=params.get("use_session", True),
+        session_cache=params.get("session_cache", os.environ.get("LABOPS_OTOBO_SESSION_CACHE", DEFAULT_SESSION_CACHE)),
         search_route=params.get("search_route"),
         correlation_field=params.get("correlation_field"),
         path_prefix=params.get("path_prefix") or DEFAULT_PATH_PREFIX,

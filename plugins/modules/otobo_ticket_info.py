@@ -77,9 +77,9 @@ notes:
   - Without any lookup or search option the newest O(limit) tickets visible to the agent are returned.
   - "Requests per task (measured against the OTOBO simulator): a lookup by O(correlation_key) costs 2 requests
     (TicketSearch and TicketGet), by O(ticket_id) 1 (TicketGet), by O(ticket_number) 2; a search costs 1 TicketSearch
-    plus 1 TicketGet per 25 tickets; O(history) adds 1 per ticket. With O(use_session=true) add 1 (SessionCreate)."
-  - With the default O(use_session=false) the module opens no OTOBO session, so repeated runs do not grow OTOBO's
-    session table.
+    plus 1 TicketGet per 25 tickets; O(history) adds 1 per ticket. The first run of a controller user adds 1
+    (SessionCreate); later runs reuse the session from O(session_cache), so repeated runs do not grow OTOBO's
+    session table."
 requirements:
   - requests
 """

@@ -7,11 +7,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 import pytest
 
 from simulators.harness import start_in_thread
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import AmbiguousWriteError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AmbiguousWriteError, AuthError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
     TITLE_MAX_LENGTH,
     client_from_params,
@@ -107,7 +109,7 @@ def test_wrong_case_queue_is_a_definite_refusal_sent_once(sim):
         client.create_ticket(ticket(queue="raw"), ARTICLE)
     assert not isinstance(caught.value, AmbiguousWriteError)
     assert "wrong case" in str(caught.value) and "nothing was written" in str(caught.value)
-    assert [entry["operation"] for entry in sim.requests()] == ["TicketCreate"]
+    assert [entry["operation"] for entry in sim.requests() if entry["operation"] != "SessionCreate"] == ["TicketCreate"]
     assert len(sim.state()["tickets"]) == before
 
 
@@ -126,21 +128,54 @@ def test_create_only_queue_creates_a_ticket_the_client_cannot_read(sim):
 # -- B4: the session table stays bounded -------------------------------------------------------------------
 
 
-def test_many_runs_open_no_sessions_by_default(sim):
+def test_many_runs_share_one_cached_session(sim, tmp_path):
+    cache = str(tmp_path / "sessions")
     for run in range(40):
-        client = make_client(sim)  # a module run builds a fresh client
+        client = make_client(sim, session_cache=cache)  # a module run builds a fresh client
         if run == 0:
             ticket_id = client.create_ticket(ticket(title=title_with_marker("steady", KEY)), ARTICLE)["ticket_id"]
         found = client.find_by_correlation_key(KEY)
         client.update_ticket(found["ticket_id"], article=dict(ARTICLE, subject="repeat %d" % run))
     state = sim.state()
-    assert (state["sessions"], state["sessions_created"]) == (0, 0)
+    assert (state["sessions"], state["sessions_created"]) == (1, 1)
     assert len(client.get_ticket(ticket_id, articles=True)["articles"]) == 41
+    assert oct(os.stat(cache).st_mode & 0o777) == "0o700"
+    assert [oct(os.stat(os.path.join(cache, name)).st_mode & 0o777) for name in os.listdir(cache)] == ["0o600"]
 
 
-def test_use_session_opens_one_session_per_client(sim):
+def test_cached_session_rejected_by_the_server_is_replaced_once(sim, tmp_path):
+    cache = str(tmp_path / "sessions")
+    make_client(sim, session_cache=cache).search_ticket_ids(Title="*nothing*")
+    sim.reset()  # the server forgets every session (as after its idle timeout)
+    sim.clear_requests()
+    assert make_client(sim, session_cache=cache).search_ticket_ids(Title="*nothing*") == []
+    assert [entry["operation"] for entry in sim.requests()] == ["TicketSearch", "SessionCreate", "TicketSearch"]
+    assert make_client(sim, session_cache=cache).search_ticket_ids(Title="*nothing*") == []
+
+
+def test_wrong_password_never_rides_on_a_cached_session(sim, tmp_path):
+    cache = str(tmp_path / "sessions")
+    make_client(sim, session_cache=cache).search_ticket_ids(Title="*nothing*")
+    with pytest.raises(AuthError):
+        make_client(sim, session_cache=cache, password="wrong").search_ticket_ids(Title="*nothing*")
+
+
+def test_a_cache_open_to_others_is_ignored(sim, tmp_path):
+    cache = tmp_path / "sessions"
+    make_client(sim, session_cache=str(cache)).search_ticket_ids(Title="*nothing*")
+    os.chmod(str(cache), 0o755)
+    make_client(sim, session_cache=str(cache)).search_ticket_ids(Title="*nothing*")
+    assert sim.state()["sessions_created"] == 2
+
+
+def test_without_cache_each_client_opens_its_own_session(sim):
     for _run in range(5):
-        client = make_client(sim, use_session=True)
+        client = make_client(sim, session_cache="")
         client.search_ticket_ids(Title="*nothing*")
         client.search_ticket_ids(Title="*still nothing*")
     assert sim.state()["sessions_created"] == 5
+
+
+def test_without_session_no_session_is_opened(sim):
+    make_client(sim, use_session=False).search_ticket_ids(Title="*nothing*")
+    assert sim.state()["sessions_created"] == 0
