@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DOC = str(Path(sys.executable).parent / "ansible-doc")
@@ -68,6 +69,21 @@ def test_docsite_documents_every_event_source_option():
     page = (DOCSITE / "rst" / "event_source.rst").read_text()
     missing = [name for name in schema["properties"] if f"``{name}``" not in page]
     assert not missing, f"options of the alertmanager event source missing from its docsite page: {missing}"
+    documented = option_defaults(page)
+    for name, spec in schema["properties"].items():
+        if "default" in spec:
+            assert documented.get(name) == spec["default"], f"{name}: the page says {documented.get(name)!r}, the schema {spec['default']!r}"
+
+
+def option_defaults(page: str) -> dict:
+    """name -> default from the first list-table (option | default | meaning) of a page."""
+    table = page.split(".. list-table::", 1)[1].split("\n\n")[1] + "\n"
+    defaults = {}
+    for row in re.findall(r"^   \* - (.*)\n     - (.*)\n", table, re.MULTILINE):
+        value = re.fullmatch(r"``(.*)``", row[1])
+        for name in re.findall(r"``(\w+)``", row[0]):
+            defaults[name] = yaml.safe_load(value.group(1)) if value else None
+    return defaults
 
 
 def test_md2rst_escapes_what_rst_would_misread():
