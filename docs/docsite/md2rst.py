@@ -188,8 +188,8 @@ class Converter:
         level = int(node.tag[1])
         if level == 1 and not self.title_done:
             self.title_done = True
-            bar = "=" * len(text)
-            return [bar, text, bar]
+            rule = "=" * len(text)
+            return [rule, text, rule]
         return [text, HEADING_UNDERLINES[max(level, 2)] * len(text)]
 
     def paragraph(self, node: SyntaxTreeNode) -> list[str]:
