@@ -225,24 +225,34 @@ def test_import_check_catches_a_dangling_import():
         f"{COLLECTION_PACKAGE}.plugins.module_utils", f"{COLLECTION_PACKAGE}.plugins.module_utils._http"]
 
 
-def test_installed_tarball_documents_its_modules(built: dict):
+def _installed_env(target: Path) -> dict:
+    # Only the temporary collections path: the checkout's own link must not answer for the tarball.
+    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+                ANSIBLE_GALAXY_SERVER="http://127.0.0.1:9/", ANSIBLE_NOCOLOR="1")
+
+
+@pytest.fixture(scope="module")
+def installed(built: dict) -> tuple[Path, dict]:
     target = built["base"] / "installed"
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_GALAXY_SERVER="http://127.0.0.1:9/", ANSIBLE_NOCOLOR="1")
+    env = _installed_env(target)
     install = subprocess.run(
         [str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--offline", str(built["tarball"]), "-p", str(target)],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert install.returncode == 0, install.stdout + install.stderr
-    installed = target / "ansible_collections" / NAMESPACE / NAME
-    assert (installed / "plugins" / "modules" / "ims_sop.py").is_file()
-    assert not (installed / ".demo").exists()
+    collection = target / "ansible_collections" / NAMESPACE / NAME
+    assert (collection / "plugins" / "modules" / "ims_sop.py").is_file()
+    assert not (collection / ".demo").exists()
+    return collection, env
 
+
+def test_installed_tarball_documents_its_modules(installed: tuple[Path, dict]):
+    collection, env = installed
     doc = subprocess.run([str(VENV_BIN / "ansible-doc"), f"{NAMESPACE}.{NAME}.ims_sop"],
                          capture_output=True, text=True, env=env, timeout=120, check=False)
     assert doc.returncode == 0, doc.stderr
     assert "[WARNING]" not in doc.stderr, doc.stderr
-    assert str(installed) in doc.stdout, f"ansible-doc did not read the installed copy:\n{doc.stdout[:500]}"
+    assert str(collection) in doc.stdout, f"ansible-doc did not read the installed copy:\n{doc.stdout[:500]}"
     assert "EXAMPLES" in doc.stdout
 
     listing = subprocess.run([str(VENV_BIN / "ansible-doc"), "-t", "module", "-l", f"{NAMESPACE}.{NAME}"],
@@ -250,3 +260,28 @@ def test_installed_tarball_documents_its_modules(built: dict):
     assert listing.returncode == 0, listing.stderr
     for module in sorted((REPO / "plugins" / "modules").glob("*.py")):
         assert f"{NAMESPACE}.{NAME}.{module.stem}" in listing.stdout
+
+
+RULEBOOK_LOOKUP = """
+import json, sys
+from ansible_rulebook import collection
+name = sys.argv[1]
+print(json.dumps({
+    "source": collection.find_source(name, "alertmanager"),
+    "rulebook": collection.has_rulebook(name, "alertmanager_otobo"),
+    "playbook": collection.find_playbook(name, "incident_open"),
+}))
+"""
+
+
+def test_installed_tarball_serves_ansible_rulebook(installed: tuple[Path, dict]):
+    """ansible-rulebook resolves the event source, the rulebook and the playbooks from the installed copy."""
+    pytest.importorskip("ansible_rulebook", reason="ansible-rulebook is not installed in this venv")
+    collection, env = installed
+    result = subprocess.run([sys.executable, "-c", RULEBOOK_LOOKUP, f"{NAMESPACE}.{NAME}"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["source"] == str(collection / "extensions" / "eda" / "plugins" / "event_source" / "alertmanager.py")
+    assert found["rulebook"] is True
+    assert found["playbook"] == str(collection / "playbooks" / "incident_open.yml")
