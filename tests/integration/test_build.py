@@ -141,6 +141,7 @@ def test_tarball_holds_the_collection(built: dict):
         "playbooks/incident_open.yml", "playbooks/incident_resolve.yml", "docs/docsite/extra-docs.yml",
     }
     assert expected <= set(built["members"]), sorted(expected - set(built["members"]))
+    assert "[WARNING]" not in built["stderr"], built["stderr"]
 
 
 def test_manifest_readme_is_for_an_installed_collection(built: dict):
