@@ -111,3 +111,12 @@ def test_collection_docs_lint():
         capture_output=True, text=True, env=os.environ, timeout=600, check=False,
     )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_collection_readme_otobo_setup_matches_the_readme():
+    """The shipped README repeats the repository README's OTOBO setup (tests/e2e/test_lab_config.py checks that one)."""
+    readme = (REPO / "README.md").read_text()
+    repo_setup = readme[readme.index("### OTOBO\n"):readme.index("### Variables and secrets")]
+    shipped = (REPO / "COLLECTION_README.md").read_text()
+    shipped_setup = shipped[shipped.index("## OTOBO setup\n"):shipped.index("## Use\n")]
+    assert set(re.findall(r"`([^`]+)`", shipped_setup)) == set(re.findall(r"`([^`]+)`", repo_setup))
