@@ -116,7 +116,7 @@ def test_collection_docs_lint():
 def test_collection_readme_otobo_setup_matches_the_readme():
     """The shipped README repeats the repository README's OTOBO setup (tests/e2e/test_lab_config.py checks that one)."""
     readme = (REPO / "README.md").read_text()
-    repo_setup = readme[readme.index("### OTOBO\n"):readme.index("### Variables and secrets")]
+    repo_setup = readme[readme.index("### OTOBO\n"):readme.index("Firing alerts become IMS incidents")]
     shipped = (REPO / "COLLECTION_README.md").read_text()
     shipped_setup = shipped[shipped.index("## OTOBO setup\n"):shipped.index("## Use\n")]
     assert set(re.findall(r"`([^`]+)`", shipped_setup)) == set(re.findall(r"`([^`]+)`", repo_setup))
