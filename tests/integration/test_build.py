@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -153,6 +154,21 @@ def test_manifest_readme_is_for_an_installed_collection(built: dict):
     assert "ansible-galaxy collection install" in text
     placeholders = {key: value for key, value in info.items() if isinstance(value, str) and "example.invalid" in value}
     assert not placeholders, f"placeholder URLs in galaxy.yml: {placeholders}"
+
+
+def test_shipped_markdown_links_resolve(built: dict):
+    """A relative link in a shipped Markdown file points at a shipped file or directory."""
+    dangling = []
+    for name, data in sorted(built["contents"].items()):
+        if not name.endswith(".md"):
+            continue
+        for target in re.findall(r"\]\(([^)\s]+)\)", data.decode()):
+            if re.match(r"[a-z]+:|#", target):
+                continue
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(name), target.split("#", 1)[0]))
+            if path not in built["members"]:
+                dangling.append(f"{name}: {target}")
+    assert not dangling, "links to files the tarball lacks:\n" + "\n".join(dangling)
 
 
 def test_extension_dirs_exist(built: dict):
