@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.labstack import REPO_ROOT, Stack, alert  # noqa: E402  pylint: disable=wrong-import-position
+from scripts.labstack import (  # noqa: E402  pylint: disable=wrong-import-position
+    REPO_ROOT, RULEBOOK_TIMEOUT_ENV, Stack, StackStartError, alert, rulebook_ready_timeout,
+)
 
 
 def iso(ts: datetime) -> str:
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = REPO_ROOT / ".demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
     print(f"labops.itsm demo — work directory {workdir}")
     print("starting: OTOBO simulator, ansible-rulebook (rulebooks/alertmanager_otobo.yml), AlertManager ...", flush=True)
-    with Stack(workdir, group_wait="2s", group_interval="5s") as stack:
+    with Stack(workdir, group_wait="2s", group_interval="5s", rulebook_ready_timeout=args.rulebook_timeout) as stack:
         deadline = time.monotonic() + args.timeout
         print(f"  OTOBO simulator   {stack.sim.otobo_base}")
         print(f"  event source      {stack.webhook_url} (bearer token, see {workdir / 'webhook-token'})")
@@ -139,11 +141,22 @@ def _raise_keyboard_interrupt(*_args) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=180, help="stop after this many seconds at the latest (default 180)")
+    parser.add_argument("--rulebook-timeout", type=float, default=None, metavar="SECONDS",
+                        help=f"how long ansible-rulebook may take to start (default: ${RULEBOOK_TIMEOUT_ENV} or 90)")
     args = parser.parse_args()
+    try:
+        if args.rulebook_timeout is None:
+            args.rulebook_timeout = rulebook_ready_timeout()
+    except StackStartError as exc:
+        parser.error(str(exc))
     # SIGTERM takes the same clean path as Ctrl-C: the Stack context manager stops every process.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         return run(args)
+    except StackStartError as exc:
+        # Everything is stopped already (the Stack context manager); a message, no traceback.
+        print(f"demo: could not start the stack: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: everything is stopped", file=sys.stderr)
         return 130

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulators.otobo_lab import IMS_DYNAMIC_FIELDS, LAB_TICKET_TYPES as ITSM_TICKET_TYPES, lab_overrides  # noqa: F401 (re-exported)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The bootstrap links this checkout into <venv>/collections; that makes
 # ansible_collections.labops.itsm importable for reading the ledger.
@@ -31,25 +33,30 @@ if str(COLLECTIONS_PATH) not in sys.path:
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 AGENT_USER = "alertbot"
 AGENT_PASSWORD = "s3cret"
-# What README.md ("Running against a real OTOBO") tells an admin to create on a stock OTOBO for the
-# governed alert path: the ticket types of ims_sop's default ticket_types, the IMS dynamic fields of
-# the SOP engine's OTOBO mapping, and AlertFingerprint for the FIRING details.
-ITSM_TICKET_TYPES = ("Incident", "Problem", "RfC")
-ALERT_DYNAMIC_FIELDS = ("AlertFingerprint",)
-IMS_DYNAMIC_FIELDS = (
-    "IMSEntity", "IMSStatus", "IMSCategory", "IMSSubcategory", "IMSPriority", "IMSSeverity", "IMSSeverityLevel",
-    "IMSDetectionSource", "IMSReporter", "IMSAffectedService", "IMSAssignedTeam", "IMSChangeLink", "IMSProblemLink",
-    "IMSIncidentLinks", "IMSWorkaround", "IMSRootCause", "IMSPIR", "IMSKBLink", "IMSOpenedAt", "IMSRespondedAt",
-    "IMSResolvedAt", "IMSResolvedBy", "IMSClosedBy", "IMSRequester", "IMSApprover", "IMSVendor", "IMSCorrelationKey",
-)
+# How long ansible-rulebook may take to open its event source (it loads ansible-core and the
+# collection first, which is slow on a loaded machine); the demo's --rulebook-timeout sets it too.
+RULEBOOK_TIMEOUT_ENV = "LABOPS_RULEBOOK_READY_TIMEOUT"
+DEFAULT_RULEBOOK_READY_TIMEOUT = 90.0
+
+
+class StackStartError(RuntimeError):
+    """A process of the stack did not come up: the message says which log to read and what to change."""
+
+
+def rulebook_ready_timeout() -> float:
+    """Seconds to wait for ansible-rulebook: $LABOPS_RULEBOOK_READY_TIMEOUT or 90."""
+    raw = os.environ.get(RULEBOOK_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_RULEBOOK_READY_TIMEOUT
+    except ValueError:
+        raise StackStartError(f"{RULEBOOK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    return value if value > 0 else DEFAULT_RULEBOOK_READY_TIMEOUT
 
 
 def itsm_sim_config() -> dict:
-    """Simulator config = a stock OTOBO plus what the README's OTOBO setup adds (the simulator's own default stays stock)."""
-    return {
-        "ticket_types": list(ITSM_TICKET_TYPES),
-        "dynamic_fields": [{"name": name, "type": "Text"} for name in ALERT_DYNAMIC_FIELDS + IMS_DYNAMIC_FIELDS],
-    }
+    """The simulator's lab profile (``python -m simulators.otobo --lab``): a stock OTOBO plus what the README's
+    OTOBO setup adds (ticket types, IMS and alert dynamic fields).  The simulator's own default stays stock."""
+    return lab_overrides()
 
 
 def free_port() -> int:
@@ -157,12 +164,15 @@ class AlertManager:
         argv = [ALERTMANAGER_BIN, f"--config.file={config_path}", f"--storage.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=info"]
         self.proc = _spawn(argv, self.workdir / "alertmanager.log")
-        wait_until(lambda: self._alive() and http_json("GET", f"{self.url}/-/ready")[0] == 200, 30, what="AlertManager ready")
+        try:
+            wait_until(lambda: self._alive() and http_json("GET", f"{self.url}/-/ready")[0] == 200, 30, what="AlertManager ready")
+        except TimeoutError:
+            raise StackStartError(f"AlertManager was not ready within 30 s; read {self.workdir / 'alertmanager.log'}") from None
         return self
 
     def _alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"AlertManager exited ({self.proc.returncode}); see {self.workdir / 'alertmanager.log'}")
+            raise StackStartError(f"AlertManager exited ({self.proc.returncode}); see {self.workdir / 'alertmanager.log'}")
         return True
 
     def post_alerts(self, alerts: list[dict]) -> None:
@@ -190,7 +200,7 @@ class Rulebook:
     def log_path(self) -> Path:
         return self.workdir / "ansible-rulebook.log"
 
-    def start(self, ready_url: str, ready_timeout: float = 90) -> "Rulebook":
+    def start(self, ready_url: str, ready_timeout: float | None = None) -> "Rulebook":
         self.workdir.mkdir(parents=True, exist_ok=True)
         vars_path = self.workdir / "rulebook-vars.yml"
         vars_path.write_text(json.dumps(self.variables))
@@ -203,14 +213,21 @@ class Rulebook:
         if env_var_names:
             argv += ["--env-vars", env_var_names]
         self.proc = _spawn(argv, self.log_path, env=env, cwd=self.workdir)
-        wait_until(lambda: self._alive() and http_json("GET", ready_url, timeout=2)[0] == 200, ready_timeout,
-                   interval=0.5, what="ansible-rulebook event source ready")
+        timeout = rulebook_ready_timeout() if ready_timeout is None else ready_timeout
+        try:
+            wait_until(lambda: self._alive() and http_json("GET", ready_url, timeout=2)[0] == 200, timeout,
+                       interval=0.5, what="ansible-rulebook event source ready")
+        except TimeoutError:
+            raise StackStartError(
+                f"ansible-rulebook did not open its event source ({ready_url}) within {timeout:.0f} s. Read its log: "
+                f"{self.log_path}. On a loaded machine give it longer: {RULEBOOK_TIMEOUT_ENV}=300 "
+                f"(make demo / scripts/demo.py: --rulebook-timeout 300).") from None
         return self
 
     def _alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"ansible-rulebook exited ({self.proc.returncode}):\n{tail}")
+            raise StackStartError(f"ansible-rulebook exited ({self.proc.returncode}); its log is {self.log_path}, last lines:\n{tail}")
         return True
 
     def stop(self) -> None:
@@ -227,8 +244,10 @@ class Stack:
     group_wait: str = "1s"
     group_interval: str = "2s"
     repeat_interval: str = "1h"
-    # None = the simulator's stock default (no IMS dynamic fields, no ticket types: the alert path fails)
+    # Default: `python -m simulators.otobo --lab` (these keys are the lab profile; extend them to add more).
+    # None = the simulator's stock default (no IMS dynamic fields, no ticket types: the alert path fails).
     sim_config: dict | None = field(default_factory=itsm_sim_config)
+    rulebook_ready_timeout: float | None = None  # None: $LABOPS_RULEBOOK_READY_TIMEOUT or 90 s
     extra_env: dict = field(default_factory=dict)
     sim: Any = None
     alertmanager: AlertManager | None = None
@@ -248,7 +267,7 @@ class Stack:
         from simulators.harness import start_simulator  # the simulators package lives at the repo root
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.sim = start_simulator("otobo", config=self.sim_config)
+        self.sim = start_simulator("otobo", config=self.sim_config or {}, lab=self.sim_config is not None)
         token_file = self.workdir / "webhook-token"
         token_file.write_text(self.token)
         token_file.chmod(0o600)
@@ -264,7 +283,7 @@ class Stack:
         }
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, env,
                                       {"webhook_host": "127.0.0.1", "webhook_port": self.webhook_port, "webhook_path": "/alertmanager"})
-        self.rulebook_proc.start(ready_url=f"{self.webhook_url}/health")
+        self.rulebook_proc.start(ready_url=f"{self.webhook_url}/health", ready_timeout=self.rulebook_ready_timeout)
         # Assigned before start() so that stop() also reaps a process that failed to become ready.
         self.alertmanager = AlertManager(self.workdir / "alertmanager", self.webhook_url, token_file,
                                          group_wait=self.group_wait, group_interval=self.group_interval,

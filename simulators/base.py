@@ -8,6 +8,7 @@ platform path), a credential-free request log and the command line runner.
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import json
 import os
@@ -30,6 +31,7 @@ TEXT_CT = "text/plain; charset=UTF-8"
 FAULT_KINDS = ("http_status", "latency", "drop", "auth_expiry")
 # Bodies above the limit are drained up to this size so the client still reads the 413.
 _DRAIN_LIMIT = 16 * 1024 * 1024
+REQUEST_LOG_LIMIT = 10000
 _SECRET_KEYS = ("password", "sessionid", "token", "secret", "apikey", "api_key")
 
 
@@ -256,6 +258,8 @@ class SimulatorApp:
         self.lock = threading.RLock()  # the one lock guarding all simulated state
         self.faults = FaultSet()
         self.counters: dict[str, int] = {}
+        # Recent requests in arrival order (operation, method, status): tests count calls per operation with it.
+        self.request_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=REQUEST_LOG_LIMIT)
         self.clock_offset = 0.0
         self.quiet = False
 
@@ -293,6 +297,13 @@ class SimulatorApp:
         with self.lock:
             key = routed.operation or "<no route>"
             self.counters[key] = self.counters.get(key, 0) + 1
+        resp = self._respond(routed)
+        with self.lock:
+            self.request_log.append({"operation": routed.operation or "<no route>", "method": req.method,
+                                     "status": "DROP" if resp.drop else resp.status})
+        return resp
+
+    def _respond(self, routed: Routed) -> SimResponse:
         fault = self.faults.take(routed.operation, routed.op_type)
         if fault is None:
             return routed.run()
@@ -328,6 +339,8 @@ class SimulatorApp:
             ("POST", "/faults"): self._ctl_faults_add,
             ("DELETE", "/faults"): self._ctl_faults_clear,
             ("POST", "/clock"): self._ctl_clock,
+            ("GET", "/requests"): self._ctl_requests,
+            ("DELETE", "/requests"): self._ctl_requests_clear,
         }.get((req.method, sub))
         if handler is None:
             return json_response({"error": f"no control endpoint {req.method} {CONTROL_PREFIX}{sub}"}, 404)
@@ -352,8 +365,21 @@ class SimulatorApp:
             self.clock_offset = 0.0  # first: the fresh state is stamped with the real time
             self.reset_state()
             self.counters.clear()
+            self.request_log.clear()
         self.faults.clear()
         return json_response({"reset": True})
+
+    def _ctl_requests(self, _req: SimRequest) -> SimResponse:
+        with self.lock:
+            log = list(self.request_log)
+        return json_response({"count": len(log), "requests": log})
+
+    def _ctl_requests_clear(self, _req: SimRequest) -> SimResponse:
+        """Forget the request log and the per-operation counters; tickets and sessions stay."""
+        with self.lock:
+            self.request_log.clear()
+            self.counters.clear()
+        return json_response({"count": 0, "requests": []})
 
     def _ctl_faults_list(self, _req: SimRequest) -> SimResponse:
         return json_response({"faults": self.faults.describe()})
@@ -555,9 +581,15 @@ def run_cli(
     defaults: Mapping[str, Any],
     parser: argparse.ArgumentParser,
     argv: list[str] | None = None,
+    profile: Callable[[argparse.Namespace], Mapping[str, Any]] | None = None,
 ) -> int:
-    """Parse the command line, serve until SIGTERM/SIGINT, then persist and exit 0."""
+    """Parse the command line, serve until SIGTERM/SIGINT, then persist and exit 0.
+
+    ``profile(args)`` may return other defaults (a named profile such as ``--lab``); ``--config`` overrides them.
+    """
     args = parser.parse_args(argv)
+    if profile is not None:
+        defaults = profile(args)
     if args.print_config:
         print(json.dumps(defaults, indent=2, sort_keys=True))
         return 0

@@ -72,6 +72,21 @@ class _Controlled:
     def clear_faults(self) -> None:
         self.control("DELETE", "faults")
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The request log since the last reset/clear: ``[{"operation", "method", "status"}, ...]``."""
+        return self.control("GET", "requests")["requests"]
+
+    def clear_requests(self) -> None:
+        """Forget the request log and per-operation counters (tickets and sessions stay)."""
+        self.control("DELETE", "requests")
+
+    def operation_counts(self) -> dict[str, int]:
+        """Requests per operation since the last reset/clear, from the request log."""
+        counts: dict[str, int] = {}
+        for entry in self.requests():
+            counts[entry["operation"]] = counts.get(entry["operation"], 0) + 1
+        return counts
+
     def reset(self) -> None:
         self.control("POST", "reset")
 
@@ -91,7 +106,8 @@ class _Controlled:
 class SimulatorProcess(_Controlled):
     """A simulator running as ``python -m simulators.<module>``; its stderr goes to :attr:`log_path`."""
 
-    def __init__(self, module: str, config: Mapping[str, Any] | None, host: str, startup_timeout: float) -> None:
+    def __init__(self, module: str, config: Mapping[str, Any] | None, host: str, startup_timeout: float,
+                 extra_args: list[str] | None = None) -> None:
         self.module = module
         self.config = dict(config or {})
         self.workdir = Path(tempfile.mkdtemp(prefix=f"sim-{module}-"))
@@ -102,6 +118,7 @@ class SimulatorProcess(_Controlled):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", f"simulators.{module}", "--host", host, "--port", "0", "--config", str(config_path), "--port-file", str(port_file)]
+        cmd += list(extra_args or [])
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
         try:
@@ -156,11 +173,13 @@ class SimulatorProcess(_Controlled):
 class InThreadSimulator(_Controlled):
     """The same app served from a thread of this process (no subprocess start-up cost)."""
 
-    def __init__(self, module: str, config: Mapping[str, Any] | None, host: str) -> None:
+    def __init__(self, module: str, config: Mapping[str, Any] | None, host: str, lab: bool = False) -> None:
         from simulators import base  # pylint: disable=import-outside-toplevel
 
         mod = importlib.import_module(f"simulators.{module}")
         self.config = dict(config or {})
+        if lab:  # the same keys `--lab` starts from; config still overrides them
+            self.config = dict(importlib.import_module(f"simulators.{module}_lab").lab_overrides(), **self.config)
         self.app = mod.build_app(self.config)
         self.app.quiet = True
         self.server, self.thread = base.serve_in_thread(self.app, host)
@@ -174,11 +193,15 @@ class InThreadSimulator(_Controlled):
 
 
 def start_simulator(module: str = "otobo", config: Mapping[str, Any] | None = None, host: str = "127.0.0.1",
-                    startup_timeout: float = 15.0) -> SimulatorProcess:
-    """Start ``python -m simulators.<module>`` on a free port and wait until it is healthy."""
-    return SimulatorProcess(module, config, host, startup_timeout)
+                    startup_timeout: float = 15.0, lab: bool = False) -> SimulatorProcess:
+    """Start ``python -m simulators.<module>`` on a free port and wait until it is healthy.
+
+    ``lab=True`` passes ``--lab``: the lab profile (``simulators/otobo_lab.py``) under ``config``.
+    """
+    return SimulatorProcess(module, config, host, startup_timeout, ["--lab"] if lab else None)
 
 
-def start_in_thread(module: str = "otobo", config: Mapping[str, Any] | None = None, host: str = "127.0.0.1") -> InThreadSimulator:
-    """Serve the simulator app from a background thread of the current process."""
-    return InThreadSimulator(module, config, host)
+def start_in_thread(module: str = "otobo", config: Mapping[str, Any] | None = None, host: str = "127.0.0.1",
+                    lab: bool = False) -> InThreadSimulator:
+    """Serve the simulator app from a background thread of the current process (``lab=True``: the lab profile)."""
+    return InThreadSimulator(module, config, host, lab)

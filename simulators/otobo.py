@@ -18,6 +18,7 @@ import urllib.parse
 from typing import Any, Callable, Mapping
 
 from simulators.base import ConfigError, SimRequest, SimResponse, SimulatorApp, Routed, build_parser, json_response, merge_config, run_cli, text_response
+from simulators.otobo_lab import lab_overrides
 from simulators.otobo_model import (
     DEFAULT_CONFIG, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, Catalog, OtoboError, OtoboFault, Store, article_view,
     attachment_view, dynamic_field_list, fmt_time, history_view, pending_epoch, ticket_view, to_int,
@@ -130,7 +131,19 @@ class OtoboSimulator(SimulatorApp):
             view["Article"] = [dict(article_view(a, ticket["TicketID"]), Attachment=attachment_view(a["Attachments"], True)) for a in ticket["Articles"]]
             view["History"] = history_view(ticket)["History"]
             tickets.append(view)
-        return {"simulator": self.name, "webservice": self.config["webservice"], "tickets": tickets, "sessions": len(self.store.sessions)}
+        return {"simulator": self.name, "webservice": self.config["webservice"], "tickets": tickets,
+                "sessions": self._live_sessions(now), "sessions_created": self.store.sessions_created}
+
+    def _live_sessions(self, now: float) -> int:
+        """Size of OTOBO's session table: expired sessions are purged first, as OTOBO's session cleanup does."""
+        expired = [sid for sid, session in self.store.sessions.items() if self._expired(session, now)]
+        for sid in expired:
+            del self.store.sessions[sid]
+        self._dirty = self._dirty or bool(expired)
+        return len(self.store.sessions)
+
+    def _expired(self, session: Mapping[str, Any], now: float) -> bool:
+        return bool(now - session["last"] > self.config["session_idle_timeout"] or now - session["created"] > self.config["session_max_time"])
 
     def _persist(self) -> None:
         if self._dirty and self.config.get("state_file"):
@@ -216,7 +229,7 @@ class OtoboSimulator(SimulatorApp):
         if session is None:
             return None
         now = self.now()
-        expired = now - session["last"] > self.config["session_idle_timeout"] or now - session["created"] > self.config["session_max_time"]
+        expired = self._expired(session, now)
         wrong_ip = self.config["session_check_remote_ip"] and session["ip"] != client_ip
         if expired or wrong_ip:
             del self.store.sessions[session_id]  # a session used from another IP is gone for good
@@ -244,13 +257,25 @@ class OtoboSimulator(SimulatorApp):
         if principal.is_customer:
             return ticket["CustomerID"] == principal.customer_id
         assert principal.agent is not None
-        return self.catalog.queues[ticket["QueueID"]] not in principal.agent.deny_ro
+        queue = self.catalog.queues[ticket["QueueID"]]
+        return queue not in principal.agent.deny_ro and queue not in principal.agent.create_only
 
     def _can_write(self, principal: Principal, ticket: Mapping[str, Any]) -> bool:
         if principal.is_customer or not self._can_read(principal, ticket):
             return self._can_read(principal, ticket)
         assert principal.agent is not None
         return self.catalog.queues[ticket["QueueID"]] not in principal.agent.deny_rw
+
+    @staticmethod
+    def _can_create(agent: Any, queue: str) -> bool:
+        """``create`` is its own group right: a create-only queue allows TicketCreate but no read of the result."""
+        if queue in agent.create_only:
+            return True
+        return queue not in agent.deny_create and queue not in agent.deny_ro
+
+    def _stored_title(self, title: str) -> str:
+        """OTOBO keeps Title in varchar(191) and cuts longer titles without an error (observed on 11.0)."""
+        return title[:int(self.config["title_max_length"])]
 
     def _ticket_ids(self, raw: Any) -> list[str]:
         items = raw if isinstance(raw, list) else [raw]
@@ -267,6 +292,7 @@ class OtoboSimulator(SimulatorApp):
             raise OtoboError("SessionCreate.AuthFail", "SessionCreate: Authorization failing!")
         session_id = "".join(secrets.choice(_SID_ALPHABET) for _position in range(32))
         now = self.now()
+        self.store.sessions_created += 1
         self.store.sessions[session_id] = {
             "type": principal.user_type, "login": principal.login, "ip": req.client_ip, "created": now, "last": now,
             "agent": req.headers.get("User-Agent", ""), "token": secrets.token_hex(16),
@@ -395,9 +421,9 @@ class OtoboSimulator(SimulatorApp):
         for key in ("DynamicField", "Attachment"):
             if not structure_ok(data.get(key)):
                 raise OtoboError(f"{op}.MissingParameter", f"{op}: {key} parameter is missing or not valid!")
-        fields = check_ticket(op, data["Ticket"], self.catalog, create=True)
+        fields = check_ticket(op, data["Ticket"], self.catalog, create=True, type_required=bool(self.config["ticket_type_required"]))
         assert fields.queue_id is not None
-        if principal.agent is not None and self.catalog.queues[fields.queue_id] in principal.agent.deny_create | principal.agent.deny_ro:
+        if principal.agent is not None and not self._can_create(principal.agent, self.catalog.queues[fields.queue_id]):
             raise OtoboError(f"{op}.AccessDenied", f"{op}: Can not create tickets in given Queue or QueueID!")
         article = check_article(op, data["Article"], principal, self.catalog, create=True)
         dynamic_fields = check_dynamic_fields(op, data.get("DynamicField"), self.catalog)
@@ -416,7 +442,7 @@ class OtoboSimulator(SimulatorApp):
     def _create(self, principal: Principal, fields: TicketInput, article: ArticleInput, dfs: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
         now, writer = self.now(), principal.writer_id
         assert fields.title is not None and fields.queue_id is not None and fields.state_id and fields.priority_id
-        ticket = self.store.new_ticket(self.store.next_ticket_number(now), fields.title, fields.queue_id, fields.state_id, fields.priority_id, writer, now)
+        ticket = self.store.new_ticket(self.store.next_ticket_number(now), self._stored_title(fields.title), fields.queue_id, fields.state_id, fields.priority_id, writer, now)
         ticket["TypeID"] = fields.type_id or 1
         ticket["LockID"] = fields.lock_id or 1
         ticket["ResponsibleID"] = fields.responsible_id or ROOT_USER_ID
@@ -568,8 +594,10 @@ class OtoboSimulator(SimulatorApp):
 
     def _apply_ticket_changes(self, ticket: dict[str, Any], fields: TicketInput, changes: Mapping[str, Any], writer: int) -> None:
         if "title" in changes:
-            self._history(ticket, "TitleUpdate", f"%%{ticket['Title']}%%{changes['title']}", writer)
-            ticket["Title"] = changes["title"]
+            # Compared uncut (like OTOBO): re-sending an over-long title rewrites the cut title every time.
+            title = self._stored_title(changes["title"])
+            self._history(ticket, "TitleUpdate", f"%%{ticket['Title']}%%{title}", writer)
+            ticket["Title"] = title
         if "queue" in changes:
             old, new = ticket["QueueID"], changes["queue"]
             ticket["QueueID"] = new
@@ -629,8 +657,14 @@ def build_app(overrides: Mapping[str, Any] | None = None) -> OtoboSimulator:
     return OtoboSimulator(merge_config(DEFAULT_CONFIG, overrides))
 
 
+def profile_defaults(args: Any) -> dict[str, Any]:
+    """The defaults a command line starts from: the stock install, or the lab profile with ``--lab``."""
+    return merge_config(DEFAULT_CONFIG, lab_overrides()) if getattr(args, "lab", False) else dict(DEFAULT_CONFIG)
+
+
 EPILOG = """\
 examples:
+  python -m simulators.otobo --lab --port 8080   # ready for the alert path (rulebook, make demo)
   python -m simulators.otobo --port 0 --port-file /tmp/otobo.port
   python -m simulators.otobo --print-config > otobo.json   # edit, then: --config otobo.json
   curl -s -XPOST "http://127.0.0.1:PORT/otobo/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Session" \\
@@ -638,6 +672,7 @@ examples:
 
 control API (not under the OTOBO path):
   GET /_sim/health | GET /_sim/state | POST /_sim/reset | POST /_sim/clock {"advance": seconds}
+  GET|DELETE /_sim/requests   the request log (operation, method, status) / clear it and the counters
   GET|POST|DELETE /_sim/faults   e.g. {"kind":"http_status","status":503,"count":2,"operations":["TicketCreate"]}
   fault kinds: http_status (status, retry_after), latency (seconds), drop, auth_expiry; after_apply: true
   applies the operation first and then fails (an ambiguous write).  See docs/simulators.md.
@@ -650,7 +685,10 @@ def main(argv: list[str] | None = None) -> int:
         "Stateful OTOBO GenericTicketConnectorREST simulator (contract: OTOBO 11.0, MariaDB) with fault injection.",
         EPILOG,
     )
-    return run_cli(OtoboSimulator, DEFAULT_CONFIG, parser, argv)
+    parser.add_argument("--lab", action="store_true",
+                        help="start from the lab profile (ticket types Incident/Problem/RfC, the IMS and alert dynamic fields) "
+                             "instead of a stock install; --config still overrides it")
+    return run_cli(OtoboSimulator, DEFAULT_CONFIG, parser, argv, profile=profile_defaults)
 
 
 if __name__ == "__main__":

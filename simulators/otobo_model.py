@@ -61,6 +61,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "session_max_time": 57600,
     "session_check_remote_ip": True,
     "owner_reset_on_unlock": True,
+    "ticket_type_required": False,
+    "title_max_length": 191,
     "check_mx": True,
     "mx_domains": [],
     "system_id": "10",
@@ -68,7 +70,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "agents": [
         {"login": "root@localhost", "password": "root", "id": 1, "first_name": "Admin", "last_name": "OTOBO", "email": "root@localhost"},
         {"login": "alertbot", "password": "s3cret", "id": 3, "first_name": "Alert", "last_name": "Bot", "email": "alertbot@corp.test",
-         "deny_create_queues": ["Junk"], "deny_rw_queues": [], "deny_ro_queues": []},
+         "deny_create_queues": ["Junk"], "deny_rw_queues": [], "deny_ro_queues": [], "create_only_queues": []},
     ],
     "customer_users": [
         {"login": "monitoring", "password": "m0nitoring", "customer_id": "monitoring-co", "first_name": "Mon", "last_name": "Itoring",
@@ -131,6 +133,7 @@ class Agent:
     deny_create: frozenset[str]
     deny_rw: frozenset[str]
     deny_ro: frozenset[str]
+    create_only: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -177,6 +180,7 @@ class Catalog:
                 user_id, item["login"], str(item["password"]), item.get("first_name", item["login"]), item.get("last_name", ""),
                 item.get("email", f"{item['login']}@localhost"), frozenset(item.get("deny_create_queues", [])),
                 frozenset(item.get("deny_rw_queues", [])), frozenset(item.get("deny_ro_queues", [])),
+                frozenset(item.get("create_only_queues", [])),
             )
         if ROOT_USER_ID not in agents:
             agents[ROOT_USER_ID] = Agent(ROOT_USER_ID, "root@localhost", "root", "Admin", "OTOBO", "root@localhost", frozenset(), frozenset(), frozenset())
@@ -280,6 +284,7 @@ class Store:
         self.system_id = system_id
         self.tickets: dict[int, dict[str, Any]] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.sessions_created = 0  # SessionCreate calls that succeeded since the last reset
         self.next_ticket_id = 1
         self.next_article_id = 1
         self.tn_date = ""
@@ -339,13 +344,14 @@ class Store:
     # -- persistence
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": 1, "tickets": list(self.tickets.values()), "sessions": self.sessions, "next_ticket_id": self.next_ticket_id,
+            "format": 1, "tickets": list(self.tickets.values()), "sessions": self.sessions, "sessions_created": self.sessions_created, "next_ticket_id": self.next_ticket_id,
             "next_article_id": self.next_article_id, "tn_date": self.tn_date, "tn_counter": self.tn_counter,
         }
 
     def load_json(self, data: Mapping[str, Any]) -> None:
         self.tickets = {int(t["TicketID"]): t for t in data["tickets"]}
         self.sessions = dict(data.get("sessions", {}))
+        self.sessions_created = int(data.get("sessions_created", len(self.sessions)))
         self.next_ticket_id = int(data["next_ticket_id"])
         self.next_article_id = int(data["next_article_id"])
         self.tn_date = str(data.get("tn_date", ""))

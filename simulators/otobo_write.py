@@ -109,7 +109,7 @@ def _exact(table: Mapping[int, str]) -> Any:
     return lambda name: next((key for key, value in table.items() if value == name), None)
 
 
-def check_ticket(op: str, ticket: Mapping[str, Any], catalog: Catalog, create: bool) -> TicketInput:
+def check_ticket(op: str, ticket: Mapping[str, Any], catalog: Catalog, create: bool, type_required: bool = False) -> TicketInput:
     """Ticket checks in the observed order: Title, CustomerUser, Queue, Lock, Type, Service, SLA, State, Priority, Owner, Responsible, PendingTime."""
     result = TicketInput()
     _check_title_customer(op, ticket, catalog, create, result)
@@ -122,6 +122,9 @@ def check_ticket(op: str, ticket: Mapping[str, Any], catalog: Catalog, create: b
     result.queue_id = _resolve(op, ticket, ("QueueID", "Queue"), queue_lookup, lambda i: i in catalog.queues, create)
     result.queue_exact = queue_exact["exact"]
     result.lock_id = _resolve(op, ticket, ("LockID", "Lock"), _exact(LOCKS), lambda i: i in LOCKS, False)
+    if create and type_required and not perl_true(ticket.get("TypeID")) and not perl_true(ticket.get("Type")):
+        # SysConfig Ticket::Type on: TicketCreate needs a type (the message ends without the option name).
+        raise _err(op, "MissingParameter", "Ticket->TypeID or Ticket->Type parameter is required by sysconfig option!")
     # Validated even though the ticket-type feature is off: an unknown type is InvalidParameter.
     result.type_id = _resolve(op, ticket, ("TypeID", "Type"), catalog.type_by_name, lambda i: i in catalog.types, False)
     for pair in (("ServiceID", "Service"), ("SLAID", "SLA")):

@@ -43,10 +43,14 @@ options:
     required: true
   use_session:
     description:
-      - Create one session (SessionCreate) and send its SessionID instead of the password with each operation.
-      - A rejected session is re-created once.
+      - V(false) (the default) sends O(username) and O(password) with each operation and opens no OTOBO session.
+        OTOBO's web service has no operation that removes a session, so a session per task run would stay in
+        OTOBO's session table until its idle timeout (2 hours by default) and a steady alert flow would fill it.
+        GET operations (TicketGet, TicketSearch) carry the credentials in the query string; use an HTTPS O(url).
+      - V(true) creates one session (SessionCreate, one request more) per task and sends its SessionID instead of
+        the password. A rejected session is re-created once. The session is left to OTOBO's idle timeout.
     type: bool
-    default: true
+    default: false
   validate_certs:
     description:
       - Verify the server's TLS certificate.

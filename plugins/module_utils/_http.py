@@ -35,6 +35,7 @@ import json as _json
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -58,36 +59,23 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     UnexpectedResponseError,
     ValidationError,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._redact import REDACTED, scrub_string
 
 USER_AGENT = "labops.itsm/0.1.0"
 UNSAFE_METHODS = frozenset(("POST", "PATCH"))
 SERVER_TEXT_LIMIT = 300
-MASK = "********"
+MASK = REDACTED
 AMBIGUOUS_SUFFIX = " (the write may or may not have been applied)"
 EMPTY_BODY = "(empty body)"
 
-_SECRET_KEYS = (
-    r"password|passwd|pass|sessionid|session_id|token|access_token|refresh_token|api_key|apikey|"
-    r"secret|client_secret|authorization|auth"
-)
-# key=value in query strings and form-like text
-_QUERY_SECRET_RE = re.compile(r"(?i)\b(" + _SECRET_KEYS + r")=([^&;\s'\"]*)")
-# "key": "value" in JSON-like text
-_JSON_SECRET_RE = re.compile(r"(?i)(\"(?:" + _SECRET_KEYS + r")\"\s*:\s*)\"[^\"]*\"")
-# Authorization headers: Bearer/Basic tokens
-_AUTH_HEADER_RE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-
 
 def scrub(text: Any, secrets: Iterable[str] = ()) -> str:
-    """Remove credentials from ``text``: known secret values and key=value pairs."""
+    """Remove credentials from ``text``: the registered secret values, then ``_redact.scrub_string``
+    (the collection's one list of secret patterns: headers, Bearer/Basic, URL userinfo, key=value pairs)."""
     result = "" if text is None else str(text)
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            result = result.replace(secret, MASK)
-    result = _QUERY_SECRET_RE.sub(lambda m: m.group(1) + "=" + MASK, result)
-    result = _JSON_SECRET_RE.sub(lambda m: m.group(1) + '"' + MASK + '"', result)
-    result = _AUTH_HEADER_RE.sub(lambda m: m.group(1) + " " + MASK, result)
-    return result
+    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
+        result = result.replace(secret, MASK)
+    return scrub_string(result)
 
 
 def truncate(text: str, limit: int = SERVER_TEXT_LIMIT) -> str:
@@ -236,7 +224,10 @@ class HttpClient:
         self.sleep = sleep
         self._secrets: set = set()
         self.session = session if session is not None else requests.Session()
-        self.session.verify = ca_path if (ca_path and validate_certs) else bool(validate_certs)
+        # Passed with every request as well: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a
+        # session-level verify, which would silently undo validate_certs: false and ca_path.
+        self.verify = ca_path if (ca_path and validate_certs) else bool(validate_certs)
+        self.session.verify = self.verify
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         if headers:
             self.session.headers.update(dict(headers))
@@ -293,11 +284,11 @@ class HttpClient:
 
     def _send(self, method: str, path: str, params: Any, body: Any) -> _Attempt:
         url = self.base_url + path
-        kwargs = {"params": params, "timeout": self.timeout}
+        kwargs = {"params": params, "timeout": self.timeout, "verify": self.verify}
         if body is not None:
             kwargs["json"] = body
         try:
-            return _Attempt(response=self.session.request(method, url, **kwargs))
+            return _Attempt(response=self._request(method, url, kwargs))
         except rexc.ConnectTimeout as exc:
             return _Attempt(error=exc, sent=False)
         except rexc.SSLError as exc:
@@ -308,6 +299,15 @@ class HttpClient:
             return _Attempt(error=exc, sent=True)
         except rexc.RequestException as exc:
             return _Attempt(error=exc, sent=False)
+
+    def _request(self, method: str, url: str, kwargs: dict) -> Any:
+        if self.verify is not False:
+            return self.session.request(method, url, **kwargs)
+        # validate_certs: false was asked for: urllib3's InsecureRequestWarning for these requests only
+        # (a process-wide filter would hide it for every other library too).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _insecure_warning_class())
+            return self.session.request(method, url, **kwargs)
 
     def _retry_delay(
         self,
@@ -351,7 +351,7 @@ class HttpClient:
         raise self._status_error(response, method, context)
 
     def _transport_error(self, attempt: _Attempt, method: str, context: str) -> Exception:
-        reason = truncate(self.scrub("{0}: {1}".format(type(attempt.error).__name__, attempt.error)))
+        reason = self.scrub(describe_transport_error(attempt.error, self.base_url, self.timeout))
         if attempt.sent and method in UNSAFE_METHODS:
             return AmbiguousWriteError(
                 "{0}: no reply after the request was sent; the write may or may not have been applied ({1})".format(context, reason),
@@ -370,6 +370,72 @@ class HttpClient:
             return CommunicationError(message + " (rate limited, retries exhausted)", **details)
         error_class = _STATUS_ERRORS.get(status, UnexpectedResponseError)
         return error_class(message, **details)
+
+
+def _insecure_warning_class() -> type:
+    try:
+        from urllib3.exceptions import InsecureRequestWarning  # pylint: disable=import-outside-toplevel
+    except ImportError:  # pragma: no cover - urllib3 comes with requests
+        return Warning
+    return InsecureRequestWarning
+
+
+def _error_chain_text(error: BaseException) -> str:
+    """The text of ``error`` and every exception behind it (requests wraps urllib3 wraps socket/ssl)."""
+    parts = []
+    seen = set()
+    current = error  # type: Optional[BaseException]
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append("{0}: {1}".format(type(current).__name__, current))
+        for arg in getattr(current, "args", ()):
+            if isinstance(arg, BaseException):
+                parts.append("{0}: {1}".format(type(arg).__name__, arg))
+                reason = getattr(arg, "reason", None)
+                if isinstance(reason, BaseException):
+                    parts.append("{0}: {1}".format(type(reason).__name__, reason))
+        current = current.__cause__ or current.__context__ or getattr(current, "reason", None)
+        if not isinstance(current, BaseException):
+            current = None
+    return " | ".join(parts)
+
+
+# (markers in the exception chain, what failed, what to check); the first match wins.
+_TRANSPORT_DIAGNOSES = (
+    (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"), "the server's TLS certificate is not trusted",
+     "set ca_path to the CA certificate (PEM) that signed it; validate_certs: false only for a throw-away lab"),
+    (("Hostname mismatch", "doesn't match", "hostname mismatch"), "the server's TLS certificate is for another host name",
+     "use the host name the certificate names in url, or fix the certificate"),
+    (("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "http request", "unknown protocol"),
+     "the TLS handshake failed (the port answers plain HTTP, not HTTPS)",
+     "use http:// in url, or the port where the server speaks TLS"),
+    (("SSLError", "SSL:", "TLSV1_ALERT", "sslv3 alert"), "the TLS handshake failed",
+     "check that url points at an HTTPS port and that client and server share a TLS version and cipher"),
+    (("NameResolutionError", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
+      "Temporary failure in name resolution", "No address associated"),
+     "the host name could not be resolved", "check the host name in url and the controller's DNS"),
+    (("Connection refused", "ConnectionRefusedError", "actively refused"), "the connection was refused (nothing listens there)",
+     "check host and port in url and that the server (or its proxy) is running"),
+    (("ConnectTimeout", "timed out while connecting"), "no connection within the timeout",
+     "check host, port and firewalls between the controller and the server"),
+    (("RemoteDisconnected", "BadStatusLine", "Connection aborted", "ConnectionResetError", "Connection reset"),
+     "the server closed the connection without an HTTP answer",
+     "if url uses http://, the port may expect https://; otherwise check the server's or proxy's logs"),
+    (("ReadTimeout", "Read timed out"), "no answer within the timeout",
+     "the server may be overloaded; raise timeout or check the server"),
+)
+
+
+def describe_transport_error(error: BaseException, base_url: str, timeout: Any = None) -> str:
+    """What failed, where and what to check, for a connection/TLS/timeout failure (no urllib3 internals)."""
+    chain = _error_chain_text(error)
+    lowered = chain.lower()
+    for markers, what, check in _TRANSPORT_DIAGNOSES:
+        if any(marker.lower() in lowered for marker in markers):
+            if "timeout" in what and timeout:
+                what = "{0} ({1} s)".format(what, timeout)
+            return "{0} at {1}; {2}".format(what, base_url, check)
+    return "{0} at {1}: {2}".format(type(error).__name__, base_url, truncate(chain, 200))
 
 
 def _is_transport_retryable(error: BaseException) -> bool:

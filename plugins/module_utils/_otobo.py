@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
@@ -35,6 +36,9 @@ PLATFORM = "otobo"
 DEFAULT_WEBSERVICE = "GenericTicketConnectorREST"
 DEFAULT_PATH_PREFIX = "/otobo"
 MARKER_FORMAT = " [ck:{0}]"
+# OTOBO stores Title in varchar(191) and cuts longer titles without an error (observed on 11.0).
+TITLE_MAX_LENGTH = 191
+ELLIPSIS = "\u2026"
 # more verified hits than this means the search criteria were ignored by the server
 MAX_VERIFY = 25
 # Tickets per TicketGet when reading search results: 25 URLs stay short (IDs up to 10 digits)
@@ -48,7 +52,7 @@ OTOBO_CONNECTION_ARGSPEC = dict(
     path_prefix=dict(type="str", default=DEFAULT_PATH_PREFIX),
     username=dict(type="str", required=True, fallback=(env_fallback, ["OTOBO_USERNAME"])),
     password=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["OTOBO_PASSWORD"])),
-    use_session=dict(type="bool", default=True),
+    use_session=dict(type="bool", default=False),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["OTOBO_VALIDATE_CERTS"])),
     ca_path=dict(type="path"),
     timeout=dict(type="int", default=30),
@@ -124,15 +128,28 @@ def marker(key: str) -> str:
     return MARKER_FORMAT.format(key)
 
 
+def fit_title(title: str, suffix: str = "", limit: int = TITLE_MAX_LENGTH) -> str:
+    """``title + suffix`` in at most ``limit`` characters: the title part is shortened (ending in an
+    ellipsis) so that the suffix survives OTOBO's silent cut at 191 characters."""
+    title = title.strip()
+    if len(title) + len(suffix) <= limit:
+        return title + suffix
+    room = max(limit - len(suffix) - len(ELLIPSIS), 0)
+    return title[:room].rstrip() + ELLIPSIS + suffix
+
+
 def title_with_marker(title: str, key: Optional[str]) -> str:
-    """``<title> [ck:<key>]``; an existing marker for the same key is not repeated."""
+    """``<title> [ck:<key>]`` within OTOBO's 191 characters, so the desired title equals the stored one.
+
+    An existing marker for the same key is not repeated; an over-long title is shortened, never the marker.
+    """
     title = title.strip()
     if not key:
-        return title
+        return fit_title(title)
     suffix = marker(key)
     if title.endswith(suffix.strip()):
-        return title
-    return title + suffix
+        title = title[:-len(suffix.strip())].rstrip()
+    return fit_title(title, suffix)
 
 
 TICKET_FIELDS = {
@@ -259,6 +276,22 @@ def _error_class(code: str) -> type:
     return UnexpectedResponseError
 
 
+# (text in OTOBO's error message, what to tell the user)
+_ERROR_HINTS = (
+    ("Type parameter is required by sysconfig option",
+     "this OTOBO requires a ticket type (SysConfig Ticket::Type is on): set the ticket type, e.g. otobo_ticket's "
+     "ticket.type, or ims_sop's ticket_types / the inventory's itsm_ticket_types"),
+    ("Type parameter is invalid",
+     "the ticket type does not exist in OTOBO (names match exactly): create it under Admin > Types or map the "
+     "entity to an existing type with ticket_types / itsm_ticket_types"),
+    ("Queue parameter is invalid", "no queue of that name exists in OTOBO: check the queue name (it must match exactly)"),
+)
+
+
+def _error_hint(text: str) -> Optional[str]:
+    return next((hint for needle, hint in _ERROR_HINTS if needle in text), None)
+
+
 # HTTP 500 bodies of the OTOBO transport layer: the operation never ran, nothing was written.
 _TRANSPORT_REJECTIONS = (
     "Error while determine Operation",
@@ -266,6 +299,11 @@ _TRANSPORT_REJECTIONS = (
     "Unsupported request content structure",
 )
 _NO_ROUTE = "Error while determine Operation"
+# OTOBO's own 500 fault when the ticket write failed before anything was stored (e.g. a Queue name in the
+# wrong case passes validation and then fails): a definite refusal, never an ambiguous write.
+_WRITE_REFUSED = ("Ticket could not be created", "Ticket could not be updated")
+# server_error_text() of an Error envelope: "<Operation>.<Code>: <message>"
+_ENVELOPE_TEXT = re.compile(r"^[A-Za-z]+\.[A-Za-z]+: ")
 
 
 class OtoboClient:
@@ -278,7 +316,7 @@ class OtoboClient:
         username: str,
         password: str,
         webservice: str = DEFAULT_WEBSERVICE,
-        use_session: bool = True,
+        use_session: bool = False,
         search_route: Optional[Mapping[str, str]] = None,
         correlation_field: Optional[str] = None,
         path_prefix: str = DEFAULT_PATH_PREFIX,
@@ -396,6 +434,16 @@ class OtoboClient:
             hint = "the web service has no such route for this method: check webservice, path_prefix and search_route"
         elif status == 500 and any(marker_text in server_text for marker_text in _TRANSPORT_REJECTIONS):
             hint = "rejected by the OTOBO transport before the operation ran"
+        elif status and status >= 500 and _ENVELOPE_TEXT.match(server_text):
+            # An OTOBO Error envelope is the operation's own answer, whatever status a proxy put around it.
+            code = server_text.split(":", 1)[0]
+            return _error_class(code)("{0} (OTOBO refused the operation; nothing was written)".format(text),
+                                      error_code=code, **exc.details)
+        elif status == 500 and any(marker_text in server_text for marker_text in _WRITE_REFUSED):
+            return ValidationError(
+                "{0} (OTOBO refused the write; nothing was written. Names must match OTOBO exactly: a Queue name in "
+                "the wrong case, e.g. 'raw' for 'Raw', passes OTOBO's checks and then fails like this)".format(text),
+                **exc.details)
         else:
             return None
         return UnexpectedResponseError("{0} ({1}; nothing was written)".format(text, hint), **exc.details)
@@ -404,7 +452,11 @@ class OtoboClient:
         error = error if isinstance(error, dict) else {"ErrorMessage": error}
         code = str(error.get("ErrorCode") or "UnknownError")
         text = self.http.scrub(error.get("ErrorMessage") or "")
-        return _error_class(code)("{0}: {1}: {2}".format(context, code, text), platform=PLATFORM, error_code=code)
+        message = "{0}: {1}: {2}".format(context, code, text)
+        hint = _error_hint(text)
+        if hint:
+            message = "{0} ({1})".format(message, hint)
+        return _error_class(code)(message, platform=PLATFORM, error_code=code)
 
     # -- tickets ------------------------------------------------------------------------
 
@@ -462,7 +514,8 @@ class OtoboClient:
         tickets = _ticket_list(data)
         return normalize_ticket(tickets[0]) if tickets else None
 
-    def get_tickets(self, ticket_ids: Iterable[Any], *, dynamic_fields: bool = True, chunk: int = GET_CHUNK) -> Iterator[dict]:
+    def get_tickets(self, ticket_ids: Iterable[Any], *, dynamic_fields: bool = True, chunk: int = GET_CHUNK,
+                    articles: bool = False) -> Iterator[dict]:
         """Normalized tickets for ``ticket_ids``, in order, read ``chunk`` at a time; unreadable ones are skipped.
 
         One TicketGet on the stock route with ``/Ticket/1,2,3`` per chunk instead of one call per ticket.
@@ -471,6 +524,8 @@ class OtoboClient:
         """
         ids = [self._ticket_id(ticket_id) for ticket_id in ticket_ids]
         params = {"DynamicFields": 1} if dynamic_fields else {}
+        if articles:
+            params["AllArticles"] = 1
         chunk = max(1, chunk)
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
@@ -486,7 +541,7 @@ class OtoboClient:
                     continue
             # A single ticket, or a list OTOBO refused because one of them is unreadable.
             for ticket_id in part:
-                ticket = self.get_ticket(ticket_id, dynamic_fields=dynamic_fields)
+                ticket = self.get_ticket(ticket_id, dynamic_fields=dynamic_fields, articles=articles)
                 if ticket is not None:
                     yield ticket
 
@@ -625,7 +680,7 @@ def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = N
         username=params["username"],
         password=params["password"],
         webservice=params.get("webservice") or DEFAULT_WEBSERVICE,
-        use_session=params.get("use_session", True),
+        use_session=params.get("use_session", False),
         search_route=params.get("search_route"),
         correlation_field=params.get("correlation_field"),
         path_prefix=params.get("path_prefix") or DEFAULT_PATH_PREFIX,

@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2025, labops.itsm developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Secret redaction and data minimisation.
+"""Secret redaction and data minimisation: the one implementation in the collection.
 
-Used by the audit ledger before anything is written and by modules before data is
-returned.  Internal interface (leading underscore): it may change between releases.
+Used by the audit ledger before anything is written, by modules before data is
+returned and by ``_http`` for every error message (``_http.scrub`` adds only the
+replacement of registered secret values).  Internal interface (leading underscore):
+it may change between releases.
 
 * ``redact(value)``: recursively replaces values under secret-looking keys with
   ``REDACTED`` and scrubs secrets embedded in strings (bearer tokens, ``Authorization:``
@@ -17,6 +19,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import binascii
 import re
 
 try:
@@ -51,15 +55,17 @@ _SECRET_KEY_RE = re.compile("|".join(re.escape(word) for word in SECRET_KEY_WORD
 
 # ``Authorization: ...`` / ``Proxy-Authorization: ...`` up to the end of the line.
 _AUTH_HEADER_RE = re.compile(r"(?im)\b((?:proxy-)?authorization\s*[:=]\s*)[^\r\n]+")
-# ``Bearer <token>`` outside a header line (``Basic``/``Token`` are only caught in headers:
-# as plain words they are too common in prose).
+# ``Bearer <token>`` outside a header line.
 _SCHEME_TOKEN_RE = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]{8,}")
+# ``Basic <base64>`` outside a header line: masked only when the token decodes to ``user:password``,
+# so that "Basic authentication" in prose stays readable.
+_BASIC_TOKEN_RE = re.compile(r"(?i)\b(basic)(\s+)([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 # ``scheme://user:password@host``
 _URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
 # ``password=...``, ``"token": "..."``, ``SessionID=...`` in query strings, DSNs, JSON text.
 _PAIR_RE = re.compile(
-    r"(?i)(\b(?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey|"
-    r"session_id|sessionid|private_key|credentials?)[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,\"'}]+)"
+    r"(?i)(\b(?:password|passwd|pwd|pass|secret|client_secret|token|access_token|refresh_token|api_key|apikey|"
+    r"session_id|sessionid|private_key|credentials?|auth)[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,\"'}]+)"
 )
 
 
@@ -75,12 +81,28 @@ def _pair_replacement(match: "re.Match") -> str:
     return match.group(1) + REDACTED
 
 
+def _is_basic_credential(token: str) -> bool:
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded
+
+
+def _basic_replacement(match: "re.Match") -> str:
+    if not _is_basic_credential(match.group(3)):
+        return match.group(0)
+    return match.group(1) + match.group(2) + REDACTED
+
+
 def scrub_string(text: str) -> str:
-    """Remove credentials embedded in free text."""
+    """Remove credentials embedded in free text: Authorization header lines, Bearer and Basic
+    credentials, ``user:password@`` in URLs and secret ``key=value`` / ``"key": "value"`` pairs."""
     if not text:
         return text
     text = _AUTH_HEADER_RE.sub(lambda m: m.group(1) + REDACTED, text)
     text = _SCHEME_TOKEN_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _BASIC_TOKEN_RE.sub(_basic_replacement, text)
     text = _URL_USERINFO_RE.sub(lambda m: m.group(1) + ":" + REDACTED + "@", text)
     return _PAIR_RE.sub(_pair_replacement, text)
 

@@ -220,7 +220,8 @@ TICKET = {"title": "Disk full [ck:%s]" % KEY, "queue": "Raw", "priority": "3 nor
 ARTICLE = {"subject": "Disk full", "body": "97%", "content_type": "text/plain; charset=utf8"}
 
 
-def test_create_get_roundtrip_with_session(fake, client):
+def test_create_get_roundtrip_with_session(fake, sleeps):
+    client = make_client(fake, sleeps, use_session=True)
     created = client.create_ticket(TICKET, ARTICLE, {"LabopsCorrelationKey": KEY})
     assert created == {"ticket_id": 101, "ticket_number": "2025061110000101", "article_id": 1010}
     ticket = client.get_ticket(101, articles=True)
@@ -247,21 +248,23 @@ def test_get_ticket_missing_is_none(client):
 
 
 def test_auth_fail_maps_to_auth_error_without_secret(fake, sleeps):
-    client = make_client(fake, sleeps, password="wrong-pass")
+    client = make_client(fake, sleeps, password="wrong-pass", use_session=True)
     with pytest.raises(AuthError) as err:
         client.get_ticket(1)
     assert "SessionCreate.AuthFail" in str(err.value)
     assert "wrong-pass" not in json.dumps(err.value.fail_kwargs())
 
 
-def test_expired_session_is_recreated_once(fake, client):
+def test_expired_session_is_recreated_once(fake, sleeps):
+    client = make_client(fake, sleeps, use_session=True)
     client.search_ticket_ids(Title="x")
     fake.sessions.clear()  # server forgets the session
     assert client.search_ticket_ids(Title="x") == []
     assert [c[0] for c in fake.calls] == ["SessionCreate", "TicketSearch", "TicketSearch", "SessionCreate", "TicketSearch"]
 
 
-def test_session_rejected_twice_raises(fake, client, monkeypatch):
+def test_session_rejected_twice_raises(fake, sleeps, monkeypatch):
+    client = make_client(fake, sleeps, use_session=True)
     client.search_ticket_ids(Title="x")
     monkeypatch.setattr(fake, "authenticated", lambda data: "SessionID" not in data)
     with pytest.raises(AuthError, match="TicketSearch.AuthFail"):
@@ -365,9 +368,25 @@ def test_field_only_update_is_retried(fake, client, sleeps):
 
 
 def test_create_5xx_is_ambiguous(fake, client, sleeps):
-    fake.faults.append(("TicketCreate", 500, b'{"faultcode":"Server","faultstring":"Ticket could not be created"}'))
-    with pytest.raises(AmbiguousWriteError, match="Ticket could not be created"):
+    fake.faults.append(("TicketCreate", 500, b'{"faultcode":"Server","faultstring":"Article could not be created"}'))
+    with pytest.raises(AmbiguousWriteError, match="Article could not be created"):
         client.create_ticket(TICKET, ARTICLE)
+    assert sleeps == []
+
+
+def test_error_envelope_inside_a_5xx_is_definite(fake, client, sleeps):
+    fake.faults.append(("TicketCreate", 502, b'{"Error":{"ErrorCode":"TicketCreate.AccessDenied","ErrorMessage":"TicketCreate: no"}}'))
+    with pytest.raises(PermissionDenied, match="nothing was written") as err:
+        client.create_ticket(TICKET, ARTICLE)
+    assert not isinstance(err.value, AmbiguousWriteError)
+    assert err.value.details["error_code"] == "TicketCreate.AccessDenied"
+
+
+def test_create_refused_with_ticket_could_not_be_created_is_definite(fake, client, sleeps):
+    fake.faults.append(("TicketCreate", 500, b'{"faultcode":"Server","faultstring":"Ticket could not be created"}'))
+    with pytest.raises(ValidationError, match="nothing was written.*wrong case") as err:
+        client.create_ticket(TICKET, ARTICLE)
+    assert not isinstance(err.value, AmbiguousWriteError)
     assert sleeps == []
 
 

@@ -113,3 +113,48 @@ def test_unknown_objects_become_strings():
             return "thing password=abc"
 
     assert redact({"x": Thing()}) == {"x": "thing password=%s" % REDACTED}
+
+
+# -- one implementation: _http.scrub delegates to scrub_string (issue 6, A5) --------------------------
+
+
+@pytest.mark.parametrize(
+    "text,leak",
+    [
+        ("Authorization: Basic YWxlcnRib3Q6czNjcmV0", "YWxlcnRib3Q6czNjcmV0"),
+        ("Proxy-Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "eyJhbGciOiJIUzI1NiJ9"),
+        ("sent basic YWxlcnRib3Q6czNjcmV0 to the proxy", "YWxlcnRib3Q6czNjcmV0"),
+        ("token was Bearer abcdefgh12345678", "abcdefgh12345678"),
+        ("GET /Ticket?UserLogin=alertbot&Password=s3cret&Title=x", "s3cret"),
+        ("GET /Ticket?SessionID=Hq5Q3F0e2QbJq5wWZ9mK1oD7cYxLtUaB", "Hq5Q3F0e2QbJq5wWZ9mK1oD7cYxLtUaB"),
+        ("/api?pass=hunter22&x=1", "hunter22"),
+        ("/api?auth=abc123xyz", "abc123xyz"),
+        ('{"UserLogin": "alertbot", "Password": "s3cret"}', "s3cret"),
+        ('{"client_secret":"abc","SessionID": "zzz999"}', "zzz999"),
+        ("https://alertbot:s3cret@otobo.example/otobo", "s3cret"),
+    ],
+)
+def test_http_scrub_and_scrub_string_agree(text, leak):
+    from ansible_collections.labops.itsm.plugins.module_utils._http import scrub
+
+    assert leak not in scrub_string(text)
+    assert scrub(text) == scrub_string(text)
+
+
+def test_basic_in_prose_is_kept():
+    text = "the proxy wants Basic authentication"
+    assert scrub_string(text) == text
+
+
+def test_http_scrub_also_replaces_registered_values():
+    from ansible_collections.labops.itsm.plugins.module_utils._http import scrub
+
+    assert scrub("the value hunter2 and hunter2x leaked", ["hunter2", "hunter2x"]) == "the value %s and %s leaked" % (REDACTED, REDACTED)
+
+
+def test_redact_masks_json_bodies_and_urls_inside_structures():
+    record = {"request": {"url": "https://u:pw@h/x?Password=p1", "body": '{"Password": "p2"}',
+                          "headers": {"Authorization": "Basic dTpwdw=="}}}
+    flat = repr(redact(record))
+    for leak in ("pw@", "p1", "p2", "dTpwdw"):
+        assert leak not in flat

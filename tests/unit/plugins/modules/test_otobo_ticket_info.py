@@ -32,6 +32,8 @@ class FakeModule:
 def make_client():
     client = Mock(spec=OtoboClient)
     client.get_ticket.side_effect = lambda tid, articles=False: None if tid == 404 else {"ticket_id": tid, "articles": []}
+    client.get_tickets.side_effect = lambda ids, articles=False: (
+        {"ticket_id": tid, "articles": []} for tid in ids if tid != 404)
     client.ticket_url.side_effect = lambda tid: "u/%s" % tid
     return client
 
