@@ -44,7 +44,6 @@ bench-ledger:
 clean:
 	rm -rf .build tests/output .demo bench/results
 
-
 # The docsite's RST guides are generated from docs/*.md (tests/integration/test_docs.py checks they match).
 docs-rst: venv
 	@$(PY) docs/docsite/md2rst.py
