@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
 
-.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger clean
+.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger clean docs-rst docs-lint build
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -43,3 +43,14 @@ bench-ledger:
 
 clean:
 	rm -rf .build tests/output .demo bench/results
+
+# The docsite's RST guides are generated from docs/*.md (tests/integration/test_docs.py checks they match).
+docs-rst: venv
+	@$(PY) docs/docsite/md2rst.py
+
+docs-lint: venv
+	@$(VENV)/bin/antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs --validate-collection-refs self .
+
+# The collection tarball (galaxy.yml build_ignore keeps runtime state and the developer tree out).
+build: venv
+	@mkdir -p .build && $(VENV)/bin/ansible-galaxy collection build --force --output-path .build .
