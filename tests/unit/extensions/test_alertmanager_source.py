@@ -424,6 +424,8 @@ async def test_health_reports_counters_without_auth() -> None:
     assert status == 200
     assert body == {
         "status": "ok",
+        "pending_events": 0,
+        "dropped_events": 0,
         "accepted_requests": 1,
         "accepted_events": 2,
         "rejected_requests": 2,
@@ -434,37 +436,86 @@ async def test_health_reports_counters_without_auth() -> None:
 # --------------------------------------------------------------------------- back-pressure and lifecycle
 
 
-async def test_queue_full_answers_503_then_recovers() -> None:
+async def test_buffer_full_answers_503_with_nothing_queued_then_recovers() -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
-    async with running({"queue_timeout": 0.3}, queue=queue) as src:
+    async with running({"queue_timeout": 0.3, "max_alerts": 2, "max_pending_events": 2}, queue=queue) as src:
+        # Two events admitted: one on the (single-slot) rulebook queue, one pending in the buffer.
+        assert (await src.post(load("firing")))[0] == 200
         status, body, _headers = await src.post(load("firing"))
         assert status == 503
-        assert "queue full" in body["reason"]
-        assert queue.qsize() == 1
+        assert "no room for 2 events" in body["reason"]
+        health = (await src.get("/alertmanager/health"))[1]
+        assert (queue.qsize(), health["pending_events"]) == (1, 1)
 
         async def consume(count: int) -> list[dict[str, Any]]:
             return [await queue.get() for _index in range(count)]
 
-        consumer = asyncio.create_task(consume(3))
+        consumer = asyncio.create_task(consume(4))
         status, body, _headers = await src.post(load("firing"))
         events = await asyncio.wait_for(consumer, 5)
         health = (await src.get("/alertmanager/health"))[1]
     assert (status, body["accepted"]) == (200, 2)
-    assert [event["alert"]["fingerprint"] for event in events] == ["9582172f3995a11a", "9582172f3995a11a", "0440fbdf50e8e590"]
+    # The rejected notification left nothing behind: exactly the two accepted ones, in order.
+    assert [event["alert"]["fingerprint"] for event in events] == ["9582172f3995a11a", "0440fbdf50e8e590"] * 2
     assert health["rejected_by_status"] == {"503": 1}
-    assert health["accepted_events"] == 2
+    assert (health["accepted_events"], health["pending_events"]) == (4, 0)
+
+
+async def test_notification_is_admitted_whole_or_not_at_all() -> None:
+    """A 1,000-alert notification against a buffer with room for fewer: 503 and not one event queued."""
+    payload = load("firing")
+    template = payload["alerts"][0]
+    payload["alerts"] = [dict(template, fingerprint=f"{index:016x}") for index in range(1000)]
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+    async with running({"queue_timeout": 0.3, "max_alerts": 1000, "max_pending_events": 1000}, queue=queue) as src:
+        assert (await src.post(load("am025")))[0] == 200  # one event on the queue ...
+        assert (await src.post(load("firing")))[0] == 200  # ... two pending: 998 places left
+        status, body, _headers = await src.post(payload)
+        assert status == 503, body
+        health = (await src.get("/alertmanager/health"))[1]
+        assert (queue.qsize(), health["pending_events"], health["accepted_events"]) == (1, 2, 3)
+        queue.get_nowait()
+        status, body, _headers = await asyncio.wait_for(src.post(payload), 10)
+        assert status == 503  # still no room for all 1,000 while nobody consumes
+        received = [queue.get_nowait()]
+        consumer = asyncio.create_task(asyncio.wait_for(_take(queue, 1001), 20))
+        status, body, _headers = await src.post(payload)
+        received += await consumer
+    assert (status, body["accepted"]) == (200, 1000)
+    assert [event["alert"]["fingerprint"] for event in received[:2]] == ["9582172f3995a11a", "0440fbdf50e8e590"]
+    assert [event["alert"]["fingerprint"] for event in received[2:]] == [f"{index:016x}" for index in range(1000)]
+
+
+async def _take(queue: asyncio.Queue, count: int) -> list[dict[str, Any]]:
+    return [await queue.get() for _index in range(count)]
+
+
+async def test_waiting_notifications_are_admitted_in_arrival_order() -> None:
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+    async with running({"queue_timeout": 5, "max_alerts": 2, "max_pending_events": 2}, queue=queue) as src:
+        assert (await src.post(load("firing")))[0] == 200
+        first = asyncio.create_task(src.post(load("resolved")))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(src.post(load("am025")))
+        await asyncio.sleep(0.1)
+        events = await asyncio.wait_for(_take(queue, 5), 10)
+        assert (await first)[0] == 200 and (await second)[0] == 200
+    assert [event["alert"]["status"] for event in events] == ["firing", "firing", "resolved", "resolved", "firing"]
+    assert events[4]["alert"]["labels"]["alertname"] == "HostDown"
 
 
 async def test_cancel_answers_waiting_request_503_and_closes_listener() -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
     port = free_port()
-    task = asyncio.create_task(am.main(queue, {"port": port, "token": TOKEN, "queue_timeout": 60}))
+    options = {"port": port, "token": TOKEN, "queue_timeout": 60, "max_alerts": 2, "max_pending_events": 2}
+    task = asyncio.create_task(am.main(queue, options))
     await asyncio.wait_for(wait_listening(port), 10)
     async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/alertmanager", json=load("firing"), headers=bearer()) as first:
+            assert first.status == 200
         request = asyncio.create_task(session.post(f"http://127.0.0.1:{port}/alertmanager", json=load("firing"), headers=bearer()))
-        while queue.empty():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert not request.done()
         task.cancel()
         resp = await asyncio.wait_for(request, 10)
         assert resp.status == 503
@@ -479,7 +530,7 @@ async def test_port_in_use_raises() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        with pytest.raises(OSError):
+        with pytest.raises(am.ConfigError, match="cannot listen on 127.0.0.1:"):
             await asyncio.wait_for(am.main(asyncio.Queue(), {"port": sock.getsockname()[1]}), 10)
 
 
@@ -576,6 +627,12 @@ async def test_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
         ({"max_alerts": 0}, "max_alerts"),
         ({"queue_timeout": 0}, "queue_timeout"),
         ({"queue_timeout": "soon"}, "queue_timeout"),
+        ({"header_timeout": 0}, "header_timeout"),
+        ({"body_timeout": -1}, "body_timeout"),
+        ({"body_timeout": 4000}, "body_timeout"),
+        ({"max_pending_events": 10}, "at least 'max_alerts'"),
+        ({"max_alerts": 20, "max_pending_events": 19}, "at least 'max_alerts'"),
+        ({"port": "\u0661\u0662"}, "port"),
         ({"allow_unauthenticated": "maybe"}, "allow_unauthenticated"),
         ({"tokn": "x"}, "unknown option"),
         ({"feedback": True}, "feedback"),
@@ -589,7 +646,10 @@ def test_bad_arguments_raise_value_error(args: dict[str, Any], message: str) -> 
 
 
 def test_defaults_and_coercion() -> None:
-    assert am.parse_config({}) == am.Config(host="127.0.0.1", port=5000, path="/alertmanager", max_body_bytes=1048576, max_alerts=1000, queue_timeout=10.0)
+    assert am.parse_config({}) == am.Config(
+        host="127.0.0.1", port=5000, path="/alertmanager", max_body_bytes=1048576, max_alerts=1000,
+        max_pending_events=5000, queue_timeout=10.0, header_timeout=10.0, body_timeout=30.0,
+    )
     config = am.parse_config({"host": "0.0.0.0", "port": "5443", "token": "t", "queue_timeout": "2.5", "allow_unauthenticated": "false"})
     assert (config.port, config.queue_timeout, config.health_path) == (5443, 2.5, "/alertmanager/health")
     assert am.parse_config({"host": "0.0.0.0", "allow_unauthenticated": True}).authenticated is False
