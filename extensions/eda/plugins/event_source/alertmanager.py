@@ -831,13 +831,18 @@ class AlertmanagerReceiver:
 
     # ----------------------------------------------------------------- requests
 
-    def _reject(self, request: web.Request, status: int, reason: str, close: bool = False) -> web.Response:
+    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
         self.stats.reject(status)
         LOGGER.warning("alertmanager source: %s %s from %s rejected with %d: %s", request.method, request.path, request.remote, status, reason)
-        response = web.json_response({"status": "rejected", "reason": reason}, status=status)
-        if close:
-            response.force_close()
-        return response
+        return web.json_response({"status": "rejected", "reason": reason}, status=status)
+
+    @staticmethod
+    async def _send_and_close(request: web.Request, response: web.Response) -> None:
+        """Send ``response`` now and close the connection without reading (lingering on) the rest of the body."""
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
 
     async def _receive(self, request: web.Request) -> web.Response:
         if not self._auth.check(request.headers.get(hdrs.AUTHORIZATION)):
@@ -846,12 +851,15 @@ class AlertmanagerReceiver:
                 response.headers.add(hdrs.WWW_AUTHENTICATE, challenge)
             return response
         if not self._accepting:
-            return self._reject(request, 503, "shutting down", close=True)
+            return self._reject(request, 503, "shutting down")
         try:
             events = await self._events_of(request)
         except PayloadError as exc:
-            # 408: the client is too slow to wait for; 415: aiohttp would fail decoding the rest.
-            return self._reject(request, exc.status, exc.reason, close=exc.status in (408, 415))
+            response = self._reject(request, exc.status, exc.reason)
+            if exc.status in (408, 415):
+                # 408: the client is too slow to wait for; 415: aiohttp would fail decoding the rest.
+                await self._send_and_close(request, response)
+            return response
         if not await self._admit(events):
             reason = "shutting down" if not self._accepting else f"no room for {len(events)} events within queue_timeout={self._config.queue_timeout:g}s"
             return self._reject(request, 503, reason)
