@@ -692,3 +692,13 @@ def test_event_uuid_is_rfc4122_uuid5(name: str) -> None:
     parts = name.split("|") if name else ["", "", "", ""]
     assert am.event_uuid(*parts) == str(uuid.uuid5(am.EVENT_UUID_NAMESPACE, "|".join(parts)))
     assert uuid.UUID(am.event_uuid(*parts)).version == 5
+
+
+def test_undefined_rulebook_variable_is_named_in_the_error() -> None:
+    """ansible-rulebook hands an undefined ``{{ VAR }}`` over as a jinja2 StrictUndefined object."""
+    jinja2 = pytest.importorskip("jinja2")
+    undefined = jinja2.StrictUndefined(name="LABOPS_WEBHOOK_TOKEN")
+    with pytest.raises(am.ConfigError, match="option 'token' uses the undefined rulebook variable 'LABOPS_WEBHOOK_TOKEN'"):
+        am.parse_config({"token": undefined})
+    with pytest.raises(ValueError, match="^labops.itsm.alertmanager: invalid source configuration: option 'token' is empty"):
+        am.parse_config({"token": ""})

@@ -214,16 +214,23 @@ class Config:
         return self.token is not None or self.basic_auth_user is not None
 
 
+def _check_undefined(args: dict[str, Any]) -> None:
+    """ansible-rulebook passes a Jinja ``StrictUndefined`` for a variable it does not know (a forgotten --env-vars)."""
+    for name, value in args.items():
+        if type(value).__name__.endswith("Undefined"):
+            variable = getattr(value, "_undefined_name", None) or "?"
+            raise ConfigError(
+                f"option '{name}' uses the undefined rulebook variable '{variable}' "
+                "(pass it with --env-vars or --vars)"
+            )
+
+
 def _option_str(args: dict[str, Any], name: str) -> str | None:
     value = args.get(name)
     if value is None:
         return None
     if isinstance(value, str) and not value:
-        # Jinja renders an undefined rulebook variable as "" (e.g. a forgotten --env-vars).
-        raise ConfigError(
-            f"option '{name}' is empty; an undefined rulebook variable renders as an empty string "
-            "(was it passed with --env-vars or --vars?)"
-        )
+        raise ConfigError(f"option '{name}' is empty (an empty environment variable or vars entry?)")
     if not isinstance(value, str):
         raise ConfigError(f"option '{name}' must be a non-empty string")
     return value
@@ -299,6 +306,7 @@ def parse_config(args: dict[str, Any]) -> Config:
     if not isinstance(args, dict):
         raise ConfigError("arguments must be a mapping")
     _check_unknown(args)
+    _check_undefined(args)
     config = Config(
         host=_option_str(args, "host") or Config.host,
         port=_option_int(args, "port", Config.port, 0, 65535),
