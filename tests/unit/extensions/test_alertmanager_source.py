@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import ipaddress
 import json
+import random
 import socket
 import ssl
 import uuid
@@ -702,3 +703,58 @@ def test_undefined_rulebook_variable_is_named_in_the_error() -> None:
         am.parse_config({"token": undefined})
     with pytest.raises(ValueError, match="^labops.itsm.alertmanager: invalid source configuration: option 'token' is empty"):
         am.parse_config({"token": ""})
+
+
+# --------------------------------------------------------------------------- canonical startsAt and keys
+
+# Golden values computed with the source before the strict timestamp checks: valid input keeps
+# its canonical form and correlation key (tickets are found by them).
+GOLDEN_TIMESTAMPS = [
+    ("2026-05-04T07:15:02.118Z", "2026-05-04T07:15:02.118Z", "4bdda7e873da2ed3f70af197"),
+    ("2026-05-04T07:15:02Z", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02.000Z", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02.100Z", "2026-05-04T07:15:02.1Z", "b4b1344f59c32931bfcfe6b3"),
+    ("2026-05-04T09:15:02.5+02:00", "2026-05-04T07:15:02.5Z", "e89a8999ad2ee25a76b8520a"),
+    ("2026-05-04T02:15:02-05:00", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02.000000000+00:00", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02-00:00", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00Z", "de36b1f044669f173962553d"),
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "cbfdd4f5f0338c3b3fb2b33c"),
+    ("9999-12-31T23:59:59.999999999Z", "9999-12-31T23:59:59.999999999Z", "f8d62cfa65fa1175b8a95bd2"),
+    ("2024-02-29T23:59:59.120-12:45", "2024-03-01T12:44:59.12Z", "3845b1f84edde6188bb1363f"),
+]
+
+
+@pytest.mark.parametrize(("value", "canonical", "key"), GOLDEN_TIMESTAMPS)
+def test_canonical_timestamp_and_key_unchanged_for_valid_input(value: str, canonical: str, key: str) -> None:
+    assert am.canonical_timestamp(value) == canonical
+    assert am.correlation_key("9582172f3995a11a", am.canonical_timestamp(value)) == key
+
+
+def _random_valid_timestamps(count: int) -> list[str]:
+    rng = random.Random(4711)
+    values = []
+    for _index in range(count):
+        moment = datetime.datetime(1000, 1, 1) + datetime.timedelta(seconds=rng.randrange(int(9.0e5) * 86400 * 3))
+        fraction = rng.choice(["", ".0", ".5", ".118", ".000", ".120", "." + str(rng.randrange(10**9)).zfill(9)])
+        zone = rng.choice(["Z", "Z", "+00:00", "-00:00", f"+{rng.randrange(24):02d}:{rng.randrange(60):02d}", f"-{rng.randrange(24):02d}:{rng.randrange(60):02d}"])
+        values.append(moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone)
+    return values
+
+
+def test_canonical_timestamp_pinned_to_module_utils_time() -> None:
+    """The source keeps a self-contained copy of _time.canonical_timestamp; both agree on valid input."""
+    time_utils = importlib.import_module("ansible_collections.labops.itsm.plugins.module_utils._time")
+    checked = 0
+    for value in _random_valid_timestamps(3000):
+        try:
+            expected = time_utils.canonical_timestamp(value)
+        except (ValueError, OverflowError):
+            continue  # outside years 1-9999 once moved to UTC: the source rejects it (asserted below)
+        if expected[4] != "-":
+            continue  # year < 1000 after the offset: _time's strftime("%Y") does not zero-pad it (glibc)
+        assert am.canonical_timestamp(value) == expected, value
+        checked += 1
+    assert checked > 2900
+    with pytest.raises(ValueError):
+        am.canonical_timestamp("9999-12-31T23:30:00-01:00")

@@ -481,7 +481,8 @@ def _timestamp(source: dict[str, Any], key: str, where: str) -> tuple[str, str]:
     try:
         return value, _canonical_cached(value)
     except ValueError as exc:
-        raise PayloadError(f"{where}.{key}: expected an RFC 3339 timestamp ({exc})") from None
+        detail = str(exc).split(":", 1)[0]  # never echo the (attacker-sized) value into logs and answers
+        raise PayloadError(f"{where}.{key}: expected an RFC 3339 timestamp ({detail})") from None
 
 
 def _group_of(payload: Any) -> dict[str, Any]:
