@@ -106,7 +106,7 @@ def notification(alerts: list[dict[str, Any]], number: int) -> dict[str, Any]:
 
 def build_notifications(count: int, batch: int, shape: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The start marker, ``count`` load alerts in notifications of ``batch``, the end marker."""
-    starts_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    starts_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     first = notification([alert(0, "first", shape, starts_at)], 0)
     load = [
         notification([alert(index, "none", shape, starts_at) for index in range(start, min(start + batch, count + 1))], start)

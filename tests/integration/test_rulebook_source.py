@@ -23,11 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key
 
 pytestmark = pytest.mark.integration
@@ -184,7 +184,7 @@ def post_alerts(am_url: str, alerts: list[dict[str, Any]]) -> None:
 
 
 def iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
@@ -197,7 +197,7 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
 
     # Whole seconds on purpose: AlertManager then writes startsAt as "...:25Z" in the webhook and
     # "...:25.000Z" in /api/v2/alerts; the key must be the same for both spellings.
-    started = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)).replace(microsecond=0)
+    started = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=30)).replace(microsecond=0)
     label_sets = [
         {"alertname": "LabopsItDiskFull", "itsm_test": "true", "instance": f"node{index}.it.example.org:9100", "severity": "warning"}
         for index in range(3)
@@ -226,7 +226,7 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
     wait_for(lambda: expected("firing") <= seen("firing"), EVENT_TIMEOUT, "a rule match for every firing alert")
 
     # Resolve all three through AlertManager: it sends a resolved notification (send_resolved).
-    ended = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    ended = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     post_alerts(stack["am"], [dict(alert, endsAt=iso(ended)) for alert in alerts])
     wait_for(lambda: expected("resolved") <= seen("resolved"), EVENT_TIMEOUT, "a rule match for every resolved alert")
 
@@ -246,7 +246,7 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
     assert {match[4] for match in matches} == {hashlib.sha256(b'{}:{alertname="LabopsItDiskFull"}').hexdigest()}
 
     # The marker alert triggers the shutdown rule; the rulebook exits cleanly.
-    post_alerts(stack["am"], [{"labels": {"alertname": "LabopsItDone"}, "startsAt": iso(datetime.datetime.now(datetime.timezone.utc))}])
+    post_alerts(stack["am"], [{"labels": {"alertname": "LabopsItDone"}, "startsAt": iso(datetime.datetime.now(datetime.UTC))}])
     rulebook.wait(EVENT_TIMEOUT)
     text = out.text()
     assert rulebook.returncode == 0, text

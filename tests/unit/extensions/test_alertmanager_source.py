@@ -14,9 +14,10 @@ import random
 import socket
 import ssl
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import jsonschema
@@ -87,9 +88,8 @@ class Source:
                 return resp.status, await resp.json(content_type=None), resp.headers
 
     async def get(self, path: str) -> tuple[int, Any, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + path, ssl=self.ssl if self.ssl else True) as resp:
-                return resp.status, await resp.json(content_type=None), resp.headers
+        async with aiohttp.ClientSession() as session, session.get(self.url + path, ssl=self.ssl if self.ssl else True) as resp:
+            return resp.status, await resp.json(content_type=None), resp.headers
 
 
 async def wait_listening(port: int) -> None:
@@ -334,9 +334,8 @@ async def test_oversize_chunked_body_without_length_is_413() -> None:
             yield b" " * 1024
 
     async with running({"max_body_bytes": 4096}) as src:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(src.url + "/alertmanager", data=chunks(), headers=bearer()) as resp:
-                assert resp.status == 413
+        async with aiohttp.ClientSession() as session, session.post(src.url + "/alertmanager", data=chunks(), headers=bearer()) as resp:
+            assert resp.status == 413
         assert (await src.post(load("am025")))[0] == 200
 
 
@@ -543,7 +542,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))

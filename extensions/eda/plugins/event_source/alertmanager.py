@@ -133,8 +133,9 @@ import logging
 import re
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
@@ -397,7 +398,7 @@ def event_uuid(group_key: str, fingerprint: str, status: str, starts_at: str) ->
 
     Same value as ``str(uuid.uuid5(EVENT_UUID_NAMESPACE, name))``, without building UUID objects.
     """
-    name = f"{group_key}|{fingerprint}|{status}|{starts_at}".encode("utf-8")
+    name = f"{group_key}|{fingerprint}|{status}|{starts_at}".encode()
     raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x50
     raw[8] = (raw[8] & 0x3F) | 0x80
@@ -647,7 +648,7 @@ class HeaderDeadline(asyncio.Protocol):
     once aiohttp has parsed the headers. Idle kept-alive connections stay aiohttp's business.
     """
 
-    def __init__(self, inner: asyncio.Protocol, timeout: float, on_expiry: Callable[[bool], None], registry: dict[Any, "HeaderDeadline"]) -> None:
+    def __init__(self, inner: asyncio.Protocol, timeout: float, on_expiry: Callable[[bool], None], registry: dict[Any, HeaderDeadline]) -> None:
         self._inner = inner
         self._timeout = timeout
         self._on_expiry = on_expiry
