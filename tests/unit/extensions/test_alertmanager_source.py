@@ -757,3 +757,17 @@ def test_canonical_timestamp_pinned_to_module_utils_time() -> None:
     assert checked > 2900
     with pytest.raises(ValueError):
         am.canonical_timestamp("9999-12-31T23:30:00-01:00")
+
+
+async def test_stalled_tls_handshake_is_closed_after_header_timeout(pki: dict[str, str]) -> None:
+    client = ssl.create_default_context(cafile=pki["ca"])
+    async with running({"certfile": pki["cert"], "keyfile": pki["key"], "header_timeout": 0.4}, client_ssl=client) as src:
+        port = int(src.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x16\x03\x01")  # the start of a ClientHello, never finished
+        started = asyncio.get_running_loop().time()
+        data = await asyncio.wait_for(reader.read(), 5)
+        waited = asyncio.get_running_loop().time() - started
+        writer.close()
+        assert data == b"" and 0.3 <= waited <= 3.0
+        assert (await src.post(load("am025")))[0] == 200
