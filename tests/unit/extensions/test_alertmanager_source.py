@@ -83,9 +83,8 @@ class Source:
     async def post(self, body: Any, headers: dict[str, str] | None = None, path: str = "/alertmanager", raw: bytes | None = None) -> tuple[int, Any, Any]:
         data = raw if raw is not None else json.dumps(body).encode()
         hdrs = {"Content-Type": "application/json", **(headers if headers is not None else bearer())}
-        async with aiohttp.ClientSession() as session:
-            async with session.post(self.url + path, data=data, headers=hdrs, ssl=self.ssl if self.ssl else True) as resp:
-                return resp.status, await resp.json(content_type=None), resp.headers
+        async with aiohttp.ClientSession() as session, session.post(self.url + path, data=data, headers=hdrs, ssl=self.ssl if self.ssl else True) as resp:
+            return resp.status, await resp.json(content_type=None), resp.headers
 
     async def get(self, path: str) -> tuple[int, Any, Any]:
         async with aiohttp.ClientSession() as session, session.get(self.url + path, ssl=self.ssl if self.ssl else True) as resp:
