@@ -23,11 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key
 
 pytestmark = pytest.mark.integration
@@ -184,7 +184,7 @@ def post_alerts(am_url: str, alerts: list[dict[str, Any]]) -> None:
 
 
 def iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
@@ -197,7 +197,7 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
 
     # Whole seconds on purpose: AlertManager then writes startsAt as "...:25Z" in the webhook and
     # "...:25.000Z" in /api/v2/alerts; the key must be the same for both spellings.
-    started = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)).replace(microsecond=0)
+    started = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=30)).replace(microsecond=0)
     label_sets = [
         {"alertname": "LabopsItDiskFull", "itsm_test": "true", "instance": f"node{index}.it.example.org:9100", "severity": "warning"}
         for index in range(3)
@@ -226,7 +226,7 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
     wait_for(lambda: expected("firing") <= seen("firing"), EVENT_TIMEOUT, "a rule match for every firing alert")
 
     # Resolve all three through AlertManager: it sends a resolved notification (send_resolved).
-    ended = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    ended = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     post_alerts(stack["am"], [dict(alert, endsAt=iso(ended)) for alert in alerts])
     wait_for(lambda: expected("resolved") <= seen("resolved"), EVENT_TIMEOUT, "a rule match for every resolved alert")
 
@@ -246,10 +246,68 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
     assert {match[4] for match in matches} == {hashlib.sha256(b'{}:{alertname="LabopsItDiskFull"}').hexdigest()}
 
     # The marker alert triggers the shutdown rule; the rulebook exits cleanly.
-    post_alerts(stack["am"], [{"labels": {"alertname": "LabopsItDone"}, "startsAt": iso(datetime.datetime.now(datetime.timezone.utc))}])
+    post_alerts(stack["am"], [{"labels": {"alertname": "LabopsItDone"}, "startsAt": iso(datetime.datetime.now(datetime.UTC))}])
     rulebook.wait(EVENT_TIMEOUT)
     text = out.text()
     assert rulebook.returncode == 0, text
     assert "labops integration done" in text
     assert TOKEN not in text
     assert "Authorization" not in text
+
+
+# --------------------------------------------------------------------------- bad configuration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAEMON_RULEBOOK = REPO_ROOT / "rulebooks" / "alertmanager_otobo.yml"
+BAD_CONFIG_EXIT_TIMEOUT = 90.0  # typically ~4 s (JVM start); generous for a loaded 2-core machine
+
+
+def _bad_config_run(case: str, tmp_path: Path, venv_bin: Path, port: int) -> list[str]:
+    """The command line of one bad-configuration case."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n", encoding="utf-8")
+    rulebook = [str(venv_bin / "ansible-rulebook"), "-i", str(inventory)]
+    if case == "daemon-without-token":
+        # README's daemon command minus `--env-vars LABOPS_WEBHOOK_TOKEN`.
+        daemon_vars = tmp_path / "daemon-vars.yml"
+        daemon_vars.write_text(f"webhook_host: 127.0.0.1\nwebhook_port: {port}\n", encoding="utf-8")
+        return rulebook + ["--rulebook", str(DAEMON_RULEBOOK), "--vars", str(daemon_vars)]
+    if case == "misspelt-option":
+        return rulebook + ["--rulebook", str(RULEBOOK.parent / "bad_source_option.yml"), "--env-vars", "LABOPS_IT_PORT,LABOPS_IT_TOKEN"]
+    return rulebook + ["--rulebook", str(RULEBOOK), "--env-vars", "LABOPS_IT_PORT,LABOPS_IT_TOKEN"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("daemon-without-token", "option 'token' uses the undefined rulebook variable 'LABOPS_WEBHOOK_TOKEN' (pass it with --env-vars or --vars)"),
+        ("misspelt-option", "unknown option(s): tokn"),
+        ("port-in-use", "cannot listen on 127.0.0.1:{port}"),
+    ],
+)
+def test_bad_source_configuration_ends_the_daemon_non_zero(case: str, message: str, tmp_path: Path, venv_bin: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1] if case == "port-in-use" else free_port()
+        env = {key: value for key, value in os.environ.items() if key != "LABOPS_WEBHOOK_TOKEN"}
+        env.update({"LABOPS_IT_PORT": str(port), "LABOPS_IT_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"})
+        env.setdefault("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+        started = time.monotonic()
+        proc, out = start(_bad_config_run(case, tmp_path, venv_bin, port), env, tmp_path)
+        try:
+            code = proc.wait(BAD_CONFIG_EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            stop(proc)
+            raise AssertionError(f"ansible-rulebook still running {BAD_CONFIG_EXIT_TIMEOUT}s after a bad source configuration:\n{out.text()}") from None
+        elapsed = time.monotonic() - started
+    out._thread.join(10)
+    text = out.text()
+    print(f"{case}: exit {code} after {elapsed:.1f}s", file=sys.stderr)
+    assert code == 1, text
+    assert "labops.itsm.alertmanager: invalid source configuration: " + message.format(port=port) in text, text
+    assert "Terminating: One of the source plugins failed" in text, text
+    if case != "port-in-use":
+        with pytest.raises(OSError):  # nothing was ever left listening
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert TOKEN not in text

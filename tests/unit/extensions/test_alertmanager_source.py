@@ -10,12 +10,14 @@ import hashlib
 import importlib
 import ipaddress
 import json
+import random
 import socket
 import ssl
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import jsonschema
@@ -81,14 +83,12 @@ class Source:
     async def post(self, body: Any, headers: dict[str, str] | None = None, path: str = "/alertmanager", raw: bytes | None = None) -> tuple[int, Any, Any]:
         data = raw if raw is not None else json.dumps(body).encode()
         hdrs = {"Content-Type": "application/json", **(headers if headers is not None else bearer())}
-        async with aiohttp.ClientSession() as session:
-            async with session.post(self.url + path, data=data, headers=hdrs, ssl=self.ssl if self.ssl else True) as resp:
-                return resp.status, await resp.json(content_type=None), resp.headers
+        async with aiohttp.ClientSession() as session, session.post(self.url + path, data=data, headers=hdrs, ssl=self.ssl if self.ssl else True) as resp:
+            return resp.status, await resp.json(content_type=None), resp.headers
 
     async def get(self, path: str) -> tuple[int, Any, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + path, ssl=self.ssl if self.ssl else True) as resp:
-                return resp.status, await resp.json(content_type=None), resp.headers
+        async with aiohttp.ClientSession() as session, session.get(self.url + path, ssl=self.ssl if self.ssl else True) as resp:
+            return resp.status, await resp.json(content_type=None), resp.headers
 
 
 async def wait_listening(port: int) -> None:
@@ -333,9 +333,8 @@ async def test_oversize_chunked_body_without_length_is_413() -> None:
             yield b" " * 1024
 
     async with running({"max_body_bytes": 4096}) as src:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(src.url + "/alertmanager", data=chunks(), headers=bearer()) as resp:
-                assert resp.status == 413
+        async with aiohttp.ClientSession() as session, session.post(src.url + "/alertmanager", data=chunks(), headers=bearer()) as resp:
+            assert resp.status == 413
         assert (await src.post(load("am025")))[0] == 200
 
 
@@ -424,6 +423,8 @@ async def test_health_reports_counters_without_auth() -> None:
     assert status == 200
     assert body == {
         "status": "ok",
+        "pending_events": 0,
+        "dropped_events": 0,
         "accepted_requests": 1,
         "accepted_events": 2,
         "rejected_requests": 2,
@@ -434,37 +435,86 @@ async def test_health_reports_counters_without_auth() -> None:
 # --------------------------------------------------------------------------- back-pressure and lifecycle
 
 
-async def test_queue_full_answers_503_then_recovers() -> None:
+async def test_buffer_full_answers_503_with_nothing_queued_then_recovers() -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
-    async with running({"queue_timeout": 0.3}, queue=queue) as src:
+    async with running({"queue_timeout": 0.3, "max_alerts": 2, "max_pending_events": 2}, queue=queue) as src:
+        # Two events admitted: one on the (single-slot) rulebook queue, one pending in the buffer.
+        assert (await src.post(load("firing")))[0] == 200
         status, body, _headers = await src.post(load("firing"))
         assert status == 503
-        assert "queue full" in body["reason"]
-        assert queue.qsize() == 1
+        assert "no room for 2 events" in body["reason"]
+        health = (await src.get("/alertmanager/health"))[1]
+        assert (queue.qsize(), health["pending_events"]) == (1, 1)
 
         async def consume(count: int) -> list[dict[str, Any]]:
             return [await queue.get() for _index in range(count)]
 
-        consumer = asyncio.create_task(consume(3))
+        consumer = asyncio.create_task(consume(4))
         status, body, _headers = await src.post(load("firing"))
         events = await asyncio.wait_for(consumer, 5)
         health = (await src.get("/alertmanager/health"))[1]
     assert (status, body["accepted"]) == (200, 2)
-    assert [event["alert"]["fingerprint"] for event in events] == ["9582172f3995a11a", "9582172f3995a11a", "0440fbdf50e8e590"]
+    # The rejected notification left nothing behind: exactly the two accepted ones, in order.
+    assert [event["alert"]["fingerprint"] for event in events] == ["9582172f3995a11a", "0440fbdf50e8e590"] * 2
     assert health["rejected_by_status"] == {"503": 1}
-    assert health["accepted_events"] == 2
+    assert (health["accepted_events"], health["pending_events"]) == (4, 0)
+
+
+async def test_notification_is_admitted_whole_or_not_at_all() -> None:
+    """A 1,000-alert notification against a buffer with room for fewer: 503 and not one event queued."""
+    payload = load("firing")
+    template = payload["alerts"][0]
+    payload["alerts"] = [dict(template, fingerprint=f"{index:016x}") for index in range(1000)]
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+    async with running({"queue_timeout": 0.3, "max_alerts": 1000, "max_pending_events": 1000}, queue=queue) as src:
+        assert (await src.post(load("am025")))[0] == 200  # one event on the queue ...
+        assert (await src.post(load("firing")))[0] == 200  # ... two pending: 998 places left
+        status, body, _headers = await src.post(payload)
+        assert status == 503, body
+        health = (await src.get("/alertmanager/health"))[1]
+        assert (queue.qsize(), health["pending_events"], health["accepted_events"]) == (1, 2, 3)
+        queue.get_nowait()
+        status, body, _headers = await asyncio.wait_for(src.post(payload), 10)
+        assert status == 503  # still no room for all 1,000 while nobody consumes
+        received = [queue.get_nowait()]
+        consumer = asyncio.create_task(asyncio.wait_for(_take(queue, 1001), 20))
+        status, body, _headers = await src.post(payload)
+        received += await consumer
+    assert (status, body["accepted"]) == (200, 1000)
+    assert [event["alert"]["fingerprint"] for event in received[:2]] == ["9582172f3995a11a", "0440fbdf50e8e590"]
+    assert [event["alert"]["fingerprint"] for event in received[2:]] == [f"{index:016x}" for index in range(1000)]
+
+
+async def _take(queue: asyncio.Queue, count: int) -> list[dict[str, Any]]:
+    return [await queue.get() for _index in range(count)]
+
+
+async def test_waiting_notifications_are_admitted_in_arrival_order() -> None:
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+    async with running({"queue_timeout": 5, "max_alerts": 2, "max_pending_events": 2}, queue=queue) as src:
+        assert (await src.post(load("firing")))[0] == 200
+        first = asyncio.create_task(src.post(load("resolved")))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(src.post(load("am025")))
+        await asyncio.sleep(0.1)
+        events = await asyncio.wait_for(_take(queue, 5), 10)
+        assert (await first)[0] == 200 and (await second)[0] == 200
+    assert [event["alert"]["status"] for event in events] == ["firing", "firing", "resolved", "resolved", "firing"]
+    assert events[4]["alert"]["labels"]["alertname"] == "HostDown"
 
 
 async def test_cancel_answers_waiting_request_503_and_closes_listener() -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
     port = free_port()
-    task = asyncio.create_task(am.main(queue, {"port": port, "token": TOKEN, "queue_timeout": 60}))
+    options = {"port": port, "token": TOKEN, "queue_timeout": 60, "max_alerts": 2, "max_pending_events": 2}
+    task = asyncio.create_task(am.main(queue, options))
     await asyncio.wait_for(wait_listening(port), 10)
     async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/alertmanager", json=load("firing"), headers=bearer()) as first:
+            assert first.status == 200
         request = asyncio.create_task(session.post(f"http://127.0.0.1:{port}/alertmanager", json=load("firing"), headers=bearer()))
-        while queue.empty():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert not request.done()
         task.cancel()
         resp = await asyncio.wait_for(request, 10)
         assert resp.status == 503
@@ -479,7 +529,7 @@ async def test_port_in_use_raises() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        with pytest.raises(OSError):
+        with pytest.raises(am.ConfigError, match="cannot listen on 127.0.0.1:"):
             await asyncio.wait_for(am.main(asyncio.Queue(), {"port": sock.getsockname()[1]}), 10)
 
 
@@ -491,7 +541,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -576,6 +626,12 @@ async def test_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
         ({"max_alerts": 0}, "max_alerts"),
         ({"queue_timeout": 0}, "queue_timeout"),
         ({"queue_timeout": "soon"}, "queue_timeout"),
+        ({"header_timeout": 0}, "header_timeout"),
+        ({"body_timeout": -1}, "body_timeout"),
+        ({"body_timeout": 4000}, "body_timeout"),
+        ({"max_pending_events": 10}, "at least 'max_alerts'"),
+        ({"max_alerts": 20, "max_pending_events": 19}, "at least 'max_alerts'"),
+        ({"port": "\u0661\u0662"}, "port"),
         ({"allow_unauthenticated": "maybe"}, "allow_unauthenticated"),
         ({"tokn": "x"}, "unknown option"),
         ({"feedback": True}, "feedback"),
@@ -589,7 +645,10 @@ def test_bad_arguments_raise_value_error(args: dict[str, Any], message: str) -> 
 
 
 def test_defaults_and_coercion() -> None:
-    assert am.parse_config({}) == am.Config(host="127.0.0.1", port=5000, path="/alertmanager", max_body_bytes=1048576, max_alerts=1000, queue_timeout=10.0)
+    assert am.parse_config({}) == am.Config(
+        host="127.0.0.1", port=5000, path="/alertmanager", max_body_bytes=1048576, max_alerts=1000,
+        max_pending_events=5000, queue_timeout=10.0, header_timeout=10.0, body_timeout=30.0,
+    )
     config = am.parse_config({"host": "0.0.0.0", "port": "5443", "token": "t", "queue_timeout": "2.5", "allow_unauthenticated": "false"})
     assert (config.port, config.queue_timeout, config.health_path) == (5443, 2.5, "/alertmanager/health")
     assert am.parse_config({"host": "0.0.0.0", "allow_unauthenticated": True}).authenticated is False
@@ -632,3 +691,82 @@ def test_event_uuid_is_rfc4122_uuid5(name: str) -> None:
     parts = name.split("|") if name else ["", "", "", ""]
     assert am.event_uuid(*parts) == str(uuid.uuid5(am.EVENT_UUID_NAMESPACE, "|".join(parts)))
     assert uuid.UUID(am.event_uuid(*parts)).version == 5
+
+
+def test_undefined_rulebook_variable_is_named_in_the_error() -> None:
+    """ansible-rulebook hands an undefined ``{{ VAR }}`` over as a jinja2 StrictUndefined object."""
+    jinja2 = pytest.importorskip("jinja2")
+    undefined = jinja2.StrictUndefined(name="LABOPS_WEBHOOK_TOKEN")
+    with pytest.raises(am.ConfigError, match="option 'token' uses the undefined rulebook variable 'LABOPS_WEBHOOK_TOKEN'"):
+        am.parse_config({"token": undefined})
+    with pytest.raises(ValueError, match="^labops.itsm.alertmanager: invalid source configuration: option 'token' is empty"):
+        am.parse_config({"token": ""})
+
+
+# --------------------------------------------------------------------------- canonical startsAt and keys
+
+# Golden values computed with the source before the strict timestamp checks: valid input keeps
+# its canonical form and correlation key (tickets are found by them).
+GOLDEN_TIMESTAMPS = [
+    ("2026-05-04T07:15:02.118Z", "2026-05-04T07:15:02.118Z", "4bdda7e873da2ed3f70af197"),
+    ("2026-05-04T07:15:02Z", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02.000Z", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02.100Z", "2026-05-04T07:15:02.1Z", "b4b1344f59c32931bfcfe6b3"),
+    ("2026-05-04T09:15:02.5+02:00", "2026-05-04T07:15:02.5Z", "e89a8999ad2ee25a76b8520a"),
+    ("2026-05-04T02:15:02-05:00", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02.000000000+00:00", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-05-04T07:15:02-00:00", "2026-05-04T07:15:02Z", "d3e1052de9f6d2221ad9dc88"),
+    ("2026-01-01T00:30:00+01:00", "2025-12-31T23:30:00Z", "de36b1f044669f173962553d"),
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "cbfdd4f5f0338c3b3fb2b33c"),
+    ("9999-12-31T23:59:59.999999999Z", "9999-12-31T23:59:59.999999999Z", "f8d62cfa65fa1175b8a95bd2"),
+    ("2024-02-29T23:59:59.120-12:45", "2024-03-01T12:44:59.12Z", "3845b1f84edde6188bb1363f"),
+]
+
+
+@pytest.mark.parametrize(("value", "canonical", "key"), GOLDEN_TIMESTAMPS)
+def test_canonical_timestamp_and_key_unchanged_for_valid_input(value: str, canonical: str, key: str) -> None:
+    assert am.canonical_timestamp(value) == canonical
+    assert am.correlation_key("9582172f3995a11a", am.canonical_timestamp(value)) == key
+
+
+def _random_valid_timestamps(count: int) -> list[str]:
+    rng = random.Random(4711)
+    values = []
+    for _index in range(count):
+        moment = datetime.datetime(1000, 1, 1) + datetime.timedelta(seconds=rng.randrange(int(9.0e5) * 86400 * 3))
+        fraction = rng.choice(["", ".0", ".5", ".118", ".000", ".120", "." + str(rng.randrange(10**9)).zfill(9)])
+        zone = rng.choice(["Z", "Z", "+00:00", "-00:00", f"+{rng.randrange(24):02d}:{rng.randrange(60):02d}", f"-{rng.randrange(24):02d}:{rng.randrange(60):02d}"])
+        values.append(moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone)
+    return values
+
+
+def test_canonical_timestamp_pinned_to_module_utils_time() -> None:
+    """The source keeps a self-contained copy of _time.canonical_timestamp; both agree on valid input."""
+    time_utils = importlib.import_module("ansible_collections.labops.itsm.plugins.module_utils._time")
+    checked = 0
+    for value in _random_valid_timestamps(3000):
+        try:
+            expected = time_utils.canonical_timestamp(value)
+        except (ValueError, OverflowError):
+            continue  # outside years 1-9999 once moved to UTC: the source rejects it (asserted below)
+        if expected[4] != "-":
+            continue  # year < 1000 after the offset: _time's strftime("%Y") does not zero-pad it (glibc)
+        assert am.canonical_timestamp(value) == expected, value
+        checked += 1
+    assert checked > 2900
+    with pytest.raises(ValueError):
+        am.canonical_timestamp("9999-12-31T23:30:00-01:00")
+
+
+async def test_stalled_tls_handshake_is_closed_after_header_timeout(pki: dict[str, str]) -> None:
+    client = ssl.create_default_context(cafile=pki["ca"])
+    async with running({"certfile": pki["cert"], "keyfile": pki["key"], "header_timeout": 0.4}, client_ssl=client) as src:
+        port = int(src.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x16\x03\x01")  # the start of a ClientHello, never finished
+        started = asyncio.get_running_loop().time()
+        data = await asyncio.wait_for(reader.read(), 5)
+        waited = asyncio.get_running_loop().time() - started
+        writer.close()
+        assert data == b"" and 0.3 <= waited <= 3.0
+        assert (await src.post(load("am025")))[0] == 200

@@ -7,14 +7,17 @@ DOCUMENTATION = r"""
 short_description: Receive Prometheus AlertManager webhook notifications, one event per alert.
 description:
   - An HTTP(S) endpoint for AlertManager's C(webhook_config) receiver (payload version 4).
-  - Every request is authenticated (bearer token or HTTP basic), size-limited and validated
-    before any event is queued. Each alert of the notification becomes one event carrying the
-    alert, its group, a correlation key and a deterministic C(meta.uuid).
-  - The answer is 200 only after every event of the request is on the rulebook queue;
-    overload and shutdown answer 503 so AlertManager retries, input that can never be valid
-    answers 4xx so AlertManager does not retry it.
+  - Every request is authenticated (bearer token or HTTP basic), size-limited, time-limited and
+    validated before any event is queued. Each alert of the notification becomes one event carrying
+    the alert, its group, a correlation key and a deterministic C(meta.uuid).
+  - A notification is accepted whole or not at all. The answer is 200 only after all its events are
+    in the source's bounded, in-order hand-over buffer to the rulebook; when the buffer has no room
+    for all of them within O(queue_timeout), or during shutdown, the answer is 503 with nothing
+    queued, so AlertManager retries. Input that can never be valid answers 4xx so AlertManager
+    does not retry it.
   - C(GET <path>/health) answers 200 with counters (no authentication, no secrets).
   - No request header, cookie or credential is ever copied into an event.
+  - An invalid configuration raises at start-up; ansible-rulebook then stops with exit code 1.
 requirements:
   - Python >= 3.11 (as ansible-core 2.19)
   - aiohttp (already a dependency of ansible-rulebook)
@@ -63,13 +66,33 @@ options:
     description: Largest number of alerts accepted in one notification; more answer 413.
     type: int
     default: 1000
+  max_pending_events:
+    description:
+      - Capacity of the hand-over buffer between accepted notifications and the rulebook queue.
+      - A notification is admitted only when all its events fit; must be at least O(max_alerts).
+    type: int
+    default: 5000
   queue_timeout:
     description:
-      - Seconds one request may wait, in total, for room on the rulebook queue for all its events.
-      - When it runs out the request answers 503 and AlertManager retries. Keep it below the
-        receiver's C(webhook_config.timeout).
+      - Seconds one request may wait for room in the hand-over buffer for all its events.
+      - When it runs out the request answers 503, nothing of it is queued, and AlertManager retries.
+        Keep it below the receiver's C(webhook_config.timeout).
     type: float
     default: 10.0
+  header_timeout:
+    description:
+      - Seconds a connection may take to deliver the complete request line and headers, counted
+        from the connection's start or from the first byte of a further request on a kept-alive
+        connection. Also bounds the TLS handshake. On expiry the connection is closed (after a 408
+        answer when part of a request had arrived).
+    type: float
+    default: 10.0
+  body_timeout:
+    description:
+      - Seconds the whole request body may take to arrive once the headers are in; then 408 and the
+        connection is closed.
+    type: float
+    default: 30.0
   hosts_from_label:
     description:
       - Alert label whose value (without C(:port)) becomes C(meta.hosts), the C(--limit) of
@@ -99,7 +122,9 @@ EXAMPLES = r"""
 import asyncio
 import base64
 import binascii
+import collections
 import datetime
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -108,10 +133,12 @@ import logging
 import re
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
 LOGGER = logging.getLogger("labops.itsm.alertmanager")
 
@@ -124,15 +151,30 @@ CORRELATION_PREFIX = "alertmanager|"
 CORRELATION_KEY_LENGTH = 24
 ALERT_STATUSES = frozenset(("firing", "resolved"))
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
-_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+# [0-9], never \d: \d also matches Arabic-Indic, fullwidth and other Unicode digits.
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+_UTC_ZONES = frozenset(("Z", "+00:00", "-00:00"))
 _HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<name>[^:]+)):\d+")
+# A JSON escape of a UTF-16 surrogate (\uD800-\uDFFF); a cheap pre-check before the exact one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _OPTIONAL_DICTS = (("groupLabels", "labels"), ("commonLabels", "common_labels"), ("commonAnnotations", "common_annotations"))
 _IGNORED_ARGS = frozenset(("eda_feedback_queue",))
+_IDENTITY_ENCODINGS = frozenset(("", "identity"))
+_MAX_TRUNCATED = (1 << 63) - 1
 _SHUTDOWN_GRACE = 2.0
+_CONFIG_PREFIX = "labops.itsm.alertmanager: invalid source configuration: "
+
+
+class ConfigError(ValueError):
+    """A source configuration that cannot work; raised from main() so ansible-rulebook exits non-zero."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(_CONFIG_PREFIX + reason)
 
 
 class PayloadError(ValueError):
-    """A request body that can never be accepted (answered 4xx, never retried)."""
+    """A request that can never be accepted (answered 4xx, never retried)."""
 
     def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
@@ -156,7 +198,10 @@ class Config:
     cafile: str | None = None
     max_body_bytes: int = 1048576
     max_alerts: int = 1000
+    max_pending_events: int = 5000
     queue_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     hosts_from_label: str | None = None
 
     @property
@@ -170,21 +215,34 @@ class Config:
         return self.token is not None or self.basic_auth_user is not None
 
 
+def _check_undefined(args: dict[str, Any]) -> None:
+    """ansible-rulebook passes a Jinja ``StrictUndefined`` for a variable it does not know (a forgotten --env-vars)."""
+    for name, value in args.items():
+        if type(value).__name__.endswith("Undefined"):
+            variable = getattr(value, "_undefined_name", None) or "?"
+            raise ConfigError(
+                f"option '{name}' uses the undefined rulebook variable '{variable}' "
+                "(pass it with --env-vars or --vars)"
+            )
+
+
 def _option_str(args: dict[str, Any], name: str) -> str | None:
     value = args.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"alertmanager: option '{name}' must be a non-empty string")
+    if isinstance(value, str) and not value:
+        raise ConfigError(f"option '{name}' is empty (an empty environment variable or vars entry?)")
+    if not isinstance(value, str):
+        raise ConfigError(f"option '{name}' must be a non-empty string")
     return value
 
 
 def _option_int(args: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
     value = args.get(name, default)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"alertmanager: option '{name}' must be an integer between {low} and {high}")
+        raise ConfigError(f"option '{name}' must be an integer between {low} and {high}")
     return value
 
 
@@ -195,7 +253,7 @@ def _option_float(args: dict[str, Any], name: str, default: float) -> float:
     except (TypeError, ValueError):
         number = -1.0
     if not 0 < number <= 3600:
-        raise ValueError(f"alertmanager: option '{name}' must be a number of seconds in (0, 3600]")
+        raise ConfigError(f"option '{name}' must be a number of seconds in (0, 3600]")
     return number
 
 
@@ -204,7 +262,7 @@ def _option_bool(args: dict[str, Any], name: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
         return value.lower() in ("true", "yes")
     if not isinstance(value, bool):
-        raise ValueError(f"alertmanager: option '{name}' must be a boolean")
+        raise ConfigError(f"option '{name}' must be a boolean")
     return value
 
 
@@ -212,9 +270,9 @@ def _check_unknown(args: dict[str, Any]) -> None:
     known = {item.name for item in fields(Config)}
     unknown = sorted(str(key) for key in args if key not in known and key not in _IGNORED_ARGS)
     if "feedback" in unknown:
-        raise ValueError("alertmanager: option 'feedback' is not supported by this source")
+        raise ConfigError("option 'feedback' is not supported by this source")
     if unknown:
-        raise ValueError(f"alertmanager: unknown option(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -228,25 +286,28 @@ def _is_loopback(host: str) -> bool:
 
 def _check_consistency(config: Config) -> None:
     if not config.path.startswith("/") or "{" in config.path or "}" in config.path:
-        raise ValueError("alertmanager: option 'path' must start with '/' and contain no '{' or '}'")
+        raise ConfigError("option 'path' must start with '/' and contain no '{' or '}'")
     if (config.basic_auth_user is None) != (config.basic_auth_password is None):
-        raise ValueError("alertmanager: options 'basic_auth_user' and 'basic_auth_password' go together")
+        raise ConfigError("options 'basic_auth_user' and 'basic_auth_password' go together")
     if config.basic_auth_user is not None and ":" in config.basic_auth_user:
-        raise ValueError("alertmanager: option 'basic_auth_user' must not contain ':'")
+        raise ConfigError("option 'basic_auth_user' must not contain ':'")
     if (config.keyfile or config.cafile) and not config.certfile:
-        raise ValueError("alertmanager: options 'keyfile' and 'cafile' need 'certfile'")
+        raise ConfigError("options 'keyfile' and 'cafile' need 'certfile'")
+    if config.max_pending_events < config.max_alerts:
+        raise ConfigError("option 'max_pending_events' must be at least 'max_alerts' (a notification is accepted whole)")
     if not config.authenticated and not config.allow_unauthenticated and not _is_loopback(config.host):
-        raise ValueError(
-            "alertmanager: refusing to listen on a non-loopback address without 'token' or basic auth "
+        raise ConfigError(
+            "refusing to listen on a non-loopback address without 'token' or basic auth "
             "(set 'allow_unauthenticated: true' to override)"
         )
 
 
 def parse_config(args: dict[str, Any]) -> Config:
-    """Turn rulebook arguments into a Config; raise ValueError with a plain message on bad input."""
+    """Turn rulebook arguments into a Config; raise ConfigError (a ValueError) with a plain message."""
     if not isinstance(args, dict):
-        raise ValueError("alertmanager: arguments must be a mapping")
+        raise ConfigError("arguments must be a mapping")
     _check_unknown(args)
+    _check_undefined(args)
     config = Config(
         host=_option_str(args, "host") or Config.host,
         port=_option_int(args, "port", Config.port, 0, 65535),
@@ -260,7 +321,10 @@ def parse_config(args: dict[str, Any]) -> Config:
         cafile=_option_str(args, "cafile"),
         max_body_bytes=_option_int(args, "max_body_bytes", Config.max_body_bytes, 1024, 1 << 30),
         max_alerts=_option_int(args, "max_alerts", Config.max_alerts, 1, 1000000),
+        max_pending_events=_option_int(args, "max_pending_events", Config.max_pending_events, 1, 10000000),
         queue_timeout=_option_float(args, "queue_timeout", Config.queue_timeout),
+        header_timeout=_option_float(args, "header_timeout", Config.header_timeout),
+        body_timeout=_option_float(args, "body_timeout", Config.body_timeout),
         hosts_from_label=_option_str(args, "hosts_from_label"),
     )
     _check_consistency(config)
@@ -279,8 +343,11 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
             context.load_verify_locations(cafile=config.cafile)
             context.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"alertmanager: cannot load TLS material ({exc.__class__.__name__}: {exc})") from None
+        raise ConfigError(f"cannot load TLS material ({exc.__class__.__name__}: {exc})") from None
     return context
+
+
+# --------------------------------------------------------------------------- keys
 
 
 def canonical_timestamp(value: str) -> str:
@@ -289,19 +356,35 @@ def canonical_timestamp(value: str) -> str:
     The same instant is written ``...:25Z`` in a webhook and ``...:25.000Z`` by the v2 API (Go's
     RFC3339Nano against strfmt's fixed milliseconds); keys derived from it must not depend on which
     one a caller saw. The filter plugin ``labops.itsm.correlation_key`` applies the same rule.
+    Raises ValueError for anything that is not an RFC 3339 date and time of years 1-9999 (UTC):
+    ASCII digits only, a real calendar date, hours 00-23, seconds 00-59, offsets up to 23:59.
     """
-    if value[-1] == "Z" and (value[-2] != "0" or "." not in value):
-        return value  # already canonical: the webhook's own form, the common case
-    match = _TIMESTAMP.fullmatch(value)
+    match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
-    seconds, fraction, zone = match.groups()
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        moment = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        raise ValueError(f"not a calendar date and time: {value!r}") from None
+    if zone == "Z" and not (fraction and fraction[-1] == "0"):
+        return value  # already canonical: the webhook's own form, the common case
     fraction = (fraction or "").rstrip("0").rstrip(".")
-    if zone not in ("Z", "+00:00", "-00:00"):
-        sign = 1 if zone[0] == "+" else -1
-        offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
-        seconds = (datetime.datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S") - offset).strftime("%Y-%m-%dT%H:%M:%S")
-    return seconds + fraction + "Z"
+    if zone in _UTC_ZONES:
+        return value[:19] + fraction + "Z"
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"not a UTC offset: {value!r}")
+    offset = datetime.timedelta(hours=hours, minutes=minutes)
+    try:
+        moment = moment - offset if zone[0] == "+" else moment + offset
+    except OverflowError:
+        raise ValueError(f"outside the years 1-9999 in UTC: {value!r}") from None
+    return moment.isoformat() + fraction + "Z"
+
+
+# Alerts of one group repeat the same endsAt and often the same startsAt: validate each text once.
+_canonical_cached = functools.lru_cache(maxsize=4096)(canonical_timestamp)
 
 
 def correlation_key(fingerprint: str, starts_at: str) -> str:
@@ -315,7 +398,7 @@ def event_uuid(group_key: str, fingerprint: str, status: str, starts_at: str) ->
 
     Same value as ``str(uuid.uuid5(EVENT_UUID_NAMESPACE, name))``, without building UUID objects.
     """
-    name = f"{group_key}|{fingerprint}|{status}|{starts_at}".encode("utf-8")
+    name = f"{group_key}|{fingerprint}|{status}|{starts_at}".encode()
     raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x50
     raw[8] = (raw[8] & 0x3F) | 0x80
@@ -329,6 +412,50 @@ def host_of(value: str) -> str:
     if match is None:
         return value
     return match.group("v6") or match.group("name")
+
+
+# --------------------------------------------------------------------------- payload validation
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_body(body: bytes) -> Any:
+    """Strict JSON: UTF-8 only (no BOM, no UTF-16/32, no encoded surrogates), no NaN/Infinity, no lone surrogates."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("body: not UTF-8") from None
+    try:
+        payload = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise PayloadError("body: not valid JSON") from None
+    if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(payload):
+        raise PayloadError("body: lone UTF-16 surrogate escape (not Unicode text)")
+    return payload
+
+
+def _has_lone_surrogate(payload: Any) -> bool:
+    """True when any key or string holds a surrogate code point (json joins valid pairs)."""
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _status(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value not in ALERT_STATUSES:
+        raise PayloadError(f"{where}: expected firing or resolved")
+    return value
 
 
 def _string_map(value: Any, where: str) -> dict[str, str]:
@@ -347,11 +474,16 @@ def _optional_str(source: dict[str, Any], key: str, where: str) -> str | None:
     return value
 
 
-def _timestamp(source: dict[str, Any], key: str, where: str) -> str:
+def _timestamp(source: dict[str, Any], key: str, where: str) -> tuple[str, str]:
+    """The timestamp as received and its canonical form; PayloadError unless a real RFC 3339 instant."""
     value = source.get(key)
-    if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
+    if not isinstance(value, str):
         raise PayloadError(f"{where}.{key}: expected an RFC 3339 timestamp")
-    return value
+    try:
+        return value, _canonical_cached(value)
+    except ValueError as exc:
+        detail = str(exc).split(":", 1)[0]  # never echo the (attacker-sized) value into logs and answers
+        raise PayloadError(f"{where}.{key}: expected an RFC 3339 timestamp ({detail})") from None
 
 
 def _group_of(payload: Any) -> dict[str, Any]:
@@ -363,12 +495,10 @@ def _group_of(payload: Any) -> dict[str, Any]:
     key = payload.get("groupKey")
     if not isinstance(key, str) or not key:
         raise PayloadError("groupKey: expected a non-empty string")
-    status = payload.get("status", "firing")
-    if status not in ALERT_STATUSES:
-        raise PayloadError("status: expected firing or resolved")
+    status = _status(payload.get("status", "firing"), "status")
     truncated = payload.get("truncatedAlerts", 0)
-    if isinstance(truncated, bool) or not isinstance(truncated, int):
-        raise PayloadError("truncatedAlerts: expected an integer")
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or not 0 <= truncated <= _MAX_TRUNCATED:
+        raise PayloadError("truncatedAlerts: expected a non-negative integer")
     group = {
         "key": key,
         "key_hash": hashlib.sha256(key.encode("utf-8")).hexdigest(),
@@ -383,33 +513,33 @@ def _group_of(payload: Any) -> dict[str, Any]:
     return group
 
 
-def _alert_of(raw: Any, index: int) -> dict[str, Any]:
-    """Validate one alert and return the event's ``alert`` part (unknown keys dropped)."""
+def _alert_of(raw: Any, index: int) -> tuple[dict[str, Any], str]:
+    """Validate one alert; return the event's ``alert`` part (unknown keys dropped) and its canonical startsAt."""
     where = f"alerts[{index}]"
     if not isinstance(raw, dict):
         raise PayloadError(f"{where}: expected an object")
-    status = raw.get("status")
-    if status not in ALERT_STATUSES:
-        raise PayloadError(f"{where}.status: expected firing or resolved")
+    status = _status(raw.get("status"), f"{where}.status")
     fingerprint = raw.get("fingerprint")
     if not isinstance(fingerprint, str) or _FINGERPRINT.fullmatch(fingerprint) is None:
         raise PayloadError(f"{where}.fingerprint: expected 16 lowercase hex characters")
     labels = _string_map(raw.get("labels"), f"{where}.labels")
     if not labels.get("alertname"):
         raise PayloadError(f"{where}.labels.alertname: required")
-    ends_at = raw.get("endsAt")
-    return {
+    starts_at, canonical_start = _timestamp(raw, "startsAt", where)
+    ends_at = None if raw.get("endsAt") is None else _timestamp(raw, "endsAt", where)[0]
+    alert = {
         "status": status,
         "fingerprint": fingerprint,
-        "startsAt": _timestamp(raw, "startsAt", where),
-        "endsAt": None if ends_at is None else _timestamp(raw, "endsAt", where),
+        "startsAt": starts_at,
+        "endsAt": ends_at,
         "labels": labels,
         "annotations": _string_map(raw.get("annotations", {}), f"{where}.annotations"),
         "generatorURL": _optional_str(raw, "generatorURL", where) or "",
     }
+    return alert, canonical_start
 
 
-def _alerts_of(payload: dict[str, Any], max_alerts: int) -> list[dict[str, Any]]:
+def _alerts_of(payload: dict[str, Any], max_alerts: int) -> list[tuple[dict[str, Any], str]]:
     raw_alerts = payload.get("alerts")
     if not isinstance(raw_alerts, list):
         raise PayloadError("alerts: expected a list")
@@ -425,14 +555,16 @@ def build_events(payload: Any, config: Config) -> list[dict[str, Any]]:
     key = group["key"]
     label = config.hosts_from_label
     events = []
-    for alert in alerts:
+    for alert, starts_at in alerts:
         fingerprint = alert["fingerprint"]
-        starts_at = canonical_timestamp(alert["startsAt"])
         meta: dict[str, Any] = {"uuid": event_uuid(key, fingerprint, alert["status"], starts_at), "endpoint": config.path}
         if label is not None and alert["labels"].get(label):
             meta["hosts"] = [host_of(alert["labels"][label])]
         events.append({"alert": alert, "group": dict(group), "correlation_key": correlation_key(fingerprint, starts_at), "meta": meta})
     return events
+
+
+# --------------------------------------------------------------------------- HTTP
 
 
 @dataclass
@@ -441,6 +573,7 @@ class Stats:
 
     accepted_requests: int = 0
     accepted_events: int = 0
+    dropped_events: int = 0
     rejected: dict[int, int] = field(default_factory=dict)
 
     def reject(self, status: int) -> None:
@@ -452,6 +585,7 @@ class Stats:
         return {
             "accepted_requests": self.accepted_requests,
             "accepted_events": self.accepted_events,
+            "dropped_events": self.dropped_events,
             "rejected_requests": sum(self.rejected.values()),
             "rejected_by_status": {str(code): count for code, count in sorted(self.rejected.items())},
         }
@@ -485,7 +619,8 @@ class Authenticator:
         scheme, _sep, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer" and self._token is not None:
-            return hmac.compare_digest(value.strip().encode("utf-8"), self._token)
+            # aiohttp hands non-UTF-8 header bytes over as lone surrogates; surrogateescape gives the bytes back.
+            return hmac.compare_digest(value.strip().encode("utf-8", "surrogateescape"), self._token)
         if scheme == "basic" and self._basic is not None:
             return self._check_basic(value.strip())
         return False
@@ -501,21 +636,142 @@ class Authenticator:
         return bool(sep) and user_ok and password_ok
 
 
+_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class HeaderDeadline(asyncio.Protocol):
+    """Wraps aiohttp's per-connection protocol and closes connections whose request headers stall.
+
+    aiohttp has no header read timeout (a half-sent request line or header block would hold the
+    connection until its keep-alive timer). The deadline starts when the connection opens and again
+    at the first byte of a further request on a kept-alive connection; the request handler stops it
+    once aiohttp has parsed the headers. Idle kept-alive connections stay aiohttp's business.
+    """
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float, on_expiry: Callable[[bool], None], registry: dict[Any, HeaderDeadline]) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._on_expiry = on_expiry
+        self._registry = registry
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_request = False
+        self._received = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._registry[transport] = self
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_request:
+            self._received = True
+            if self._timer is None:
+                self._arm()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._registry.pop(self._transport, None)
+        self._inner.connection_lost(exc)
+
+    def request_started(self) -> None:
+        """The headers are in: the handler runs now (the body has its own timeout)."""
+        self._disarm()
+        self._in_request = True
+        self._received = False
+
+    def request_finished(self) -> None:
+        """The response is out; the next request's deadline starts with its first byte."""
+        self._in_request = False
+
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        transport = self._transport
+        if self._in_request or transport is None or transport.is_closing():
+            return
+        if self._received:
+            transport.write(_TIMEOUT_RESPONSE)
+        self._on_expiry(self._received)
+        transport.close()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections go through :class:`HeaderDeadline`."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, ssl_context: ssl.SSLContext | None, protocol_wrapper: Callable[[asyncio.Protocol], asyncio.Protocol], handshake_timeout: float) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._wrap = protocol_wrapper
+        self._handshake_timeout = handshake_timeout
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        factory = self._runner.server
+        assert factory is not None
+        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self._handshake_timeout} if self._ssl_context else {}
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: self._wrap(factory()), self._host, self._port, reuse_address=True, **tls)
+
+
 class AlertmanagerReceiver:
-    """The aiohttp application: authenticates, validates and queues alert events."""
+    """The aiohttp application: authenticates, validates and admits alert events, then hands them to the queue.
+
+    Admission is all-or-nothing per notification: a request's events enter the bounded ``pending``
+    buffer together, in request order, or not at all (503 after ``queue_timeout``). One pump task
+    moves pending events to the rulebook queue in order, one ``await queue.put`` at a time.
+    """
 
     def __init__(self, queue: Any, config: Config) -> None:
         self._queue = queue
         self._config = config
         self._auth = Authenticator(config)
         self._accepting = True
-        self._waiting: set[asyncio.Timeout] = set()
+        self._pending: collections.deque[dict[str, Any]] = collections.deque()
+        self._admissions: collections.deque[tuple[list[dict[str, Any]], asyncio.Future]] = collections.deque()
+        self._work = asyncio.Event()
+        self._pump_task: asyncio.Task | None = None
+        self._deadlines: dict[Any, HeaderDeadline] = {}
         self._runner: web.AppRunner | None = None
         self.stats = Stats()
 
+    @property
+    def pending_events(self) -> int:
+        """Accepted events not yet handed to the rulebook queue."""
+        return len(self._pending)
+
+    @property
+    def pump(self) -> asyncio.Task | None:
+        """The task handing events to the rulebook queue (ends only with an unexpected error)."""
+        return self._pump_task
+
     def application(self) -> web.Application:
         """Routes: POST path, GET path/health; everything else 404/405 with a JSON body."""
-        app = web.Application(client_max_size=self._config.max_body_bytes)
+        app = web.Application(client_max_size=self._config.max_body_bytes, middlewares=[self._track_request])
         router = app.router
         router.add_post(self._config.path, self._receive)
         router.add_route("*", self._config.path, self._method_not_allowed)
@@ -525,35 +781,78 @@ class AlertmanagerReceiver:
         return app
 
     async def start(self) -> None:
-        """Bind and start serving."""
+        """Bind and start serving; ConfigError when the address cannot be used."""
+        config = self._config
+        context = ssl_context(config)
         self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._config.host, self._config.port, ssl_context=ssl_context(self._config))
+        site = GuardedSite(self._runner, config.host, config.port, ssl_context=context, protocol_wrapper=self._guard, handshake_timeout=config.header_timeout)
         try:
             await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc})") from None
         except BaseException:
             await self._runner.cleanup()
             raise
-        scheme = "https" if self._config.certfile else "http"
-        LOGGER.info("alertmanager source listening on %s://%s:%s%s", scheme, self._config.host, self._config.port, self._config.path)
+        self._pump_task = asyncio.create_task(self._pump(), name="labops.itsm.alertmanager pump")
+        scheme = "https" if config.certfile else "http"
+        LOGGER.info("alertmanager source listening on %s://%s:%s%s", scheme, config.host, config.port, config.path)
         if not self._auth.enabled:
             LOGGER.warning("alertmanager source runs WITHOUT authentication")
 
     async def stop(self) -> None:
-        """Answer 503 from now on, release waiting requests, close the server."""
+        """Answer 503 from now on, release waiting requests, stop the pump, close the server."""
         self._accepting = False
-        loop = asyncio.get_running_loop()
-        for waiting in list(self._waiting):
-            if not waiting.expired():
-                waiting.reschedule(loop.time())
+        while self._admissions:
+            _events, admitted = self._admissions.popleft()
+            if not admitted.done():
+                admitted.set_result(False)
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            await asyncio.gather(self._pump_task, return_exceptions=True)
+            self._pump_task = None
+        if self._pending:
+            LOGGER.warning("alertmanager source stopped with %d accepted events not handed to the rule engine", len(self._pending))
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    # ----------------------------------------------------------------- connections
+
+    def _guard(self, inner: asyncio.Protocol) -> asyncio.Protocol:
+        return HeaderDeadline(inner, self._config.header_timeout, self._header_timeout_expired, self._deadlines)
+
+    def _header_timeout_expired(self, partial_request: bool) -> None:
+        if partial_request:
+            self.stats.reject(408)
+            LOGGER.warning("alertmanager source: request headers not complete within header_timeout=%gs; connection closed", self._config.header_timeout)
+
+    @web.middleware
+    async def _track_request(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        deadline = self._deadlines.get(request.transport)
+        if deadline is not None:
+            deadline.request_started()
+        try:
+            return await handler(request)
+        finally:
+            if deadline is not None:
+                deadline.request_finished()
+
+    # ----------------------------------------------------------------- requests
 
     def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
         self.stats.reject(status)
         LOGGER.warning("alertmanager source: %s %s from %s rejected with %d: %s", request.method, request.path, request.remote, status, reason)
         return web.json_response({"status": "rejected", "reason": reason}, status=status)
+
+    @staticmethod
+    async def _send_and_close(request: web.Request, response: web.Response) -> None:
+        """Send ``response`` now and close the connection without reading (lingering on) the rest of the body."""
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
 
     async def _receive(self, request: web.Request) -> web.Response:
         if not self._auth.check(request.headers.get(hdrs.AUTHORIZATION)):
@@ -566,44 +865,92 @@ class AlertmanagerReceiver:
         try:
             events = await self._events_of(request)
         except PayloadError as exc:
-            return self._reject(request, exc.status, exc.reason)
-        try:
-            await self._enqueue(events)
-        except TimeoutError:
-            reason = "shutting down" if not self._accepting else f"event queue full for {self._config.queue_timeout:g}s"
+            response = self._reject(request, exc.status, exc.reason)
+            if exc.status in (408, 415):
+                # 408: the client is too slow to wait for; 415: aiohttp would fail decoding the rest.
+                await self._send_and_close(request, response)
+            return response
+        if not await self._admit(events):
+            reason = "shutting down" if not self._accepting else f"no room for {len(events)} events within queue_timeout={self._config.queue_timeout:g}s"
             return self._reject(request, 503, reason)
         self.stats.accepted_requests += 1
         self.stats.accepted_events += len(events)
         return web.json_response({"status": "accepted", "accepted": len(events)})
 
     async def _events_of(self, request: web.Request) -> list[dict[str, Any]]:
-        limit = self._config.max_body_bytes
+        config = self._config
+        limit = config.max_body_bytes
+        encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+        if encoding not in _IDENTITY_ENCODINGS:
+            raise PayloadError("Content-Encoding: only identity bodies are accepted", status=415)
         if request.content_length is not None and request.content_length > limit:
             raise PayloadError(f"body larger than max_body_bytes={limit}", status=413)
         try:
-            body = await request.read()
+            async with asyncio.timeout(config.body_timeout):
+                body = await request.read()
+        except TimeoutError:
+            raise PayloadError(f"body not received within body_timeout={config.body_timeout:g}s", status=408) from None
         except web.HTTPRequestEntityTooLarge:
             raise PayloadError(f"body larger than max_body_bytes={limit}", status=413) from None
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            raise PayloadError("body: not valid JSON") from None
-        return build_events(payload, self._config)
+        except RequestPayloadError:
+            raise PayloadError("body: malformed transfer or content encoding") from None
+        return build_events(decode_body(body), config)
 
-    async def _enqueue(self, events: list[dict[str, Any]]) -> None:
+    async def _admit(self, events: list[dict[str, Any]]) -> bool:
+        """True once all ``events`` are in the pending buffer; False (nothing queued) on timeout or shutdown."""
+        loop = asyncio.get_running_loop()
+        admitted = loop.create_future()
+        self._admissions.append((events, admitted))
+        self._grant()
+        if not admitted.done():
+            expiry = loop.call_later(self._config.queue_timeout, self._expire, admitted)
+            admitted.add_done_callback(lambda _future: expiry.cancel())
+        return await admitted
+
+    def _grant(self) -> None:
+        """Admit waiting notifications in arrival order while the buffer has room for the next one whole."""
+        pending = self._pending
+        room = self._config.max_pending_events
+        admissions = self._admissions
+        while admissions:
+            events, admitted = admissions[0]
+            if admitted.done():
+                admissions.popleft()
+                continue
+            if not self._accepting:
+                return
+            if len(pending) + len(events) > room:
+                return
+            admissions.popleft()
+            pending.extend(events)
+            admitted.set_result(True)
+            self._work.set()
+
+    def _expire(self, admitted: asyncio.Future) -> None:
+        if not admitted.done():
+            admitted.set_result(False)
+            self._grant()  # a stalled head of the line no longer blocks smaller notifications behind it
+
+    async def _pump(self) -> None:
+        pending = self._pending
         put = self._queue.put
-        async with asyncio.timeout(self._config.queue_timeout) as waiting:
-            self._waiting.add(waiting)
+        while True:
+            if not pending:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            event = pending[0]
             try:
-                for event in events:
-                    if not self._accepting:
-                        raise TimeoutError
-                    await put(event)
-            finally:
-                self._waiting.discard(waiting)
+                await put(event)
+            except Exception:  # an event filter of the rulebook failed on this event
+                self.stats.dropped_events += 1
+                LOGGER.exception("alertmanager source: the rulebook queue refused event %s; dropped", event["meta"]["uuid"])
+            pending.popleft()
+            if self._admissions:
+                self._grant()
 
     async def _health(self, _request: web.Request) -> web.Response:
-        body = {"status": "ok" if self._accepting else "stopping", **self.stats.as_dict()}
+        body = {"status": "ok" if self._accepting else "stopping", "pending_events": len(self._pending), **self.stats.as_dict()}
         return web.json_response(body, status=200 if self._accepting else 503)
 
     async def _method_not_allowed(self, request: web.Request) -> web.Response:
@@ -617,12 +964,17 @@ class AlertmanagerReceiver:
 
 
 async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
-    """Entry point called by ansible-rulebook; runs until cancelled."""
+    """Entry point called by ansible-rulebook; runs until cancelled.
+
+    A bad configuration raises ConfigError: ansible-rulebook 1.3 logs it, shuts the rulesets down
+    and exits with status 1 ("One of the source plugins failed").
+    """
     config = parse_config(args)
     receiver = AlertmanagerReceiver(queue, config)
     await receiver.start()
     try:
-        await asyncio.Event().wait()
+        await receiver.pump
+        raise RuntimeError("labops.itsm.alertmanager: event hand-over stopped")
     except asyncio.CancelledError:
         LOGGER.info("alertmanager source cancelled, closing the listener")
         raise
