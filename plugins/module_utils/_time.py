@@ -78,5 +78,11 @@ def canonical_timestamp(value: str) -> str:
     fraction = (fraction or "").rstrip("0").rstrip(".")
     if zone not in ("Z", "+00:00", "-00:00"):
         sign = 1 if zone[0] == "+" else -1
-        moment -= datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+        try:
+            moment -= datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
+        except OverflowError:
+            raise ValueError("not an RFC 3339 timestamp in years 1-9999: {0!r}".format(value))
+    # strftime("%Y") does not zero-pad years below 1000 on glibc; format the fields ourselves.
+    text = "{0:04d}-{1:02d}-{2:02d}T{3:02d}:{4:02d}:{5:02d}".format(
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    return text + fraction + "Z"
