@@ -31,6 +31,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from ansible import constants as C
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator, ValidationResult
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
@@ -71,8 +72,10 @@ class ControllerModule:
 
     def __init__(self, name: str, task_args: dict[str, Any], check_mode: bool, diff: bool, argument_spec: dict[str, Any],
                  supports_check_mode: bool = False, mutually_exclusive: Any = None, required_together: Any = None,
-                 required_one_of: Any = None, required_if: Any = None, required_by: Any = None) -> None:
+                 required_one_of: Any = None, required_if: Any = None, required_by: Any = None, *,
+                 inject_invocation: bool = True) -> None:
         self._name = name
+        self._inject_invocation = inject_invocation
         self.check_mode = bool(check_mode)
         self._diff = bool(diff)
         self._warnings: list[str] = []
@@ -105,7 +108,7 @@ class ControllerModule:
         self._deprecations.append(_deprecation(msg, version=version, date=date, collection_name=collection_name))
 
     def exit_json(self, **kwargs: Any) -> NoReturn:
-        kwargs.setdefault("changed", False)
+        # no "changed" default here: AnsibleModule adds none, the task executor does for both paths
         raise ModuleExit(self._finish(kwargs))
 
     def fail_json(self, msg: str, **kwargs: Any) -> NoReturn:
@@ -119,7 +122,10 @@ class ControllerModule:
 
     def _finish(self, result: dict[str, Any]) -> dict[str, Any]:
         """AnsibleModule._return_formatted: invocation, warnings, deprecations, then no_log masking."""
-        result.setdefault("invocation", {"module_args": self.params})
+        if self._inject_invocation:
+            result.setdefault("invocation", {"module_args": self.params})
+        else:
+            result.pop("invocation", None)
         warnings = _as_list(result.pop("warnings", None)) + self._warnings
         if warnings:
             result["warnings"] = warnings
@@ -179,18 +185,25 @@ def is_tested_core(version: str = ansible_core_version) -> bool:
     return TESTED_ANSIBLE_CORE[0] <= core_version(version) <= TESTED_ANSIBLE_CORE[1]
 
 
+def inject_invocation(task_vars: dict[str, Any]) -> bool:
+    """Whether AnsibleModule would return ``invocation``: always before 2.21, then the INJECT_INVOCATION setting."""
+    if C.config.get_configuration_definition("INJECT_INVOCATION") is None:
+        return True
+    return boolean(C.config.get_config_value("INJECT_INVOCATION", variables=task_vars), strict=False)
+
+
 def plain(value: Any) -> Any:
     """Task arguments as the module would decode them from JSON: plain dicts, lists, str, numbers."""
     return json.loads(json.dumps(value))
 
 
-def run_main_in_process(module_name: str, task_args: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
+def run_main_in_process(module_name: str, task_args: dict[str, Any], check_mode: bool, diff: bool, inject_invocation: bool = True) -> dict[str, Any]:
     """Import ``labops.itsm.<module_name>`` and run its ``main()`` with a ControllerModule; return the result.
 
     ``task_args`` must be plain JSON data (see :func:`plain`).
     """
     module = importlib.import_module(_MODULE_PACKAGE + module_name)
-    factory = functools.partial(ControllerModule, module_name, task_args, check_mode, diff)
+    factory = functools.partial(ControllerModule, module_name, task_args, check_mode, diff, inject_invocation=inject_invocation)
     try:
         module.main(module_class=factory)
     except ModuleExit as done:
@@ -225,7 +238,7 @@ class ControllerModuleAction(ActionBase):
                 reason = f"arguments are not plain JSON ({exc})"
         if reason is None:
             display.vvv(f"labops.itsm.{self.MODULE}: running in the controller's task worker (local connection, same Python)")
-            result.update(run_main_in_process(self.MODULE, args, self._task.check_mode, self._task.diff))
+            result.update(run_main_in_process(self.MODULE, args, self._task.check_mode, self._task.diff, inject_invocation(task_vars)))
             return result
         display.vvv(f"labops.itsm.{self.MODULE}: running as a separate module process ({reason})")
         wrap_async = self._task.async_val and not self._connection.has_native_async

@@ -7,8 +7,11 @@ ansible-core applies ``module_defaults`` only to the groups an action belongs to
 (``ansible.executor.module_common._get_action_arg_defaults``). An action plugin that wants the
 defaults of another group (ims_sop reading ``group/labops.itsm.otobo``) asks the same function,
 presenting itself as the only member of that group: the merge of the task's ``module_defaults``
-list (later entries win) and the templating of the values are then exactly ansible-core's, on
-every release that has the function (2.19 .. 2.21 share its signature and behaviour).
+list (a later entry for the group replaces an earlier one) and the resolution of a templated group
+are then exactly ansible-core's, on every release that has the function (2.19 .. 2.21 share its
+signature and behaviour). ansible-core templates the values inside the group later, together with the
+task's arguments (TaskArgsFinalizer); an action plugin receives its arguments templated, so the
+folded values are templated here the same way.
 """
 
 from __future__ import annotations
@@ -31,4 +34,5 @@ def group_module_defaults(task: Any, templar: Any, group: str) -> dict[str, Any]
         return {}
     as_member = SimpleNamespace(module_defaults=task.module_defaults,
                                 _parent=SimpleNamespace(_play=SimpleNamespace(_action_groups={_ANY_MEMBER: [group]})))
-    return _get_action_arg_defaults(_ANY_MEMBER, as_member, templar._engine)  # pylint: disable=protected-access
+    resolved = _get_action_arg_defaults(_ANY_MEMBER, as_member, templar._engine)  # pylint: disable=protected-access
+    return templar.template(resolved) if resolved else {}

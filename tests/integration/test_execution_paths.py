@@ -54,7 +54,8 @@ def run_path(tmp_path: Path, in_process: bool) -> tuple[dict, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OTOBO_", "LABOPS_LEDGER_"))}
         env.update(LABOPS_LEDGER_PATH=str(tmp_path / "ledger.sqlite3"), LABOPS_ACTOR="paths-test", LABOPS_ACTOR_ROLE="service_desk",
                    ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
-                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0")
+                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0",
+                   ANSIBLE_INJECT_INVOCATION="1")  # ansible-core 2.21+ returns invocation only when asked to
         extra = {"otobo_url": sim.url, "otobo_password": PASSWORD, "ck": CK, "out": str(out), "labops_itsm_in_process": in_process}
         command = [str(ANSIBLE_PLAYBOOK), "-vvv", "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(extra)]
         if not HAS_PLATFORM_REGISTRY:
