@@ -38,9 +38,8 @@ def as_module_process(args, check_mode=False, diff=False, monkeypatch=None):
     internal = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, **INVOCATION_ARGS)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    with patch_module_args(internal):
-        with pytest.raises(SystemExit):
-            ims_audit.main()
+    with patch_module_args(internal), pytest.raises(SystemExit):
+        ims_audit.main()
     monkeypatch.undo()
     return json.loads(out.getvalue())
 
