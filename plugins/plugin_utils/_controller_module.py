@@ -252,7 +252,7 @@ class ControllerModuleAction(ActionBase):
         del task_vars
         return dict(self._task.args)
 
-    def _connection_vars(self, task_vars: dict[str, Any]) -> dict[str, Any] | None:
+    def _connection_vars(self, task_vars: dict[str, Any]) -> Mapping[str, Any] | None:
         """The variables of the host the module runs on: the delegated host's under ``delegate_to``.
 
         As ansible-core's ActionBase._configure_module; None when they are missing (then the
