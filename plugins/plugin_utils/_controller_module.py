@@ -12,12 +12,13 @@ The alert-to-ticket path runs one such task per alert, so that cost is most of i
 When the task would run the module on the controller with the controller's Python, the action
 plugin imports the module and runs its ``main()`` in the (forked, per-task) worker process with a
 :class:`ControllerModule` in place of ``AnsibleModule``: the same argument spec and validation
-(``ArgumentSpecValidator``, as AnsibleModule uses), check mode, diff, and no_log masking of the
-result, the ``invocation`` and the argument-spec deprecations. In every other case (another connection, become, async, a task ``environment``, another
-interpreter, an ansible-core outside :data:`TESTED_ANSIBLE_CORE`, or ``labops_itsm_in_process: false``)
-it runs the module the usual way. Under ``delegate_to`` the connection and interpreter are those of
-the delegated host, so they are read from ``ansible_delegated_vars`` as ansible-core's own action code
-does.
+(``ArgumentSpecValidator``, as AnsibleModule uses), check mode, diff, the ``invocation``, warnings
+and argument-spec deprecations, and no_log masking of the whole result (including values a module
+adds to ``no_log_values`` later). In every other case (another connection, become, async, a task
+``environment``, another interpreter, an ansible-core outside :data:`TESTED_ANSIBLE_CORE`, or
+``labops_itsm_in_process: false``) it runs the module the usual way. Under ``delegate_to`` the
+connection and interpreter are those of the delegated host, so they are read from
+``ansible_delegated_vars`` as ansible-core's own action code does.
 """
 
 from __future__ import annotations
@@ -175,14 +176,15 @@ def _sets_environment(environment: Any) -> bool:
     return bool(environment)
 
 
-def core_version(version: str = ansible_core_version) -> tuple[int, int]:
+def core_version(version: str) -> tuple[int, int]:
     """``(major, minor)`` of an ansible-core version string such as ``2.21.0rc1``."""
     major, minor = version.split(".")[:2]
     return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
 
 
-def is_tested_core(version: str = ansible_core_version) -> bool:
-    return TESTED_ANSIBLE_CORE[0] <= core_version(version) <= TESTED_ANSIBLE_CORE[1]
+def is_tested_core(version: str | None = None) -> bool:
+    """The running ansible-core (or ``version``) is within :data:`TESTED_ANSIBLE_CORE`."""
+    return TESTED_ANSIBLE_CORE[0] <= core_version(version or ansible_core_version) <= TESTED_ANSIBLE_CORE[1]
 
 
 def inject_invocation(task_vars: dict[str, Any]) -> bool:
