@@ -39,6 +39,7 @@ LABOPS_TASKS = 9 if HAS_PLATFORM_REGISTRY else 8
 # String values that differ between two runs however they are executed (timestamps, hash chain, simulator port, temp dir).
 VOLATILE_KEYS = frozenset(("ts", "hash", "prev_hash", "head_hash", "created", "changed", "ledger_path"))
 SIM_ADDRESS = re.compile(r"http://127\.0\.0\.1:[0-9]+")
+TIMESTAMP = re.compile(r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z?")
 RESULT_START = re.compile(r"^(?:ok|changed|fatal): \[[^\]]+\](?: -> [^ ]+)?(?:: FAILED!)? => ", re.MULTILINE)
 
 
@@ -90,7 +91,7 @@ def normalised(value):
     if isinstance(value, list):
         return [normalised(item) for item in value]
     if isinstance(value, str):
-        return SIM_ADDRESS.sub("<simulator>", value)
+        return TIMESTAMP.sub("<time>", SIM_ADDRESS.sub("<simulator>", value))
     return value
 
 
