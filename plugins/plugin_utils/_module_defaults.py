@@ -19,7 +19,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from ansible.executor.module_common import _get_action_arg_defaults  # pylint: disable=import-private-name
+from ansible.executor.module_common import _get_action_arg_defaults
 
 # Not the name of any action, so module_defaults keyed by an action name never match it.
 _ANY_MEMBER = "labops.itsm.__group_member__"
