@@ -212,7 +212,6 @@ def run_main_in_process(module_name: str, task_args: dict[str, Any], check_mode:
         return done.result
     except SystemExit as exc:
         return {"failed": True, "msg": f"labops.itsm.{module_name} exited with status {exc.code} without a result"}
-    # Any crash of the module code becomes a task failure, as a module process would report it.
     except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
         # What would have been a MODULE FAILURE with a traceback in a separate process.
         return {"failed": True, "msg": f"labops.itsm.{module_name} failed on the controller: {exc.__class__.__name__}: {exc}",
