@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole suite (`make test`): a matrix of
-#   - Python 3.11 + ansible-core 2.19 (requirements-lock.txt): sanity, ansible-lint,
-#     changelog lint, unit, integration and end-to-end tests;
+#   - Python 3.11 + ansible-core 2.19 (requirements-lock.txt): lint (ruff, mypy), sanity,
+#     ansible-lint, changelog lint, unit, integration and end-to-end tests;
 #   - Python 3.12 + the newest ansible-core (requirements-py312-lock.txt), when a
 #     python3.12 can be found: sanity, unit, integration and end-to-end tests.
 # Every stage runs; the script fails when any stage failed and says which.
@@ -17,8 +17,18 @@ stage() {
   else echo "=== [$name] FAILED ($((SECONDS - start)) s)"; failed+=("$name"); fi
 }
 
+# ruff over the whole repository and mypy over the typed layers (both configured in pyproject.toml);
+# both run, the stage fails if either found something.
+lint() {
+  local rc=0
+  .venv/bin/ruff check . || rc=1
+  .venv/bin/mypy || rc=1
+  return "$rc"
+}
+
 export LABOPS_WITH_POSTGRES=1 LABOPS_WITH_TEST_TOOLS=1
 stage bootstrap-py311 bash scripts/bootstrap.sh
+stage lint lint
 stage sanity-py311 bash scripts/sanity.sh .venv
 stage ansible-lint env ANSIBLE_COLLECTIONS_PATH="$ROOT/.venv/collections" .venv/bin/ansible-lint --profile production --offline
 stage changelog-lint .venv/bin/antsibull-changelog lint

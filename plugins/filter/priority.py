@@ -18,7 +18,7 @@ def _wrap(name, func, *args):
     try:
         return func(*args)
     except LabopsError as exc:
-        raise AnsibleFilterError("{0}: {1}".format(name, exc))
+        raise AnsibleFilterError(f"{name}: {exc}")
 
 
 def priority_matrix(urgency, impact):
@@ -29,7 +29,7 @@ def priority_matrix(urgency, impact):
 def severity_to_priority(severity, platform, mapping=None):
     """S1..S4 (or critical/high/medium/low) → the platform's priority value."""
     if mapping is not None and not isinstance(mapping, dict):
-        raise AnsibleFilterError("severity_to_priority: mapping must be a dictionary, got {0}".format(type(mapping).__name__))
+        raise AnsibleFilterError(f"severity_to_priority: mapping must be a dictionary, got {type(mapping).__name__}")
     return _wrap("severity_to_priority", _priority.severity_to_priority, severity, platform, mapping)
 
 
@@ -38,7 +38,7 @@ def sla_targets(severity):
     return _wrap("sla_targets", _priority.sla_targets, severity)
 
 
-class FilterModule(object):
+class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self):
