@@ -138,14 +138,18 @@ class GovernedWrite:
 
     # -- the create path --------------------------------------------------------------------
 
-    def create(self, send: Sender, *, key: Optional[str], creation: Mapping[str, Any]) -> dict:
-        """Create once, audit the creation (``creation`` is its audit entry without ref_id), check findability.
+    def create(self, send: Sender, *, key: Optional[str], creation: Any) -> dict:
+        """Create once, audit the creation, check that the next run finds the record.
 
-        Returns the created record. Call ``auditor.preflight()`` before. Raises ``PermissionDenied`` (after
-        the creation audit) when the record is not found by ``key`` the way the next run looks for it.
+        ``creation`` is the creation's audit entry (``audit_entry``, ref_id unset) or a callable building it
+        from the created record. Returns the created record. Call ``auditor.preflight()`` before. Raises
+        ``PermissionDenied`` (after the creation audit) when the record is not found by ``key`` the way the
+        next run looks for it.
         """
         record, found_by_key = self._create_once(send, key)
         ref_id = self.ref(record)
+        if callable(creation):
+            creation = creation(record)
         entry = dict(creation, record_key=creation_record_key(self.platform, creation["ref_type"], ref_id))
         self.auditor.append(entry, ref_id)
         if key and not found_by_key and self.find(key) is None:

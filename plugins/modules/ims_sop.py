@@ -24,7 +24,8 @@ description:
     create whose reply was lost is never blindly re-sent; the correlation key is looked up first and the create is
     re-sent once only when nothing was created. The creation is audited once. When a run finds an incident by its
     correlation key whose creation the ledger lacks (an earlier run lost its reply or failed before its audit), it
-    writes that creation record, marked C(meta.backfilled), and reports RV(changed)."
+    writes that creation record, marked C(meta.backfilled), and reports C(changed) (the ticket itself is unchanged,
+    RV(duplicate_of) names it)."
   - "After a create with a correlation key the module checks that the new incident is found by that key, the way the
     next run looks for it; if not, the task fails with C(error_class=PermissionDenied) naming the missing permission
     (on OTOBO the agent may create in the queue but lacks C(ro) there), since every later run would open a duplicate."
@@ -441,12 +442,6 @@ sop:
   returned: always
   type: str
   sample: incident_close
-changed:
-  description:
-    - Whether the run wrote anything, to the platform or to the ledger (a back-filled creation record counts;
-      the ticket itself is then unchanged and RV(duplicate_of) names it).
-  returned: always
-  type: bool
 record:
   description:
     - The IMS view of the ticket after the SOP (the prediction in check mode; C(id) is null for a ticket not created yet).
