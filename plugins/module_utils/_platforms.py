@@ -80,11 +80,14 @@ def option_names(platform: str) -> frozenset:
     return frozenset(entry(platform).option_spec)
 
 
-def _validate(platform: str, options: Optional[Mapping[str, Any]]) -> Any:
-    spec = entry(platform).option_spec
+def _mapping(options: Any) -> dict:
     if options is not None and not isinstance(options, Mapping):
         raise ValidationError("platform_options must be a mapping, got {0}".format(type(options).__name__))
-    return ArgumentSpecValidator(spec).validate(dict(options or {}))
+    return dict(options or {})
+
+
+def _validate(platform: str, options: Optional[Mapping[str, Any]]) -> Any:
+    return ArgumentSpecValidator(entry(platform).option_spec).validate(_mapping(options))
 
 
 def secret_values(platform: str, options: Optional[Mapping[str, Any]]) -> set:
@@ -101,7 +104,7 @@ def validate_options(platform: str, options: Optional[Mapping[str, Any]]) -> dic
     Unknown keys raise ValidationError naming them and the allowed ones.
     """
     allowed = option_names(platform)
-    unknown = sorted(set(options or {}) - allowed)
+    unknown = sorted(set(_mapping(options)) - allowed)
     if unknown:
         raise ValidationError("platform_options for {0}: unknown option(s) {1}; allowed: {2}".format(
             platform, ", ".join(unknown), ", ".join(sorted(allowed))), platform=platform)
