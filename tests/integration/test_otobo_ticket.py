@@ -151,6 +151,7 @@ def test_ambiguous_create_produces_exactly_one_ticket(sim, tmp_path, fault, crea
     assert ticket["TicketID"] == results["created"]["ticket_id"]
     assert [a["Subject"] for a in ticket["Article"]] == ["DiskFull nas1", "[RESOLVED] DiskFull nas1"]
     assert request_counts(sim)["TicketCreate"] == creates
+    assert results["created"]["changed"] is True and results["created"]["created"] is True
     warnings = results["created"]["warnings"]
     assert len(warnings) == 1 and warning in warnings[0], warnings
     assert ledger_actions(tmp_path) == ["create", "notify", "close"]
