@@ -141,33 +141,50 @@ class GovernedWrite:
     def create(self, send: Sender, *, key: Optional[str], creation: Any) -> dict:
         """Create once, audit the creation, check that the next run finds the record.
 
-        ``creation`` is the creation's audit entry (``audit_entry``, ref_id unset) or a callable building it
-        from the created record. Returns the created record. Call ``auditor.preflight()`` before. Raises
-        ``PermissionDenied`` (after the creation audit) when the record is not found by ``key`` the way the
-        next run looks for it.
+        ``send()`` creates and returns the stored record; when it cannot be read back, None or the identity
+        the platform replied with (enough for ``ref``). With a ``key`` the record is then looked up the way
+        the next run looks for it (``find``), which also reads it back; not found: the creation is audited
+        when its id is known and the run fails with ``PermissionDenied`` naming the missing permission
+        (else ``NotFoundError``). ``creation`` is the creation's audit entry (``audit_entry``, ref_id unset)
+        or a callable building it from the created record. Call ``auditor.preflight()`` before.
         """
         record, found_by_key = self._create_once(send, key)
+        if key and not found_by_key:
+            found = self.find(key)
+            if found is None:
+                self._fail_unfindable(record, key, creation)
+            record = found
+        if record is None:
+            raise NotFoundError("{0}: the {1} was created but cannot be read back: {2}; it is NOT audited, check {0}".format(
+                self.platform, self.what, self.hint(None)), platform=self.platform)
+        self._audit_creation(record, creation)
+        return dict(record)
+
+    def _audit_creation(self, record: Mapping[str, Any], creation: Any) -> None:
         ref_id = self.ref(record)
         if callable(creation):
             creation = creation(record)
-        entry = dict(creation, record_key=creation_record_key(self.platform, creation["ref_type"], ref_id))
-        self.auditor.append(entry, ref_id)
-        if key and not found_by_key and self.find(key) is None:
-            raise PermissionDenied(
-                "{0}: {1} {2} was created (and audited) but is not found by its correlation key {3}: {4}; "
-                "every later run would open a duplicate, so this run fails".format(self.platform, self.what, ref_id, key, self.hint(record)),
-                platform=self.platform, ref_id=ref_id, correlation_key=key)
-        return dict(record)
+        self.auditor.append(dict(creation, record_key=creation_record_key(self.platform, creation["ref_type"], ref_id)), ref_id)
+
+    def _fail_unfindable(self, record: Optional[Mapping[str, Any]], key: str, creation: Any) -> None:
+        """Created, but the next run's lookup answers nothing: audit what is known, then fail naming the permission."""
+        if record is None:
+            raise NotFoundError(
+                "{0}: the {1} was created but cannot be read back nor found by its correlation key {2}: {3}; it is NOT "
+                "audited, check {0}".format(self.platform, self.what, key, self.hint(None)), platform=self.platform, correlation_key=key)
+        self._audit_creation(record, creation)
+        ref_id = self.ref(record)
+        raise PermissionDenied(
+            "{0}: {1} {2} was created (and audited) but is not found by its correlation key {3}: {4}; every later run "
+            "would open a duplicate, so this run fails".format(self.platform, self.what, ref_id, key, self.hint(record)),
+            platform=self.platform, ref_id=ref_id, correlation_key=key)
 
     def _create_once(self, send: Sender, key: Optional[str]) -> tuple:
-        """(record, found_by_key): send once; after a lost reply look ``key`` up before sending again (once)."""
+        """(record or None, found_by_key): send once; after a lost reply look ``key`` up before sending again (once)."""
         try:
-            record = send()
+            return send(), False
         except AmbiguousWriteError as exc:
             return self._recover(send, key, exc)
-        if record is not None:
-            return record, False
-        return self._read_back(key), True
 
     def _recover(self, send: Sender, key: Optional[str], exc: AmbiguousWriteError) -> tuple:
         if not key:
@@ -181,17 +198,4 @@ class GovernedWrite:
             return found, True
         self.warn("{0}: the create reply was lost and no {1} with correlation key {2} exists; sent the create once more".format(
             self.platform, self.what, key))
-        record = send()
-        if record is None:
-            return self._read_back(key), True
-        return record, False
-
-    def _read_back(self, key: Optional[str]) -> Mapping[str, Any]:
-        """The created record when the platform did not return it (it cannot be read back by id)."""
-        found = self.find(key) if key else None
-        if found is None:
-            raise NotFoundError(
-                "{0}: the {1} was created but cannot be read back{2}: {3}; it is NOT audited, check {0}".format(
-                    self.platform, self.what, " nor found by its correlation key {0}".format(key) if key else "",
-                    self.hint(None)), platform=self.platform, correlation_key=key)
-        return found
+        return send(), False

@@ -205,7 +205,10 @@ class OtoboPlatform(TicketPlatform):
             dynamic.setdefault(correlation_field, values["correlation_key"])
         created = self.client.create_ticket(ticket, self._article(note), dynamic)
         stored = self.client.get_ticket(created["ticket_id"])
-        return None if stored is None else self.to_record(stored)
+        if stored is None:
+            # not readable (the agent may lack 'ro' on the queue): what OTOBO replied, so the creation can be audited
+            return {"id": created["ticket_number"], "entity": entity, "_ticket_id": created["ticket_id"]} if created["ticket_number"] else None
+        return self.to_record(stored)
 
     def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
         ticket_id = record["_ticket_id"]

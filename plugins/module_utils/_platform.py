@@ -49,7 +49,10 @@ class TicketPlatform:
         raise NotImplementedError
 
     def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> Optional[dict]:
-        """Create a ticket with ``values`` and a first note; return the stored record, None when it cannot be read back.
+        """Create a ticket with ``values`` and a first note; return the stored record.
+
+        When it cannot be read back: None, or the identity the platform replied with (``{id, entity}``), so
+        that the creation can still be audited.
 
         May raise ``AmbiguousWriteError`` (the reply was lost): the governed write then looks the correlation
         key up before anything is sent again, so an adapter never re-sends a create itself.

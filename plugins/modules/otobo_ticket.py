@@ -606,7 +606,10 @@ def ensure_created(module, client, governed):
 
     def send():
         created = client.create_ticket(ticket, article, dynamic_fields)
-        return client.get_ticket(created["ticket_id"], articles=True)
+        identity = {"ticket_id": created["ticket_id"], "ticket_number": created["ticket_number"], "queue": ticket.get("queue")}
+        if params.get("correlation_key"):
+            return identity  # the governed write reads the ticket back the way the next run finds it (by its key)
+        return client.get_ticket(created["ticket_id"], articles=True) or identity
 
     record = governed.create(send, key=params.get("correlation_key"),
                              creation=lambda record: ticket_entry("create", record, fields, {"correlation_key": params.get("correlation_key")}))
