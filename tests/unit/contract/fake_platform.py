@@ -39,7 +39,8 @@ class FakePlatform(TicketPlatform):
         self._numbers = itertools.count(1)
         # fault switches
         self.lose_create_replies = 0  # the next N creates are applied, then raise AmbiguousWriteError
-        self.unreadable_after_create = False  # create returns None (the record cannot be read back)
+        # True: create returns None (the record cannot be read back); "identity": only what the platform replied, {id, entity}
+        self.unreadable_after_create = False
         self.searchable = True  # False: searches answer nothing (an account without read permission)
         self.creates = 0  # creates applied
 
@@ -103,6 +104,8 @@ class FakePlatform(TicketPlatform):
         if self.lose_create_replies:
             self.lose_create_replies -= 1
             raise AmbiguousWriteError("fake create: the reply was lost after the record was stored")
+        if self.unreadable_after_create == "identity":
+            return {"id": ref, "entity": entity}
         return None if self.unreadable_after_create else self._view(ref)
 
     def update(self, record, changes, note=None):

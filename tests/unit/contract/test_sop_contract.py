@@ -567,6 +567,16 @@ def test_record_neither_readable_nor_findable_is_a_clear_error(fake_env):
     assert fake_env.platform.creates == 1
 
 
+def test_account_that_can_create_but_not_read_gets_its_creation_audited_and_fails(fake_env):
+    """No read permission: the record is neither readable nor found; the id the platform replied with is audited."""
+    fake_env.platform.unreadable_after_create = "identity"
+    fake_env.platform.searchable = False
+    with pytest.raises(PermissionDenied, match="INC0000001 was created \\(and audited\\) .*lacks read permission"):
+        fake_env.run("monitoring_intake", role="automation", actor="eda", event=EVENT, impact="high")
+    [record] = fake_env.ledger.query(ref_id="INC0000001")
+    assert record["action"] == "create" and record["meta"]["record_key"] == creation_record_key("fake", "incident", "INC0000001")
+
+
 def test_created_record_not_findable_by_its_key_fails_after_the_audit(fake_env):
     """Every later search would answer nothing and each run would open a duplicate: fail, naming the permission."""
     fake_env.platform.searchable = False
