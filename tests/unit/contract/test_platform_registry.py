@@ -114,7 +114,8 @@ def test_platform_secrets_are_masked_by_ansible_module(sim, tmp_path, monkeypatc
     assert result["changed"] is True and result["record"]["id"]
     assert SECRET not in out.getvalue()
     assert result["record"]["title"] == "db down, agent password ********"
-    assert result["invocation"]["module_args"]["platform_options"]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    if "invocation" in result:  # ansible-core 2.19 echoes the arguments; 2.21 leaves them to the controller
+        assert result["invocation"]["module_args"]["platform_options"]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
 
 def test_platform_secrets_are_masked_in_process(sim, tmp_path):
