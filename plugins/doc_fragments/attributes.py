@@ -48,6 +48,16 @@ attributes:
       - labops.itsm.ledger
 """
 
+    ACTIONGROUP_LEDGER = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/labops.itsm.ledger) in C(module_defaults) to set the audit ledger for this module.
+    support: full
+    membership:
+      - labops.itsm.ledger
+"""
+
     INFO_MODULE = r"""
 options: {}
 attributes:

@@ -9,7 +9,8 @@ Mapping (all overridable, see ``docs/lifecycle.md``):
 * an incident, problem or change request is one OTOBO ticket; its entity is kept in the
   dynamic field ``IMSEntity`` and, when ``ticket_types`` names one, in the ticket type;
 * the IMS status is kept in ``IMSStatus`` and mirrored to an OTOBO state through ``state_map``
-  (pending states get a ``PendingTime``, as OTOBO requires);
+  (pending states get a ``PendingTime``, as OTOBO requires: the IMS follow-up time ``pending_until``, e.g.
+  the end of the stability window of a resolved incident, which waits in ``pending auto close+``);
 * the other IMS attributes live in dynamic fields (``FIELD_MAP``), lists comma separated;
 * the S-level sets the OTOBO priority (``_priority.PLATFORM_PRIORITY_MAPS['otobo']``);
 * the IMS id is the OTOBO ticket number; notes are internal (or customer-visible) articles.
@@ -19,13 +20,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OPEN_STATES, state_type, title_with_marker
-from ansible_collections.labops.itsm.plugins.module_utils._time import normalise_time
-from ansible_collections.labops.itsm.plugins.module_utils._sop import DEFAULT_LOOKUP_LIMIT, DEFAULT_PENDING_HOURS, TicketPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._platform import DEFAULT_LOOKUP_LIMIT, FOLLOW_UP_KEY, TicketPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._time import normalise_time, parse_time, utc_now
 
 PLATFORM = "otobo"
 FIELD_MAP = {
@@ -41,14 +43,31 @@ FIELD_MAP = {
 LIST_KEYS = ("incident_links",)
 DEFAULT_STATE_MAP = {
     "incident": {"open": "new", "in_progress": "open", "escalated": "open", "pending_vendor": "pending reminder",
-                 "resolved": "closed successful", "closed": "closed successful"},
+                 "resolved": "pending auto close+", "closed": "closed successful"},
     "problem": {"open": "new", "under_investigation": "open", "known_error": "open", "resolved": "closed successful",
                 "closed": "closed successful"},
     "change_request": {"pending": "new", "approved": "open", "rejected": "closed unsuccessful"},
 }
 DEFAULT_TICKET_TYPES = {"incident": "Incident", "problem": "Problem", "change_request": "RfC"}
 DEFAULT_PRIORITY = "3 normal"
+DEFAULT_QUEUE = "Raw"
+# PendingTime of a pending state set without an IMS follow-up time (OTOBO refuses a pending state without one)
+DEFAULT_PENDING_MINUTES = 24 * 60
 SEARCH_CAP = 500
+
+
+def pending_minutes(until: Any, now: Any = None) -> int:
+    """OTOBO ``PendingTime.Diff`` (minutes from now, at least 1) for the IMS follow-up time ``until``."""
+    if until is None or until == "":
+        return DEFAULT_PENDING_MINUTES
+    seconds = (parse_time(until, FOLLOW_UP_KEY) - (now or utc_now())).total_seconds()
+    return max(1, int(math.ceil(seconds / 60.0)))
+
+
+def missing_read_permission_hint(queue: Any, agent: Any) -> str:
+    """Why a ticket the agent just created is not found again (OTOBO's create and ro are separate permissions)."""
+    return ("the agent {0!r} can create tickets in queue {1!r} but lacks the 'ro' permission there, so every ticket "
+            "search answers nothing; grant the agent's group 'ro' (and 'rw' for updates) on queue {1!r}").format(agent, queue)
 
 
 def merge_state_map(overrides: Optional[Mapping[str, Any]]) -> dict:
@@ -152,8 +171,7 @@ class OtoboPlatform(TicketPlatform):
         if "status" in values:
             ticket["state"] = self._state(entity, values["status"])
             if (state_type(ticket["state"]) or "").startswith("pending"):
-                minutes = values.get("pending_minutes") or DEFAULT_PENDING_HOURS * 60
-                ticket["pending_time"] = {"Diff": int(minutes)}
+                ticket["pending_time"] = {"Diff": pending_minutes(values.get(FOLLOW_UP_KEY))}
         if values.get("severity_level"):
             ticket["priority"] = prio.severity_to_priority(values["severity_level"], PLATFORM, self.priorities)
         elif creating:
@@ -186,7 +204,11 @@ class OtoboPlatform(TicketPlatform):
             # The client searches this field when a POST search route is configured: keep it filled.
             dynamic.setdefault(correlation_field, values["correlation_key"])
         created = self.client.create_ticket(ticket, self._article(note), dynamic)
-        return self.to_record(self.client.get_ticket(created["ticket_id"]))
+        stored = self.client.get_ticket(created["ticket_id"])
+        if stored is None:
+            # not readable (the agent may lack 'ro' on the queue): what OTOBO replied, so the creation can be audited
+            return {"id": created["ticket_number"], "entity": entity, "_ticket_id": created["ticket_id"]} if created["ticket_number"] else None
+        return self.to_record(stored)
 
     def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
         ticket_id = record["_ticket_id"]
@@ -200,8 +222,12 @@ class OtoboPlatform(TicketPlatform):
     def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
         self.client.update_ticket(record["_ticket_id"], article=self._article(note))
 
+    def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
+        return missing_read_permission_hint(self.queue, getattr(self.client, "username", None))
+
 
 def platform_from_params(params: Mapping[str, Any], client: Any) -> OtoboPlatform:
-    return OtoboPlatform(client, queue=params.get("queue") or "Raw", customer_user=params.get("customer_user"),
+    """The adapter from the registry's validated options (``_platforms``) plus the routing ``queue``."""
+    return OtoboPlatform(client, queue=params.get("queue") or DEFAULT_QUEUE, customer_user=params.get("customer_user"),
                          state_map=params.get("state_map"), ticket_types=params.get("ticket_types"),
                          priority_map=params.get("priority_map"), field_map=params.get("dynamic_field_map"))

@@ -8,6 +8,10 @@ from OTOBO, ServiceNow or Jira, and the one correlation-key pattern every platfo
 Records are IMS dicts (``_sop.RECORD_KEYS`` + ``id``); ``id`` is the platform's human ticket
 reference (OTOBO ticket number, ServiceNow INC number, Jira issue key); ``entity`` is
 ``incident``, ``problem`` or ``change_request``.
+
+``pending_until`` (``FOLLOW_UP_KEY``) is the IMS follow-up time of a waiting record (a vendor's answer is due,
+a resolved incident's stability window ends). The engine sets it with the status; it is not a stored IMS
+attribute, each adapter maps it to its own notion (OTOBO: the ``PendingTime`` of a pending state).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,6 +26,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import Validat
 # A correlation key: what the alert path derives (24 hex) and what callers may bring (8..64 hex).
 CORRELATION_KEY_RE = re.compile(r"^[0-9a-f]{8,64}$")
 DEFAULT_LOOKUP_LIMIT = 50
+FOLLOW_UP_KEY = "pending_until"
 
 
 def is_correlation_key(value: Any) -> bool:
@@ -43,8 +48,15 @@ class TicketPlatform:
         """The record, or None when it does not exist."""
         raise NotImplementedError
 
-    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> dict:
-        """Create a ticket with ``values`` and a first note; return the stored record."""
+    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> Optional[dict]:
+        """Create a ticket with ``values`` and a first note; return the stored record.
+
+        When it cannot be read back: None, or the identity the platform replied with (``{id, entity}``), so
+        that the creation can still be audited.
+
+        May raise ``AmbiguousWriteError`` (the reply was lost): the governed write then looks the correlation
+        key up before anything is sent again, so an adapter never re-sends a create itself.
+        """
         raise NotImplementedError
 
     def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
@@ -66,3 +78,7 @@ class TicketPlatform:
     def find_by_correlation_key(self, key: str) -> Optional[dict]:
         """The incident carrying ``key`` (the newest), or None."""
         raise NotImplementedError
+
+    def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
+        """Why a record this account just created is not found by ``find_by_correlation_key`` (names the permission)."""
+        return "the {0} account can create records but cannot find them again; grant it read access where it creates them".format(self.name)

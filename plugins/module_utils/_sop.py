@@ -15,6 +15,10 @@ One run of :func:`run_sop` is one SOP, in this fixed order (nothing is written b
    preflighted, the platform is changed, and the audit records are appended. A failed audit
    write halts with :class:`AuditWriteError`.
 
+Creates go through the governed write (``_governed.GovernedWrite``): a lost create reply is answered
+by a correlation-key lookup before any re-send, the creation is audited once (ledger ``record_key``),
+and a record found by its key whose creation the ledger lacks gets its creation record back-filled.
+
 The engine only talks to a small :class:`TicketPlatform` interface, so the ServiceNow and
 Jira adapters slot in by implementing ``get``/``create``/``update``/``add_note``/``search``/
 ``find_by_correlation_key`` over IMS records (plain dicts, see ``RECORD_KEYS``).
@@ -24,6 +28,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import hashlib
 import uuid
 from typing import Any, Mapping, Optional
@@ -31,8 +36,9 @@ from typing import Any, Mapping, Optional
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError
+from ansible_collections.labops.itsm.plugins.module_utils._governed import Auditor, GovernedWrite, audit_entry
 from ansible_collections.labops.itsm.plugins.module_utils._platform import (  # noqa: F401 pylint: disable=unused-import
-    CORRELATION_KEY_RE, DEFAULT_LOOKUP_LIMIT, TicketPlatform,
+    CORRELATION_KEY_RE, DEFAULT_LOOKUP_LIMIT, FOLLOW_UP_KEY, TicketPlatform,
 )
 
 # IMS record keys a platform keeps (besides id, entity, title, status and the read-only ones)
@@ -68,11 +74,13 @@ class Plan:
         self.audits = []  # type: list
         self.extra = {}  # type: dict
         self.unchanged = False
+        # the creation audit of the record a dedupe found (back-filled when the ledger lacks one)
+        self.creation_of_existing = None  # type: Optional[dict]
 
     def audit(self, action: str, ref_type: str, ref_id: Any = None, fields: Optional[dict] = None,
               meta: Optional[dict] = None) -> None:
-        """``ref_id=None`` means the record this plan creates."""
-        self.audits.append({"action": action, "ref_type": ref_type, "ref_id": ref_id, "fields": fields or {}, "meta": meta or {}})
+        """``ref_id=None`` means the record this plan creates (the first such entry audits its creation)."""
+        self.audits.append(audit_entry(action, ref_type, ref_id, fields, meta))
 
     def predicted(self) -> Optional[dict]:
         if self.create is not None:
@@ -103,6 +111,10 @@ class Context:
     @property
     def now_text(self) -> str:
         return prio.format_time(self.now)
+
+    def in_hours(self, hours: int) -> str:
+        """The IMS follow-up time ``hours`` from now."""
+        return prio.format_time(self.now + datetime.timedelta(hours=hours))
 
     def load(self, entity: str, name: str) -> dict:
         """Read the ticket named by input ``name`` and check its entity type."""
@@ -207,7 +219,7 @@ def plan_incident_identify(ctx: Context) -> Plan:
         raise policy.violation(ctx.sop, "invalid_value", "end users report incidents with detection_source user_report",
                                ctx.get("detection_source"))
     plan = Plan(ctx.sop, "incident")
-    if key and _dedupe(ctx, plan, key):
+    if key and _dedupe(ctx, plan, key, "identify", {"detection_source": ctx.get("detection_source")}):
         return plan
     values = {
         "entity": "incident", "status": "open", "title": clip(ctx.get("title"), 200), "reporter": ctx.get("reporter"),
@@ -222,14 +234,20 @@ def plan_incident_identify(ctx: Context) -> Plan:
     return plan
 
 
-def _dedupe(ctx: Context, plan: Plan, key: str) -> bool:
-    """An active incident with the same correlation key makes the SOP a no-op."""
+def _dedupe(ctx: Context, plan: Plan, key: str, action: str, meta: Mapping[str, Any]) -> bool:
+    """An active incident with the same correlation key makes the SOP a no-op (apart from a creation back-fill).
+
+    ``action`` and ``meta`` describe the audit record of the incident's creation: when the ledger has none
+    (the creating run lost its reply or failed before its audit), the run writes it, marked back-filled.
+    """
     existing = ctx.platform.find_by_correlation_key(key)
     if existing is None or existing.get("status") == "closed":
         return False
     plan.before = existing
     plan.unchanged = True
     plan.extra = {"duplicate_of": existing.get("id")}
+    snapshot = dict((name, existing.get(name)) for name in ("entity", "title", "correlation_key", "opened_at") if existing.get(name))
+    plan.creation_of_existing = audit_entry(action, "incident", existing.get("id"), deltas(None, snapshot), meta)
     return True
 
 
@@ -359,7 +377,7 @@ def plan_vendor_engage(ctx: Context) -> Plan:
     record = ctx.load_active("incident", "incident_id")
     policy.check_transition(ctx.sop, "incident", record.get("status"), "pending_vendor")
     plan = Plan(ctx.sop, "incident", record)
-    plan.changes = {"status": "pending_vendor", "vendor": ctx.get("vendor"), "pending_minutes": hours * 60}
+    plan.changes = {"status": "pending_vendor", "vendor": ctx.get("vendor"), FOLLOW_UP_KEY: ctx.in_hours(hours)}
     plan.note = note("Vendor engaged: {0}".format(ctx.get("vendor")), [
         ("Contact method", ctx.get("contact_method")), ("Vendor reference", ctx.get("vendor_reference")),
         ("Context", ctx.get("vendor_context")), ("Follow-up in hours", hours)])
@@ -427,7 +445,9 @@ def plan_incident_resolve(ctx: Context) -> Plan:
     record = ctx.load_active("incident", "incident_id")
     policy.check_transition(ctx.sop, "incident", record.get("status"), "resolved")
     plan = Plan(ctx.sop, "incident", record)
-    plan.changes = {"status": "resolved", "resolved_at": ctx.now_text, "resolved_by": ctx.actor}
+    # the follow-up time is the end of the stability window: platforms may close the record by themselves then
+    plan.changes = {"status": "resolved", "resolved_at": ctx.now_text, "resolved_by": ctx.actor,
+                    FOLLOW_UP_KEY: ctx.in_hours(DEFAULT_STABILITY_HOURS)}
     plan.note = note("Resolved", [("Resolution summary", ctx.get("resolution_summary")), ("Resolved at", ctx.now_text)])
     sla = sla_of(dict(record, resolved_at=ctx.now_text), ctx.now)
     plan.audit("resolve", "incident", record["id"], fields=deltas(record, {"status": "resolved"}),
@@ -513,7 +533,7 @@ def plan_monitoring_intake(ctx: Context) -> Plan:
     level = prio.priority_matrix(severity, ctx.get("impact", "medium"))
     key = correlation_key_of(event.get("correlation_key") or event["event_id"])
     plan = Plan(ctx.sop, "incident")
-    if _dedupe(ctx, plan, key):
+    if _dedupe(ctx, plan, key, "create", {"source": "monitoring", "event_id": event["event_id"], "notified": "service_desk"}):
         return plan
     title = event.get("title") or "{0}: {1}".format(event["alert_type"], event["service"])
     plan.create = {
@@ -779,37 +799,65 @@ def build_plan(ctx: Context) -> Plan:
 
 
 def run_sop(sop: str, inputs: Mapping[str, Any], *, actor: str, role: str, platform: TicketPlatform, ledger: Any,
-            check_mode: bool = False, now: Any = None) -> dict:
-    """One SOP, end to end. Returns ``{sop, changed, record, audit, ...extra}``."""
+            check_mode: bool = False, now: Any = None, warn: Any = None) -> dict:
+    """One SOP, end to end. Returns ``{sop, changed, record, audit, ...extra}``.
+
+    ``changed`` is true when the run wrote anything: to the platform or to the ledger (a back-filled creation
+    record counts, the ticket itself is then unchanged).
+    """
     ctx = Context(sop, inputs, actor, role, platform, now)
     plan = build_plan(ctx)
-    changed = not plan.unchanged and (plan.has_writes() or bool(plan.audits))
+    auditor = Auditor(ledger, actor=actor, role=role, sop=sop, platform=platform.name, on_failure=_audit_failure(ctx, plan))
+    governed = GovernedWrite(auditor, find=platform.find_by_correlation_key, ref=lambda record: record.get("id"),
+                             hint=platform.unfindable_hint, warn=warn or ctx.warnings.append, what=plan.entity or "record")
+    backfill = None
+    if plan.creation_of_existing is not None:
+        backfill = governed.backfill_entry(plan.before, plan.creation_of_existing)
+        if backfill is not None:
+            plan.audits.append(backfill)
+    changed = (not plan.unchanged and (plan.has_writes() or bool(plan.audits))) or backfill is not None
     if check_mode:
-        return _result(ctx, plan, plan.predicted(), _preview(ctx, plan, ledger), changed)
+        return _result(ctx, plan, plan.predicted(), _preview(plan, auditor), changed)
     if plan.unchanged and not plan.audits:
         return _result(ctx, plan, plan.before, [], False)
-    ledger.preflight()
+    auditor.preflight()
     record = plan.before
+    written = {}  # type: dict
     if not plan.unchanged:
-        record = _apply(ctx, plan)
-    audit = _append_all(ctx, plan, ledger, record)
-    return _result(ctx, plan, record, audit, changed)
+        record = _apply(ctx, plan, governed, written)
+    for index, entry in enumerate(plan.audits):
+        if index not in written:
+            auditor.append(entry, entry["ref_id"] if entry["ref_id"] is not None else (record or {}).get("id"))
+    return _result(ctx, plan, record, auditor.records, changed)
 
 
-def _preview(ctx: Context, plan: Plan, ledger: Any) -> list:
+def _audit_failure(ctx: Context, plan: Plan) -> Any:
+    def failure(entry: Mapping[str, Any], ref: Any, exc: LabopsError) -> LabopsError:
+        return AuditWriteError(
+            "{0}: audit write failed after the {1} change to {2} {3}: {4}".format(ctx.sop, ctx.platform.name, entry["ref_type"], ref, exc),
+            sop=ctx.sop, ref_type=entry["ref_type"], ref_id=ref, platform_change_applied=plan.has_writes() and not plan.unchanged)
+    return failure
+
+
+def _preview(plan: Plan, auditor: Auditor) -> list:
     """The audit records a real run would append (check mode)."""
-    records = []
-    for entry in plan.audits:
-        ref = entry["ref_id"] if entry["ref_id"] is not None else "(new)"
-        records.append(ledger.preview(entry["action"], entry["ref_type"], ref, ctx.actor, role=ctx.role, sop=ctx.sop,
-                                      platform=ctx.platform.name, fields=entry["fields"], meta=entry["meta"])[1])
-    return records
+    return [auditor.preview(entry, entry["ref_id"] if entry["ref_id"] is not None else "(new)") for entry in plan.audits]
 
 
-def _apply(ctx: Context, plan: Plan) -> Optional[dict]:
+def _creation_index(plan: Plan) -> int:
+    """The audit entry of the record the plan creates: the first one without a ref_id."""
+    return next(index for index, entry in enumerate(plan.audits) if entry["ref_id"] is None)
+
+
+def _apply(ctx: Context, plan: Plan, governed: GovernedWrite, written: dict) -> Optional[dict]:
+    """Platform writes; a create goes through the governed write, which also audits it (recorded in ``written``)."""
     record = plan.before
     if plan.create is not None:
-        record = ctx.platform.create(plan.entity, plan.create, plan.note or note(ctx.sop, ctx.sop))
+        index = _creation_index(plan)
+        first_note = plan.note or note(ctx.sop, ctx.sop)
+        record = governed.create(lambda: ctx.platform.create(plan.entity, plan.create, first_note),
+                                 key=plan.create.get("correlation_key"), creation=plan.audits[index])
+        written[index] = True
     elif plan.changes:
         record = ctx.platform.update(plan.before, plan.changes, plan.note)
     elif plan.note is not None and plan.before is not None:
@@ -829,21 +877,6 @@ def _apply_side(ctx: Context, record: Optional[Mapping[str, Any]], other: Mappin
         ctx.platform.add_note(other, other_note)
 
 
-def _append_all(ctx: Context, plan: Plan, ledger: Any, record: Optional[Mapping[str, Any]]) -> list:
-    written = []
-    for entry in plan.audits:
-        ref = entry["ref_id"] if entry["ref_id"] is not None else (record or {}).get("id")
-        try:
-            written.append(ledger.append(entry["action"], entry["ref_type"], ref, ctx.actor, role=ctx.role, sop=ctx.sop,
-                                         platform=ctx.platform.name, fields=entry["fields"], meta=entry["meta"]))
-        except LabopsError as exc:
-            raise AuditWriteError(
-                "{0}: audit write failed after the {1} change to {2} {3}: {4}".format(
-                    ctx.sop, ctx.platform.name, entry["ref_type"], ref, exc),
-                sop=ctx.sop, ref_type=entry["ref_type"], ref_id=ref, platform_change_applied=plan.has_writes())
-    return written
-
-
 def _result(ctx: Context, plan: Plan, record: Optional[Mapping[str, Any]], audit: list, changed: bool) -> dict:
     view = ims_view(record)
     result = {"sop": ctx.sop, "changed": bool(changed), "record": view, "audit": audit, "warnings": ctx.warnings,
@@ -861,7 +894,7 @@ def ims_view(record: Optional[Mapping[str, Any]]) -> Optional[dict]:
     """The platform-neutral record returned to the caller (internal keys dropped)."""
     if record is None:
         return None
-    return dict((k, v) for k, v in record.items() if not k.startswith("_") and k != "pending_minutes")
+    return dict((k, v) for k, v in record.items() if not k.startswith("_") and k != FOLLOW_UP_KEY)
 
 
 PLANNERS = dict((name, spec[2]) for name, spec in SOP_SPECS.items())

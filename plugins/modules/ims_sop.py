@@ -9,23 +9,33 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: ims_sop
-short_description: Run one IMS standard operating procedure (seed 002) on OTOBO, enforced and audited
+short_description: Run one IMS standard operating procedure (seed 002) on a ticket platform, enforced and audited
 version_added: 0.1.0
 description:
-  - Runs one of the IMS policy's single-turn standard operating procedures (SOPs) against OTOBO tickets
-    (incidents, problems and change requests).
+  - Runs one of the IMS policy's single-turn standard operating procedures (SOPs) against the incidents, problems
+    and change requests of a ticket platform (O(platform); OTOBO today).
   - "Every run follows the same order and halts with an explicit error at the first failure, before anything is
     written: input validation (required inputs, seed 002 enums), role authorisation of O(actor_role), reading the
     current ticket, prior-state, transition, precondition and segregation-of-duties checks, then (unless in check mode)
-    a ledger preflight, the OTOBO change and the audit records."
+    a ledger preflight, the platform change and the audit records."
   - "A policy halt fails the task with C(error_class=PolicyViolation) and a message C(<sop>: <rule>: <explanation> (got <value>))."
-  - A failed audit write after the OTOBO change fails the task with C(error_class=AuditWriteError).
+  - A failed audit write after the platform change fails the task with C(error_class=AuditWriteError).
+  - "Creates (V(incident_identify), V(monitoring_intake), V(change_request), V(problem_create)) are governed writes: a
+    create whose reply was lost is never blindly re-sent; the correlation key is looked up first and the create is
+    re-sent once only when nothing was created. The creation is audited once. When a run finds an incident by its
+    correlation key whose creation the ledger lacks (an earlier run lost its reply or failed before its audit), it
+    writes that creation record, marked C(meta.backfilled), and reports C(changed) (the ticket itself is unchanged,
+    RV(duplicate_of) names it)."
+  - "After a create with a correlation key the module checks that the new incident is found by that key, the way the
+    next run looks for it; if not, the task fails with C(error_class=PermissionDenied) naming the missing permission
+    (on OTOBO the agent may create in the queue but lacks C(ro) there), since every later run would open a duplicate."
   - "Why one module with a O(sop) choice rather than one module per SOP: each SOP is a single-turn procedure whose
     inputs, checks and effects are fixed by the policy, so the SOP is the unit of work; one module keeps one argument
     surface, one engine and one audit path for all of them, and a new platform adapter serves all SOPs at once."
-  - The IMS status and attributes are kept in ticket dynamic fields (C(IMSStatus), C(IMSCategory), C(IMSPriority),
-    C(IMSAssignedTeam) ... see O(dynamic_field_map)); the IMS status is mirrored to an OTOBO state through O(state_map).
-    Notes (acknowledgements, diagnoses, communications, reviews, KB content) are ticket articles.
+  - On OTOBO the IMS status and attributes are kept in ticket dynamic fields (C(IMSStatus), C(IMSCategory),
+    C(IMSPriority), C(IMSAssignedTeam) ... see C(dynamic_field_map) in O(platform_options)); the IMS status is mirrored
+    to an OTOBO state through C(state_map). Notes (acknowledgements, diagnoses, communications, reviews, KB content)
+    are ticket articles.
   - SOPs that only add a note (V(incident_log), V(incident_diagnose), V(communication_update), V(incident_review),
     V(kb_update)) and the ledger-only SOPs (V(tool_usage), V(simulation_run), V(audit_log)) change something on every
     run. Field SOPs (V(incident_categorize), V(incident_prioritize), V(incident_assign), V(change_coordinate),
@@ -33,16 +43,16 @@ description:
 author:
   - labops.itsm contributors (@labops)
 extends_documentation_fragment:
-  - labops.itsm.otobo
+  - labops.itsm.platform
   - labops.itsm.ledger
   - labops.itsm.attributes
-  - labops.itsm.attributes.ACTIONGROUP_OTOBO_LEDGER
+  - labops.itsm.attributes.ACTIONGROUP_LEDGER
 attributes:
   check_mode:
     support: full
     details:
       - Validation, authorisation and all policy checks run; the predicted record and the audit records that would be
-        written are returned, nothing is written to OTOBO or the ledger.
+        written are returned, nothing is written to the platform or the ledger.
   diff_mode:
     support: full
     details:
@@ -68,38 +78,6 @@ options:
               incident_resolve, communication_update, incident_close, incident_review, kb_update, monitoring_intake,
               tool_usage, simulation_run, problem_create, problem_update, problem_link_incident, problem_workaround,
               problem_resolve, problem_close, audit_log]
-  queue:
-    description:
-      - OTOBO queue of the tickets this module creates and searches.
-    type: str
-    default: Raw
-  customer_user:
-    description:
-      - OTOBO customer user of created tickets (OTOBO requires one). Required by the SOPs that create tickets.
-    type: str
-  state_map:
-    description:
-      - "Overrides of the IMS status to OTOBO state mapping, C({entity: {status: state}}) with entity V(incident),
-        V(problem) or V(change_request)."
-      - "Defaults: incident open=new, in_progress=open, escalated=open, pending_vendor=pending reminder,
-        resolved=closed successful, closed=closed successful; problem open=new, under_investigation=open,
-        known_error=open, resolved=closed successful, closed=closed successful; change_request pending=new,
-        approved=open, rejected=closed unsuccessful."
-    type: dict
-  ticket_types:
-    description:
-      - OTOBO ticket type per entity, C({incident, problem, change_request}); an empty string leaves the type unset.
-      - Defaults to V(Incident), V(Problem) and V(RfC); the types must exist in OTOBO.
-    type: dict
-  priority_map:
-    description:
-      - Overrides of the severity to OTOBO priority mapping; keys V(S1)..V(S4) or V(critical), V(high), V(medium), V(low).
-      - Defaults to critical=C(5 very high), high=C(4 high), medium=C(3 normal), low=C(2 low).
-    type: dict
-  dynamic_field_map:
-    description:
-      - "Overrides of the IMS attribute to dynamic field name mapping, for example C({status: MyStatusField})."
-    type: dict
   incident_id:
     description:
       - Ticket number of the incident.
@@ -234,7 +212,8 @@ options:
     type: str
   pending_hours:
     description:
-      - Hours until the OTOBO pending reminder of V(vendor_engage). Defaults to 24.
+      - Hours until the vendor follow-up of V(vendor_engage) (on OTOBO the C(PendingTime) of the C(pending reminder)
+        state). Defaults to 24.
     type: int
   decision:
     description:
@@ -371,6 +350,8 @@ options:
   stability_window_hours:
     description:
       - Hours a resolved problem must stay stable before V(problem_close). Defaults to 24.
+      - A resolved incident (V(incident_resolve)) waits for the same default window (24 hours) as its follow-up time;
+        on OTOBO it is in C(pending auto close+) with that C(PendingTime) until V(incident_close) (C(closed successful)).
     type: int
   audit_action:
     description:
@@ -395,7 +376,7 @@ options:
       - Minimal context of V(audit_log).
     type: dict
 notes:
-  - "Required dynamic fields (Text): IMSEntity, IMSStatus, IMSCategory, IMSSubcategory, IMSPriority, IMSSeverity,
+  - "OTOBO: required dynamic fields (Text): IMSEntity, IMSStatus, IMSCategory, IMSSubcategory, IMSPriority, IMSSeverity,
     IMSSeverityLevel, IMSDetectionSource, IMSReporter, IMSAffectedService, IMSAssignedTeam, IMSChangeLink,
     IMSProblemLink, IMSIncidentLinks, IMSWorkaround, IMSRootCause, IMSPIR, IMSKBLink, IMSOpenedAt, IMSRespondedAt,
     IMSResolvedAt, IMSResolvedBy, IMSClosedBy, IMSRequester, IMSApprover, IMSVendor, IMSCorrelationKey."
@@ -403,18 +384,38 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Identify an incident reported by a user (SOP 2)
+- name: Identify an incident reported by a user (SOP 2) on OTOBO (password from OTOBO_PASSWORD)
   labops.itsm.ims_sop:
     sop: incident_identify
+    platform: otobo
+    platform_options:
+      url: https://otobo.example.org
+      username: alertbot
+      customer_user: monitoring
+    queue: Infrastructure
     title: Database cluster unreachable
     reporter: jdoe
     detection_source: user_report
     affected_service: postgres
     description: The application reports connection refused since 10:02.
-    customer_user: monitoring
     actor: sd-anna
     actor_role: service_desk
   register: identified
+
+- name: The platform from the inventory (itsm_platform, itsm_platform_options), connection defaults per group
+  labops.itsm.ims_sop:
+    sop: monitoring_intake
+    platform: "{{ itsm_platform }}"
+    platform_options: "{{ itsm_platform_options[itsm_platform] }}"
+    queue: "{{ itsm_queue | default(omit) }}"
+    event:
+      event_id: 3f9c2a7b1d0e4c55aa00bb11
+      service: pve-node1
+      source: automated_alert
+      alert_type: HostDown
+      severity: critical
+    actor: eda
+    actor_role: automation
 
 - name: Prioritise it with the urgency x impact matrix (SOP 5)
   labops.itsm.ims_sop:
@@ -449,9 +450,12 @@ record:
   returned: always
   type: dict
   sample: {"id": "2025061110000421", "entity": "incident", "status": "closed", "priority": "high", "severity_level": "S1",
-           "pir": "required", "closure_complete": false, "platform_state": "closed successful"}
+           "pir": "required", "closure_complete": false, "platform_state": "closed successful",
+           "platform_priority": "5 very high"}
 audit:
-  description: The audit records written (in check mode, those that would be written).
+  description:
+    - The audit records written (in check mode, those that would be written).
+    - A creation record back-filled for an incident found by its correlation key carries C(meta.backfilled=true).
   returned: always
   type: list
   elements: dict
@@ -517,13 +521,16 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
-from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC, client_from_params
-from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import platform_from_params
+from ansible_collections.labops.itsm.plugins.module_utils import _platforms as platforms
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
 
-PLATFORM_OPTIONS = ("queue", "customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map")
-NOT_INPUTS = frozenset(OTOBO_CONNECTION_ARGSPEC) | frozenset(LEDGER_ARGSPEC) | frozenset(PLATFORM_OPTIONS) | frozenset(("sop",))
+PLATFORM_ARGSPEC = dict(
+    platform=dict(type="str", default=platforms.DEFAULT_PLATFORM, choices=platforms.platform_names()),
+    platform_options=dict(type="dict", default={}),
+    queue=dict(type="str"),
+)
+NOT_INPUTS = frozenset(PLATFORM_ARGSPEC) | frozenset(LEDGER_ARGSPEC) | frozenset(("sop",))
 
 
 def _str(choices=None):
@@ -559,30 +566,32 @@ def input_spec():
 
 
 def argument_spec():
-    spec = dict(OTOBO_CONNECTION_ARGSPEC)
-    spec.update(LEDGER_ARGSPEC)
-    spec.update(
-        sop=dict(type="str", required=True, choices=list(policy.SOPS)),
-        queue=dict(type="str", default="Raw"),
-        customer_user=dict(type="str"),
-        state_map=dict(type="dict"),
-        ticket_types=dict(type="dict"),
-        priority_map=dict(type="dict"),
-        dynamic_field_map=dict(type="dict"),
-    )
+    spec = dict(LEDGER_ARGSPEC)
+    spec.update(PLATFORM_ARGSPEC)
+    spec.update(sop=dict(type="str", required=True, choices=list(policy.SOPS)))
     spec.update(input_spec())
     return spec
 
 
 def sop_inputs(params):
-    """The SOP inputs the user set (connection, ledger and platform options excluded)."""
+    """The SOP inputs the user set (platform, ledger options and sop excluded)."""
     return dict((name, value) for name, value in params.items() if name not in NOT_INPUTS and value is not None)
+
+
+def mask_platform_secrets(module):
+    """Register the secret values of platform_options (and their env fallbacks) before anything can echo them."""
+    module.no_log_values.update(platforms.secret_values(module.params["platform"], module.params.get("platform_options")))
+
+
+def platform_from_module(module):
+    params = module.params
+    return platforms.build_platform(params["platform"], params.get("platform_options"), queue=params.get("queue"), warn=module.warn)
 
 
 def run(module, platform, ledger):
     params = module.params
     result = run_sop(params["sop"], sop_inputs(params), actor=params["actor"], role=params["actor_role"],
-                     platform=platform, ledger=ledger, check_mode=module.check_mode)
+                     platform=platform, ledger=ledger, check_mode=module.check_mode, warn=module.warn)
     for warning in result.pop("warnings", []):
         module.warn(warning)
     return result
@@ -594,7 +603,8 @@ def main(module_class=AnsibleModule):
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     try:
-        platform = platform_from_params(module.params, client_from_params(module.params, warn=module.warn))
+        mask_platform_secrets(module)
+        platform = platform_from_module(module)
         ledger = ledger_from_params(module.params)
         result = run(module, platform, ledger)
     except LabopsError as exc:

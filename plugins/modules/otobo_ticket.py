@@ -20,7 +20,13 @@ description:
   - Every change (create, field update, article, close) is appended to the audit ledger. The ledger is checked
     before OTOBO is changed, and the task fails if it cannot be written.
   - A create whose reply was lost (timeout, 5xx after sending) is never blindly re-sent; the module looks the
-    correlation key up first and re-sends once only when no ticket was created.
+    correlation key up first and re-sends once only when no ticket was created. The creation is audited once
+    (ledger record key C(otobo:create:incident:<ticket number>)), the same governed write as M(labops.itsm.ims_sop).
+  - A ticket found by O(correlation_key) whose creation the ledger lacks (an earlier run lost its reply or failed
+    before its audit) gets its C(create) record now, marked C(meta.backfilled), and the task reports C(changed).
+  - "After a create with O(correlation_key) the module checks that the ticket is found by that key, the way the next run
+    looks for it; if not, the task fails with C(error_class=PermissionDenied): the agent can create tickets in the queue
+    but lacks the C(ro) permission there, so every search answers nothing and each run would open a duplicate."
 author:
   - labops.itsm developers (@labops)
 extends_documentation_fragment:
@@ -331,6 +337,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     NotFoundError,
     ValidationError,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._governed import Auditor, GovernedWrite, audit_entry
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
@@ -342,6 +349,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
     title_with_marker,
     validate_correlation_key,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import missing_read_permission_hint
 
 PLATFORM = "otobo"
 REF_TYPE = "incident"
@@ -519,49 +527,67 @@ def find_ticket(client, params, articles):
 # -- audit -----------------------------------------------------------------------------------
 
 
-class Audit:
+def make_auditor(ledger, params):
     """Preflight before the platform write, append after it; failures after the write say UNAUDITED."""
-
-    def __init__(self, ledger, params):
-        self.ledger = ledger
-        self.actor = params.get("actor")
-        self.role = params.get("actor_role")
-        self.records = []
-
-    def preflight(self):
-        self.ledger.preflight()
-
-    def append(self, action, ticket_number, ticket_id, fields=None, meta=None, record_key=None):
-        full_meta = dict(meta or {}, ticket_id=ticket_id)
-        try:
-            record = self.ledger.append(action, REF_TYPE, str(ticket_number), self.actor, role=self.role,
-                                        platform=PLATFORM, fields=fields or {}, meta=full_meta, record_key=record_key)
-        except LabopsError as exc:
-            raise AuditWriteError(
-                "otobo ticket {0} (id {1}): the {2} was applied on OTOBO but is UNAUDITED: the ledger write failed: {3}".format(
-                    ticket_number, ticket_id, action, exc), ticket_number=ticket_number, ticket_id=ticket_id)
-        self.records.append(record)
-        return record
+    return Auditor(ledger, actor=params.get("actor"), role=params.get("actor_role"), platform=PLATFORM, on_failure=_unaudited)
 
 
-def audit_update(audit, record, changes, df_changes, article_id, article):
+def _unaudited(entry, ticket_number, exc):
+    ticket_id = (entry.get("meta") or {}).get("ticket_id")
+    return AuditWriteError(
+        "otobo ticket {0} (id {1}): the {2} was applied on OTOBO but is UNAUDITED: the ledger write failed: {3}".format(
+            ticket_number, ticket_id, entry["action"], exc), ticket_number=ticket_number, ticket_id=ticket_id)
+
+
+def ticket_entry(action, record, fields=None, meta=None):
+    """The audit entry of ``action`` on the OTOBO ticket ``record`` (its ticket_id goes to meta)."""
+    return audit_entry(action, REF_TYPE, None, fields, dict(meta or {}, ticket_id=record.get("ticket_id")))
+
+
+def make_governed(module, client, auditor):
+    """The governed write over OTOBO tickets: looked up by correlation key the way find_ticket does it."""
+    params = module.params
+    return GovernedWrite(auditor, find=lambda key: client.find_by_correlation_key(key, articles=True),
+                         ref=lambda record: record["ticket_number"],
+                         hint=lambda record: missing_read_permission_hint((record or {}).get("queue") or params.get("queue"), client.username),
+                         warn=module.warn, what="ticket")
+
+
+def audit_update(auditor, record, changes, df_changes, article_id, article):
     """update (field deltas), notify (article), close (closing state change), in that order."""
-    number, ticket_id = record["ticket_number"], record["ticket_id"]
+    number = record["ticket_number"]
     closing = "state" in changes and is_closed_state(changes["state"]["after"])
     fields = dict((k, v) for k, v in changes.items() if not (closing and k == "state"))
     fields.update(("dynamic_field." + k, v) for k, v in df_changes.items())
     if fields:
-        audit.append("update", number, ticket_id, fields=fields)
+        auditor.append(ticket_entry("update", record, fields), number)
     if article:
-        audit.append("notify", number, ticket_id, meta={"article_id": article_id, "subject": article.get("subject")})
+        auditor.append(ticket_entry("notify", record, meta={"article_id": article_id, "subject": article.get("subject")}), number)
     if closing:
-        audit.append("close", number, ticket_id, fields={"state": changes["state"]})
+        auditor.append(ticket_entry("close", record, {"state": changes["state"]}), number)
+
+
+def backfill_creation(module, governed, current):
+    """A ticket found by its correlation key whose creation the ledger lacks gets that record now (marked back-filled).
+
+    Returns True when a record was (in check mode: would be) written.
+    """
+    params = module.params
+    if current is None or not params.get("correlation_key") or params.get("ticket_id") is not None or params.get("ticket_number"):
+        return False
+    entry = governed.backfill_entry(current, ticket_entry("create", current, meta={"correlation_key": params["correlation_key"]}))
+    if entry is None:
+        return False
+    if not module.check_mode:
+        governed.auditor.preflight()
+        governed.auditor.append(entry, current["ticket_number"])
+    return True
 
 
 # -- ensure steps ----------------------------------------------------------------------------
 
 
-def ensure_created(module, client, audit):
+def ensure_created(module, client, governed):
     """Create the ticket (after the correlation lookup found nothing). Returns (changed, record, payload)."""
     params = module.params
     missing = [name for name in CREATE_REQUIRED if not params.get(name)]
@@ -575,36 +601,19 @@ def ensure_created(module, client, audit):
     df_changes = dict((k, {"before": None, "after": v}) for k, v in dynamic_fields.items())
     if module.check_mode:
         return True, predict(None, changes, df_changes, article), payload
-    audit.preflight()
-    ticket_id = create_once(module, client, ticket, article, dynamic_fields)
-    record = client.get_ticket(ticket_id, articles=True)
-    if record is None:
-        raise NotFoundError("otobo: ticket {0} was created but cannot be read back".format(ticket_id), ticket_id=ticket_id)
+    governed.auditor.preflight()
     fields = dict(changes, **dict(("dynamic_field." + k, v) for k, v in df_changes.items()))
-    audit.append("create", record["ticket_number"], record["ticket_id"], fields=fields,
-                 meta={"correlation_key": params.get("correlation_key")},
-                 record_key="otobo:create:{0}".format(record["ticket_id"]))
+
+    def send():
+        created = client.create_ticket(ticket, article, dynamic_fields)
+        identity = {"ticket_id": created["ticket_id"], "ticket_number": created["ticket_number"], "queue": ticket.get("queue")}
+        if params.get("correlation_key"):
+            return identity  # the governed write reads the ticket back the way the next run finds it (by its key)
+        return client.get_ticket(created["ticket_id"], articles=True) or identity
+
+    record = governed.create(send, key=params.get("correlation_key"),
+                             creation=lambda record: ticket_entry("create", record, fields, {"correlation_key": params.get("correlation_key")}))
     return True, record, payload
-
-
-def create_once(module, client, ticket, article, dynamic_fields):
-    """TicketCreate; after an ambiguous failure look the key up before re-sending (once)."""
-    try:
-        return client.create_ticket(ticket, article, dynamic_fields)["ticket_id"]
-    except AmbiguousWriteError as exc:
-        key = module.params.get("correlation_key")
-        if not key:
-            raise AmbiguousWriteError(
-                "{0}; without correlation_key the module cannot check whether the ticket exists, so it does not "
-                "re-send: check OTOBO before running again".format(exc), **exc.details)
-        found = client.find_by_correlation_key(key)
-        if found is not None:
-            module.warn("otobo: the TicketCreate reply was lost, but ticket {0} with correlation key {1} exists; "
-                        "using it instead of creating another".format(found["ticket_number"], key))
-            return found["ticket_id"]
-        module.warn("otobo: the TicketCreate reply was lost and no ticket with correlation key {0} exists; "
-                    "sent the create once more".format(key))
-        return client.create_ticket(ticket, article, dynamic_fields)["ticket_id"]
 
 
 def plan_update(params, current):
@@ -618,7 +627,7 @@ def plan_update(params, current):
     return changes, df_changes, article
 
 
-def ensure_updated(module, client, audit, current):
+def ensure_updated(module, client, auditor, current):
     """Update fields, add the article, change the state. Returns (changed, record, payload)."""
     changes, df_changes, article = plan_update(module.params, current)
     if not (changes or df_changes or article):
@@ -626,10 +635,10 @@ def ensure_updated(module, client, audit, current):
     payload = update_payload(changes, df_changes, article)
     if module.check_mode:
         return True, predict(current, changes, df_changes, article), payload
-    audit.preflight()
+    auditor.preflight()
     article_id = update_once(module, client, current, changes, df_changes, article)
     record = client.get_ticket(current["ticket_id"], articles=bool(module.params.get("article")))
-    audit_update(audit, record or current, changes, df_changes, article_id, article)
+    audit_update(auditor, record or current, changes, df_changes, article_id, article)
     return True, record or predict(current, changes, df_changes, article), payload
 
 
@@ -665,20 +674,20 @@ def update_payload_values(changes):
     return dict((k, v["after"]) for k, v in changes.items())
 
 
-def ensure_present(module, client, audit, current):
+def ensure_present(module, client, governed, current):
     if current is None:
         if module.params.get("ticket_id") is not None or module.params.get("ticket_number"):
             raise NotFoundError("otobo: ticket {0} does not exist (or is not visible to this agent)".format(
                 module.params.get("ticket_id") or module.params.get("ticket_number")))
-        return ensure_created(module, client, audit)
-    return ensure_updated(module, client, audit, current)
+        return ensure_created(module, client, governed)
+    return ensure_updated(module, client, governed.auditor, current)
 
 
-def ensure_closed(module, client, audit, current):
+def ensure_closed(module, client, governed, current):
     if current is None:
         module.warn("otobo: no ticket found for {0}; nothing to close".format(identity_text(module.params)))
         return False, None, None
-    return ensure_updated(module, client, audit, current)
+    return ensure_updated(module, client, governed.auditor, current)
 
 
 def identity_text(params):
@@ -692,13 +701,14 @@ def run(module, client, ledger):
     """Validate, find the ticket, dispatch on state; returns the module result."""
     params = module.params
     check_params(params)
-    audit = Audit(ledger, params)
+    governed = make_governed(module, client, make_auditor(ledger, params))
     current = find_ticket(client, params, articles=bool(params.get("article")))
+    backfilled = backfill_creation(module, governed, current)
     if params["state"] == "closed":
-        changed, record, payload = ensure_closed(module, client, audit, current)
+        changed, record, payload = ensure_closed(module, client, governed, current)
     else:
-        changed, record, payload = ensure_present(module, client, audit, current)
-    return build_result(client, changed, current, record, payload, audit.records)
+        changed, record, payload = ensure_present(module, client, governed, current)
+    return build_result(client, changed or backfilled, current, record, payload, governed.auditor.records)
 
 
 def build_result(client, changed, current, record, payload, audit_records):

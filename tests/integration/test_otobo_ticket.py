@@ -151,6 +151,7 @@ def test_ambiguous_create_produces_exactly_one_ticket(sim, tmp_path, fault, crea
     assert ticket["TicketID"] == results["created"]["ticket_id"]
     assert [a["Subject"] for a in ticket["Article"]] == ["DiskFull nas1", "[RESOLVED] DiskFull nas1"]
     assert request_counts(sim)["TicketCreate"] == creates
+    assert results["created"]["changed"] is True and results["created"]["created"] is True
     warnings = results["created"]["warnings"]
     assert len(warnings) == 1 and warning in warnings[0], warnings
     assert ledger_actions(tmp_path) == ["create", "notify", "close"]
@@ -186,10 +187,13 @@ def test_5xx_on_search_is_retried(sim, tmp_path):
 
     assert len(tickets_with_key(sim, key)) == 1
     counts = request_counts(sim)
-    # create: 2 x 503 + 1 search; each of the three later tasks: 1 search; no retried or repeated create
-    assert counts["TicketSearch"] == 6
+    # create: 2 x 503 + 1 search, then the new ticket is read back by its key, the way the next run looks for it
+    # (a ticket the agent cannot find would mean a duplicate every run); each of the three later tasks: 1 search;
+    # no retried or repeated create
+    assert counts["TicketSearch"] == 7
     assert counts["TicketCreate"] == 1
-    # create: 504 + read back; later tasks: verification read each, plus the read back after the close
+    # create: 504 + the read back through the key lookup; later tasks: verification read each, plus the read back
+    # after the close
     assert counts["TicketGet"] == 6
     assert results["created"].get("warnings", []) == []
     assert sim.state()["faults"] == []

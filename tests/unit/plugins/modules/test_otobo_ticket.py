@@ -1,15 +1,20 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""otobo_ticket at run()/ensure_* level: Mock(spec=OtoboClient), a module stand-in, a recording ledger."""
+"""otobo_ticket at run()/ensure_* level against the OTOBO simulator (real HTTP) and a real ledger.
+
+Only the module object is a stand-in (params, check mode, warnings); lost replies are the simulator's
+fault injection (``drop``, before or ``after_apply``), so the governed write is tested as OTOBO behaves.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import copy
-from unittest.mock import Mock
 
 import pytest
+
+from simulators.harness import start_in_thread
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AmbiguousWriteError,
@@ -17,11 +22,14 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     NotFoundError,
     ValidationError,
 )
-from ansible_collections.labops.itsm.plugins.module_utils._otobo import OtoboClient
+from ansible_collections.labops.itsm.plugins.module_utils._governed import creation_record_key
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.modules import otobo_ticket
 
 KEY = "3f9c2a7b1d0e4c55aa00bb11"
 TITLE = "Disk full nas1 [ck:%s]" % KEY
+SIM_CONFIG = {"dynamic_fields": [{"name": "LabopsCorrelationKey", "type": "Text"}]}
 
 
 class FakeModule:
@@ -49,54 +57,25 @@ def base_params(**overrides):
     return params
 
 
-class RecordingLedger:
-    def __init__(self, fail_preflight=False, fail_append=False):
-        self.fail_preflight = fail_preflight
-        self.fail_append = fail_append
-        self.preflights = 0
-        self.records = []
+class FailingLedger:
+    """The real ledger, except that the next ``failures`` appends fail (a full disk after the OTOBO write)."""
 
-    def preflight(self):
-        self.preflights += 1
-        if self.fail_preflight:
-            raise AuditWriteError("ledger /x not writable")
+    def __init__(self, real, failures=1):
+        self.real = real
+        self.failures = failures
 
-    def append(self, action, ref_type, ref_id, actor, **kwargs):
-        if self.fail_append:
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def append(self, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
             raise AuditWriteError("disk full")
-        record = dict(action=action, ref_type=ref_type, ref_id=ref_id, actor=actor, **kwargs)
-        self.records.append(record)
-        return record
-
-
-def ticket(**overrides):
-    record = dict(ticket_id=42, ticket_number="2025061110000421", title=TITLE, state="new", state_type="new",
-                  priority="3 normal", queue="Storage", type="Unclassified", owner="alertbot", responsible="root@localhost",
-                  lock="unlock", customer_user="monitoring", customer_id="monitoring-co", created="2025-06-11 10:00:01",
-                  changed="2025-06-11 10:00:01", dynamic_fields={"LabopsCorrelationKey": None},
-                  articles=[dict(article_id=97, subject="Disk full nas1", body="usage 97%")])
-    record.update(overrides)
-    return record
-
-
-def make_client(found=None, after=None):
-    client = Mock(spec=OtoboClient)
-    client.find_by_correlation_key.return_value = found
-    client.get_ticket.return_value = after if after is not None else found
-    client.update_ticket.return_value = {"ticket_id": 42, "ticket_number": "2025061110000421", "article_id": None}
-    client.ticket_url.side_effect = lambda tid: "http://otobo/otobo/index.pl?Action=AgentTicketZoom;TicketID=%s" % tid
-    return client
+        return self.real.append(*args, **kwargs)
 
 
 CREATE = dict(correlation_key=KEY, title="Disk full nas1", queue="Storage", priority="3 normal", customer_user="monitoring",
               article=dict(subject="Disk full nas1", body="usage 97%"))
-
-
-def with_params(**overrides):
-    params = dict(CREATE)
-    params.update(overrides)
-    return params
-
 
 EXPECTED_PAYLOAD = {
     "Ticket": {"Title": TITLE, "Queue": "Storage", "Priority": "3 normal", "CustomerUser": "monitoring", "State": "new"},
@@ -105,251 +84,298 @@ EXPECTED_PAYLOAD = {
 }
 
 
-def test_create_check_mode_predicts_payload_and_writes_nothing():
-    module = FakeModule(check_mode=True, **CREATE)
-    client, ledger = make_client(), RecordingLedger()
-    result = otobo_ticket.run(module, client, ledger)
+def with_params(**overrides):
+    params = dict(CREATE)
+    params.update(overrides)
+    return params
+
+
+@pytest.fixture(scope="module")
+def sim():
+    server = start_in_thread("otobo", SIM_CONFIG)
+    yield server
+    server.stop()
+
+
+class Env:
+    def __init__(self, sim, path):
+        sim.reset()
+        self.sim = sim
+        self.client = client_from_params({"url": sim.url, "username": "alertbot", "password": "s3cret", "path_prefix": "/otobo"})
+        self.ledger = ledger_from_params({"ledger_path": str(path / "audit.sqlite3")})
+
+    def run(self, module, ledger=None):
+        return otobo_ticket.run(module, self.client, ledger or self.ledger)
+
+    def tickets(self, key=KEY):
+        """The simulated tickets carrying ``key`` in the title (read from the simulator's state)."""
+        return [t for t in self.sim.state()["tickets"] if "[ck:%s]" % key in t["Title"]]
+
+    def only_ticket(self):
+        [ticket] = self.tickets()
+        return ticket
+
+    def audit(self, action=None):
+        return self.ledger.query(action=action)
+
+
+@pytest.fixture
+def env(sim, tmp_path):
+    return Env(sim, tmp_path)
+
+
+def create(env, **overrides):
+    return env.run(FakeModule(**with_params(**overrides)))
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+def test_create_check_mode_predicts_payload_and_writes_nothing(env):
+    result = env.run(FakeModule(check_mode=True, **CREATE))
     assert result["changed"] is True and result["created"] is True and result["found"] is False
     assert result["payload"] == EXPECTED_PAYLOAD
     assert result["ticket"]["title"] == TITLE and result["ticket"]["state_type"] == "new"
     assert result["ticket_id"] is None and result["ticket_url"] is None
-    assert result["audit"] == [] and ledger.preflights == 0
-    client.create_ticket.assert_not_called()
-    client.update_ticket.assert_not_called()
+    assert result["audit"] == [] and env.tickets() == [] and env.audit() == []
     assert result["diff"]["before"] == {} and result["diff"]["after"]["title"] == TITLE
 
 
-def test_create_real_run_writes_and_audits():
-    module = FakeModule(**CREATE)
-    client, ledger = make_client(), RecordingLedger()
-    client.create_ticket.return_value = {"ticket_id": 42, "ticket_number": "2025061110000421", "article_id": 97}
-    client.get_ticket.return_value = ticket()
-    result = otobo_ticket.run(module, client, ledger)
-    assert result["changed"] and result["created"] and result["ticket_id"] == 42
-    assert result["ticket_url"].endswith("TicketID=42")
-    client.create_ticket.assert_called_once_with(
-        {"title": TITLE, "queue": "Storage", "priority": "3 normal", "customer_user": "monitoring", "state": "new"},
-        {"subject": "Disk full nas1", "body": "usage 97%", "content_type": "text/plain; charset=utf8",
-         "communication_channel": "Internal", "sender_type": "system", "is_visible_for_customer": False},
-        {})
-    assert ledger.preflights == 1
-    assert [r["action"] for r in ledger.records] == ["create"]
-    record = ledger.records[0]
-    assert record["ref_type"] == "incident" and record["ref_id"] == "2025061110000421" and record["platform"] == "otobo"
+def test_create_real_run_writes_and_audits(env):
+    result = create(env)
+    ticket = env.only_ticket()
+    assert result["changed"] and result["created"] and result["ticket_id"] == ticket["TicketID"]
+    assert result["ticket_url"].endswith("TicketID=%s" % ticket["TicketID"])
+    assert (ticket["Title"], ticket["Queue"], ticket["Priority"], ticket["State"], ticket["CustomerUserID"]) == \
+        (TITLE, "Storage", "3 normal", "new", "monitoring")
+    assert [a["Subject"] for a in ticket["Article"]] == ["Disk full nas1"]
+    [record] = env.audit()
+    assert (record["action"], record["ref_type"], record["ref_id"], record["platform"]) == ("create", "incident", ticket["TicketNumber"], "otobo")
     assert record["fields"]["title"] == {"before": None, "after": TITLE}
-    assert record["record_key"] == "otobo:create:42"
-    assert "s3cret" not in repr(ledger.records)
-    assert result["audit"] == ledger.records
+    assert record["meta"]["record_key"] == creation_record_key("otobo", "incident", ticket["TicketNumber"])
+    assert record["meta"]["ticket_id"] == ticket["TicketID"] and record["meta"]["correlation_key"] == KEY
+    assert "s3cret" not in repr(env.audit())
+    assert result["audit"] == [record]
 
 
-def test_create_stores_key_in_correlation_field():
-    module = FakeModule(check_mode=True, correlation_field="LabopsCorrelationKey", **CREATE)
-    result = otobo_ticket.run(module, make_client(), RecordingLedger())
-    assert result["payload"]["DynamicField"] == [{"Name": "LabopsCorrelationKey", "Value": KEY}]
+def test_create_stores_key_in_correlation_field(env):
+    create(env, correlation_field="LabopsCorrelationKey")
+    assert env.only_ticket()["DynamicField"]["LabopsCorrelationKey"] == KEY
 
 
-def test_existing_unchanged_is_not_changed():
-    module = FakeModule(**CREATE)
-    client, ledger = make_client(found=ticket()), RecordingLedger()
-    result = otobo_ticket.run(module, client, ledger)
-    assert result["changed"] is False and result["found"] is True and result["created"] is False
-    assert result["payload"] is None and result["audit"] == [] and ledger.preflights == 0
-    client.update_ticket.assert_not_called()
-    client.create_ticket.assert_not_called()
-    assert result["diff"]["before"] == result["diff"]["after"]
+def test_existing_unchanged_is_not_changed(env):
+    first = create(env)
+    again = create(env)
+    assert (again["changed"], again["found"], again["created"], again["audit"]) == (False, True, False, [])
+    assert again["ticket_id"] == first["ticket_id"] and len(env.tickets()) == 1
 
 
-def test_update_only_fields_the_user_set():
-    module = FakeModule(correlation_key=KEY, priority="5 very high")
-    client, ledger = make_client(found=ticket(), after=ticket(priority="5 very high")), RecordingLedger()
-    result = otobo_ticket.run(module, client, ledger)
-    assert result["changed"] is True
-    client.update_ticket.assert_called_once_with(42, {"priority": "5 very high"}, None, {})
-    assert result["payload"] == {"Ticket": {"Priority": "5 very high"}}
-    assert [r["action"] for r in ledger.records] == ["update"]
-    assert ledger.records[0]["fields"] == {"priority": {"before": "3 normal", "after": "5 very high"}}
-    assert result["diff"]["before"]["priority"] == "3 normal" and result["diff"]["after"]["priority"] == "5 very high"
+def test_create_missing_options_named(env):
+    with pytest.raises(ValidationError, match="queue, priority"):
+        env.run(FakeModule(correlation_key=KEY, title="t", customer_user="monitoring", article=dict(subject="s", body="b")))
 
 
-def test_update_check_mode_predicts():
-    module = FakeModule(check_mode=True, correlation_key=KEY, priority="5 very high", dynamic_fields={"IMSSeverity": "S1"})
-    client, ledger = make_client(found=ticket()), RecordingLedger()
-    result = otobo_ticket.run(module, client, ledger)
-    assert result["changed"] and result["ticket"]["priority"] == "5 very high"
-    assert result["ticket"]["dynamic_fields"]["IMSSeverity"] == "S1"
-    assert result["payload"] == {"Ticket": {"Priority": "5 very high"}, "DynamicField": [{"Name": "IMSSeverity", "Value": "S1"}]}
-    client.update_ticket.assert_not_called()
-    assert ledger.records == []
-
-
-def test_article_deduped_and_added():
-    client, ledger = make_client(found=ticket()), RecordingLedger()
-    same = FakeModule(correlation_key=KEY, article=dict(subject="Disk full nas1", body="usage 97%"))
-    assert otobo_ticket.run(same, client, ledger)["changed"] is False
-    new = FakeModule(correlation_key=KEY, article=dict(subject="Update", body="migration started"))
-    client.update_ticket.return_value = {"ticket_id": 42, "ticket_number": "2025061110000421", "article_id": 98}
-    result = otobo_ticket.run(new, client, ledger)
-    assert result["changed"] is True
-    assert [r["action"] for r in ledger.records] == ["notify"]
-    assert ledger.records[0]["meta"]["article_id"] == 98
-
-
-def test_article_without_dedupe_always_added():
-    module = FakeModule(correlation_key=KEY, article=dict(subject="Disk full nas1", body="usage 97%", dedupe=False))
-    client = make_client(found=ticket())
-    client.update_ticket.return_value = {"ticket_id": 42, "ticket_number": "x", "article_id": 98}
-    assert otobo_ticket.run(module, client, RecordingLedger())["changed"] is True
-
-
-def test_close_with_article_audits_notify_then_close():
-    module = FakeModule(state="closed", correlation_key=KEY, article=dict(subject="RESOLVED", body="ok"))
-    closed = ticket(state="closed successful", state_type="closed")
-    client, ledger = make_client(found=ticket(), after=closed), RecordingLedger()
-    client.get_ticket.return_value = closed
-    client.update_ticket.return_value = {"ticket_id": 42, "ticket_number": "2025061110000421", "article_id": 99}
-    result = otobo_ticket.run(module, client, ledger)
-    assert result["changed"] and result["ticket"]["state_type"] == "closed"
-    args = client.update_ticket.call_args[0]
-    assert args[1] == {"state": "closed successful"} and args[2]["subject"] == "RESOLVED"
-    assert [r["action"] for r in ledger.records] == ["notify", "close"]
-    assert ledger.records[1]["fields"] == {"state": {"before": "new", "after": "closed successful"}}
-
-
-def test_close_already_closed_is_unchanged():
-    module = FakeModule(state="closed", correlation_key=KEY)
-    client = make_client(found=ticket(state="closed unsuccessful", state_type="closed"))
-    result = otobo_ticket.run(module, client, RecordingLedger())
-    assert result["changed"] is False
-    client.update_ticket.assert_not_called()
-
-
-def test_close_missing_ticket_warns():
-    module = FakeModule(state="closed", correlation_key=KEY)
-    result = otobo_ticket.run(module, make_client(), RecordingLedger())
-    assert result["changed"] is False and result["found"] is False and result["ticket"] is None
-    assert "nothing to close" in module.warnings[0]
-
-
-def test_close_rejects_open_state():
-    module = FakeModule(state="closed", correlation_key=KEY, ticket_state="open")
-    with pytest.raises(ValidationError, match="not a closed state"):
-        otobo_ticket.run(module, make_client(), RecordingLedger())
-
-
-def test_closed_needs_identity():
-    with pytest.raises(ValidationError, match="needs one of"):
-        otobo_ticket.run(FakeModule(state="closed"), make_client(), RecordingLedger())
-
-
-def test_create_missing_options_named():
-    module = FakeModule(correlation_key=KEY, title="x")
-    with pytest.raises(ValidationError, match="queue, priority, customer_user, article"):
-        otobo_ticket.run(module, make_client(), RecordingLedger())
-
-
-def test_bad_correlation_key():
+def test_bad_correlation_key(env):
     with pytest.raises(ValidationError):
-        otobo_ticket.run(FakeModule(**with_params(correlation_key="NOT HEX")), make_client(), RecordingLedger())
+        env.run(FakeModule(**with_params(correlation_key="NOT-HEX")))
 
 
-def test_ticket_id_not_found_fails():
-    client = make_client()
-    client.get_ticket.return_value = None
-    with pytest.raises(NotFoundError, match="ticket 7 does not exist"):
-        otobo_ticket.run(FakeModule(ticket_id=7, priority="3 normal"), client, RecordingLedger())
+# -- update ----------------------------------------------------------------------------------
 
 
-def test_ledger_preflight_failure_halts_before_write():
-    client, ledger = make_client(), RecordingLedger(fail_preflight=True)
+def test_update_only_fields_the_user_set(env):
+    create(env)
+    result = env.run(FakeModule(correlation_key=KEY, priority="4 high"))
+    assert result["changed"] and env.only_ticket()["Priority"] == "4 high"
+    assert result["payload"] == {"Ticket": {"Priority": "4 high"}}
+    [update] = env.audit("update")
+    assert update["fields"] == {"priority": {"before": "3 normal", "after": "4 high"}}
+
+
+def test_update_check_mode_predicts(env):
+    create(env)
+    result = env.run(FakeModule(check_mode=True, correlation_key=KEY, priority="4 high"))
+    assert result["changed"] and result["ticket"]["priority"] == "4 high"
+    assert env.only_ticket()["Priority"] == "3 normal" and env.audit("update") == []
+
+
+def test_article_deduped_and_added(env):
+    create(env)
+    same = env.run(FakeModule(correlation_key=KEY, article=dict(subject="Disk full nas1", body="usage 97%")))
+    assert same["changed"] is False
+    other = env.run(FakeModule(correlation_key=KEY, article=dict(subject="Still full", body="usage 99%")))
+    assert other["changed"] and [a["Subject"] for a in env.only_ticket()["Article"]] == ["Disk full nas1", "Still full"]
+    [notify] = env.audit("notify")
+    assert notify["meta"]["subject"] == "Still full" and notify["meta"]["article_id"]
+
+
+def test_article_without_dedupe_always_added(env):
+    create(env)
+    for _count in range(2):
+        env.run(FakeModule(correlation_key=KEY, article=dict(subject="Disk full nas1", body="usage 97%", dedupe=False)))
+    assert len(env.only_ticket()["Article"]) == 3
+
+
+def test_marker_added_to_existing_ticket_found_by_id(env):
+    created = env.client.create_ticket({"title": "Disk full nas1", "queue": "Storage", "priority": "3 normal", "customer_user": "monitoring",
+                                        "state": "new"},
+                                       {"subject": "s", "body": "b", "content_type": "text/plain; charset=utf8",
+                                        "communication_channel": "Internal", "sender_type": "system"})
+    result = env.run(FakeModule(ticket_id=created["ticket_id"], correlation_key=KEY))
+    assert result["changed"] and result["payload"] == {"Ticket": {"Title": TITLE}}
+    assert env.only_ticket()["TicketID"] == created["ticket_id"]
+    assert env.audit("create") == []  # found by id, not by its key: no creation back-fill
+
+
+def test_state_names_compared_case_insensitively(env):
+    create(env)
+    assert env.run(FakeModule(correlation_key=KEY, ticket_state="NEW"))["changed"] is False
+
+
+# -- close -----------------------------------------------------------------------------------
+
+
+def test_close_with_article_audits_notify_then_close(env):
+    create(env)
+    result = env.run(FakeModule(state="closed", correlation_key=KEY, article=dict(subject="RESOLVED", body="usage 40%")))
+    assert result["changed"] and env.only_ticket()["State"] == "closed successful"
+    assert [r["action"] for r in env.audit()] == ["create", "notify", "close"]
+    assert env.audit("close")[0]["fields"] == {"state": {"before": "new", "after": "closed successful"}}
+
+
+def test_close_already_closed_is_unchanged(env):
+    create(env)
+    env.run(FakeModule(state="closed", correlation_key=KEY))
+    again = env.run(FakeModule(state="closed", correlation_key=KEY))
+    assert (again["changed"], again["audit"]) == (False, [])
+
+
+def test_close_missing_ticket_warns(env):
+    module = FakeModule(state="closed", correlation_key=KEY)
+    result = env.run(module)
+    assert result["changed"] is False and result["found"] is False and "nothing to close" in module.warnings[0]
+
+
+def test_close_rejects_open_state(env):
+    with pytest.raises(ValidationError, match="not a closed state"):
+        env.run(FakeModule(state="closed", correlation_key=KEY, ticket_state="open"))
+
+
+def test_closed_needs_identity(env):
+    with pytest.raises(ValidationError, match="needs one of"):
+        env.run(FakeModule(state="closed"))
+
+
+def test_ticket_id_not_found_fails(env):
+    with pytest.raises(NotFoundError):
+        env.run(FakeModule(ticket_id=99999, title="t"))
+
+
+# -- audit failures --------------------------------------------------------------------------
+
+
+def test_ledger_preflight_failure_halts_before_write(env, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
     with pytest.raises(AuditWriteError):
-        otobo_ticket.run(FakeModule(**CREATE), client, ledger)
-    client.create_ticket.assert_not_called()
+        env.run(FakeModule(**CREATE), ledger_from_params({"ledger_path": str(blocker / "audit.sqlite3")}))
+    assert env.tickets() == []
 
 
-def test_ledger_append_failure_after_write_says_unaudited():
-    client, ledger = make_client(), RecordingLedger(fail_append=True)
-    client.create_ticket.return_value = {"ticket_id": 42, "ticket_number": "2025061110000421", "article_id": 97}
-    client.get_ticket.return_value = ticket()
-    with pytest.raises(AuditWriteError, match="2025061110000421.*applied on OTOBO but is UNAUDITED"):
-        otobo_ticket.run(FakeModule(**CREATE), client, ledger)
-    client.create_ticket.assert_called_once()
+def test_ledger_append_failure_after_write_says_unaudited(env):
+    with pytest.raises(AuditWriteError, match=r"otobo ticket \d+ \(id \d+\): the create was applied on OTOBO but is UNAUDITED"):
+        env.run(FakeModule(**CREATE), FailingLedger(env.ledger))
+    assert len(env.tickets()) == 1 and env.audit() == []
 
 
-def test_ambiguous_create_found_by_key_is_not_resent():
-    client, ledger = make_client(), RecordingLedger()
-    client.create_ticket.side_effect = AmbiguousWriteError("otobo TicketCreate (POST /Ticket): HTTP 503: busy")
-    client.find_by_correlation_key.side_effect = [None, ticket()]
-    client.get_ticket.return_value = ticket()
+def test_missing_create_record_is_back_filled_by_the_next_run(env):
+    """The run that created the ticket failed before its audit: the next run writes the create record, once."""
+    with pytest.raises(AuditWriteError):
+        env.run(FakeModule(**CREATE), FailingLedger(env.ledger))
+    number = env.only_ticket()["TicketNumber"]
+    checked = env.run(FakeModule(check_mode=True, **CREATE))
+    assert checked["changed"] is True and env.audit() == []
+    retry = env.run(FakeModule(**CREATE))
+    assert (retry["changed"], retry["found"], retry["created"]) == (True, True, False)
+    [record] = retry["audit"]
+    assert (record["action"], record["ref_id"], record["meta"]["backfilled"]) == ("create", number, True)
+    assert record["meta"]["record_key"] == creation_record_key("otobo", "incident", number)
+    third = env.run(FakeModule(**CREATE))
+    assert (third["changed"], third["audit"]) == (False, [])
+    assert len(env.tickets()) == 1 and len(env.audit("create")) == 1
+
+
+def test_create_record_of_the_legacy_key_is_not_back_filled_again(env):
+    """A ledger written before the governed write (record_key otobo:create:<ticket id>) already audits the creation."""
+    with pytest.raises(AuditWriteError):
+        env.run(FakeModule(**CREATE), FailingLedger(env.ledger))
+    ticket = env.only_ticket()
+    env.ledger.append("create", "incident", ticket["TicketNumber"], "eda", platform="otobo", record_key="otobo:create:%s" % ticket["TicketID"])
+    assert env.run(FakeModule(**CREATE))["changed"] is False and len(env.audit("create")) == 1
+
+
+# -- lost replies (the simulator drops the reply) ----------------------------------------------
+
+
+def test_lost_create_reply_after_apply_is_not_resent(env):
+    env.sim.inject(kind="drop", operations=["TicketCreate"], after_apply=True, count=1)
     module = FakeModule(**CREATE)
-    result = otobo_ticket.run(module, client, ledger)
-    assert client.create_ticket.call_count == 1
-    assert result["created"] is True and result["ticket_id"] == 42
-    assert [r["action"] for r in ledger.records] == ["create"]
+    result = env.run(module)
+    ticket = env.only_ticket()
+    assert (result["changed"], result["created"], result["ticket_id"]) == (True, True, ticket["TicketID"])
+    assert [(r["action"], r["ref_id"]) for r in env.audit()] == [("create", ticket["TicketNumber"])]
     assert "exists; using it" in module.warnings[0]
+    again = env.run(FakeModule(**CREATE))
+    assert (again["changed"], again["audit"]) == (False, []) and len(env.tickets()) == 1 and len(env.audit("create")) == 1
 
 
-def test_ambiguous_create_not_found_resends_once():
-    client = make_client()
-    client.create_ticket.side_effect = [AmbiguousWriteError("lost"), {"ticket_id": 42, "ticket_number": "n", "article_id": 1}]
-    client.get_ticket.return_value = ticket()
+def test_lost_create_before_apply_is_resent_once(env):
+    env.sim.inject(kind="drop", operations=["TicketCreate"], count=1)
     module = FakeModule(**CREATE)
-    otobo_ticket.run(module, client, RecordingLedger())
-    assert client.create_ticket.call_count == 2
+    result = env.run(module)
+    assert result["created"] and len(env.tickets()) == 1 and len(env.audit("create")) == 1
     assert "sent the create once more" in module.warnings[0]
 
 
-def test_ambiguous_create_twice_fails():
-    client = make_client()
-    client.create_ticket.side_effect = AmbiguousWriteError("lost")
+def test_lost_create_twice_fails(env):
+    env.sim.inject(kind="drop", operations=["TicketCreate"], count=2)
     with pytest.raises(AmbiguousWriteError):
-        otobo_ticket.run(FakeModule(**CREATE), client, RecordingLedger())
-    assert client.create_ticket.call_count == 2
+        env.run(FakeModule(**CREATE))
+    assert env.tickets() == [] and env.audit() == []
 
 
-def test_ambiguous_create_without_key_is_not_resent():
-    client = make_client()
-    client.create_ticket.side_effect = AmbiguousWriteError("lost")
-    params = with_params(correlation_key=None)
-    with pytest.raises(AmbiguousWriteError, match="does not re-send"):
-        otobo_ticket.run(FakeModule(**params), client, RecordingLedger())
-    assert client.create_ticket.call_count == 1
+def test_lost_create_without_key_is_not_resent(env):
+    env.sim.inject(kind="drop", operations=["TicketCreate"], after_apply=True, count=1)
+    with pytest.raises(AmbiguousWriteError, match="without a correlation key .* not re-sent"):
+        env.run(FakeModule(**with_params(correlation_key=None)))
+    assert len([t for t in env.sim.state()["tickets"] if t["Title"] == "Disk full nas1"]) == 1
 
 
-def test_ambiguous_update_already_applied_is_not_resent():
+def test_lost_update_reply_after_apply_is_not_resent(env):
+    create(env)
+    env.sim.inject(kind="drop", operations=["TicketUpdate"], after_apply=True, count=1)
     module = FakeModule(correlation_key=KEY, article=dict(subject="Update", body="b"))
-    applied = ticket(articles=ticket()["articles"] + [dict(article_id=98, subject="Update", body="b")])
-    client = make_client(found=ticket(), after=applied)
-    client.update_ticket.side_effect = AmbiguousWriteError("lost")
-    result = otobo_ticket.run(module, client, RecordingLedger())
-    assert client.update_ticket.call_count == 1 and result["changed"] is True
-    assert "change is in place" in module.warnings[0]
+    result = env.run(module)
+    assert result["changed"] is True and "change is in place" in module.warnings[0]
+    assert [a["Subject"] for a in env.only_ticket()["Article"]] == ["Disk full nas1", "Update"]
 
 
-def test_ambiguous_update_not_applied_resends_remaining():
+def test_lost_update_before_apply_resends_what_is_missing(env):
+    create(env)
+    env.sim.inject(kind="drop", operations=["TicketUpdate"], count=1)
     module = FakeModule(correlation_key=KEY, priority="4 high", article=dict(subject="Update", body="b"))
-    client = make_client(found=ticket())
-    client.update_ticket.side_effect = [AmbiguousWriteError("lost"), {"ticket_id": 42, "ticket_number": "n", "article_id": 98}]
-    otobo_ticket.run(module, client, RecordingLedger())
-    assert client.update_ticket.call_count == 2
-    second = client.update_ticket.call_args_list[1][0]
-    assert second[1] == {"priority": "4 high"} and second[2]["subject"] == "Update"
+    env.run(module)
+    ticket = env.only_ticket()
+    assert ticket["Priority"] == "4 high" and [a["Subject"] for a in ticket["Article"]] == ["Disk full nas1", "Update"]
+    assert "re-sent what was not applied" in module.warnings[0]
 
 
-def test_marker_added_to_existing_ticket_found_by_id():
-    module = FakeModule(ticket_id=42, correlation_key=KEY)
-    client = make_client()
-    client.get_ticket.return_value = ticket(title="Disk full nas1")
-    result = otobo_ticket.run(module, client, RecordingLedger())
-    assert result["changed"] and client.update_ticket.call_args[0][1] == {"title": TITLE}
-
-
-def test_state_names_compared_case_insensitively():
-    module = FakeModule(correlation_key=KEY, ticket_state="NEW")
-    assert otobo_ticket.run(module, make_client(found=ticket()), RecordingLedger())["changed"] is False
+# -- pure helpers and main() -----------------------------------------------------------------
 
 
 def test_predict_does_not_mutate_current():
-    current = ticket()
+    current = dict(ticket_id=42, ticket_number="2025061110000421", title=TITLE, state="new", state_type="new", priority="3 normal",
+                   dynamic_fields={}, articles=[dict(article_id=97, subject="Disk full nas1", body="usage 97%")])
     snapshot = copy.deepcopy(current)
     otobo_ticket.predict(current, {"priority": {"before": "3 normal", "after": "1 very low"}}, {}, {"subject": "s", "body": "b"})
     assert current == snapshot

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Platform selection of the governed modules (plugins/module_utils/_platforms.py is the registry).
+    DOCUMENTATION = r"""
+options:
+  platform:
+    description:
+      - The ticket platform the SOP runs on; its adapter is configured by O(platform_options).
+      - Only V(otobo) is available today; ServiceNow and Jira join by one more registry entry.
+    type: str
+    default: otobo
+    choices: [otobo]
+  platform_options:
+    description:
+      - The chosen platform's connection and mapping options, validated against the platform's option list
+        (an unknown key fails the task and names the allowed ones). Secret values (for example C(password)) are
+        masked in every result.
+      - The C(labops.itsm.ims_sop) action plugin fills in the task's C(module_defaults) of
+        C(group/labops.itsm.<platform>) for options not given here; keys given here win.
+      - "V(otobo): C(url) (env C(OTOBO_URL)), C(username) (env C(OTOBO_USERNAME)), C(password) (env C(OTOBO_PASSWORD),
+        secret), C(webservice), C(path_prefix), C(use_session), C(validate_certs) (env C(OTOBO_VALIDATE_CERTS)),
+        C(ca_path), C(timeout), C(search_route), C(correlation_field) (as in M(labops.itsm.otobo_ticket)), and the IMS
+        mapping: C(customer_user) (customer user of created tickets; required by the SOPs that create tickets),
+        C(state_map), C(ticket_types), C(priority_map) and C(dynamic_field_map)."
+      - "C(state_map): overrides of the IMS status to OTOBO state mapping, C({entity: {status: state}}). Defaults:
+        incident open=new, in_progress=open, escalated=open, pending_vendor=pending reminder,
+        resolved=pending auto close+, closed=closed successful; problem open=new, under_investigation=open,
+        known_error=open, resolved=closed successful, closed=closed successful; change_request pending=new,
+        approved=open, rejected=closed unsuccessful. Pending states get the IMS follow-up time as C(PendingTime)."
+      - "C(ticket_types): OTOBO ticket type per entity (defaults V(Incident), V(Problem), V(RfC); an empty string
+        leaves the type unset). C(priority_map): severity to OTOBO priority (defaults critical=C(5 very high),
+        high=C(4 high), medium=C(3 normal), low=C(2 low)). C(dynamic_field_map): IMS attribute to dynamic field name,
+        for example C({status: MyStatusField})."
+    type: dict
+    default: {}
+  queue:
+    description:
+      - Where the platform creates and searches records (platform neutral routing target). On OTOBO the queue name
+        (exact case); later the ServiceNow assignment group or the Jira project.
+      - Defaults to the adapter's default (OTOBO V(Raw)).
+    type: str
+"""

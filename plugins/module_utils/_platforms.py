@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, labops.itsm contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The platform registry: which ticket platforms ``ims_sop`` can govern and what each one is configured with.
+
+An entry names the platform, its options (an Ansible argument spec of the adapter's connection and mapping
+options, with ``no_log`` and environment fallbacks) and a factory that builds its ``TicketPlatform``.
+``ims_sop`` takes ``platform`` (a registry name), ``platform_options`` (validated here) and ``queue``.
+A new platform (ServiceNow, Jira) joins by registering one more entry.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from typing import Any, Callable, Mapping, Optional
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC, client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import platform_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._platform import TicketPlatform
+
+DEFAULT_PLATFORM = "otobo"
+
+Factory = Callable[..., TicketPlatform]
+
+
+def _ignore(message: str) -> None:
+    """Warnings sink when the caller passes none."""
+
+
+class PlatformEntry:
+    """One registered platform: ``name``, ``option_spec`` and ``factory(options, *, queue, warn)``."""
+
+    def __init__(self, name: str, option_spec: Mapping[str, Any], factory: Factory) -> None:
+        self.name = name
+        self.option_spec = dict(option_spec)
+        self.factory = factory
+
+    def __repr__(self) -> str:
+        return "PlatformEntry({0!r})".format(self.name)
+
+
+def _otobo_factory(options: Mapping[str, Any], *, queue: Optional[str], warn: Callable[[str], None]) -> TicketPlatform:
+    client = client_from_params(options, warn=warn)
+    return platform_from_params(dict(options, queue=queue), client)
+
+
+OTOBO_OPTION_SPEC = dict(
+    OTOBO_CONNECTION_ARGSPEC,
+    customer_user=dict(type="str"),
+    state_map=dict(type="dict"),
+    ticket_types=dict(type="dict"),
+    priority_map=dict(type="dict"),
+    dynamic_field_map=dict(type="dict"),
+)
+
+REGISTRY = {
+    "otobo": PlatformEntry("otobo", OTOBO_OPTION_SPEC, _otobo_factory),
+}  # type: dict[str, PlatformEntry]
+
+
+def platform_names() -> list:
+    """The registered platforms, sorted (``ims_sop``'s ``platform`` choices)."""
+    return sorted(REGISTRY)
+
+
+def entry(platform: str) -> PlatformEntry:
+    try:
+        return REGISTRY[platform]
+    except KeyError:
+        raise ValidationError("platform {0!r} is not supported; choose one of {1}".format(platform, ", ".join(platform_names())))
+
+
+def option_names(platform: str) -> frozenset:
+    """The option names ``platform_options`` accepts for ``platform``."""
+    return frozenset(entry(platform).option_spec)
+
+
+def _mapping(options: Any) -> dict:
+    if options is not None and not isinstance(options, Mapping):
+        raise ValidationError("platform_options must be a mapping, got {0}".format(type(options).__name__))
+    return dict(options or {})
+
+
+def _validate(platform: str, options: Optional[Mapping[str, Any]]) -> Any:
+    return ArgumentSpecValidator(entry(platform).option_spec).validate(_mapping(options))
+
+
+def secret_values(platform: str, options: Optional[Mapping[str, Any]]) -> set:
+    """The values of ``options`` (and of their environment fallbacks) that are secret (``no_log`` options).
+
+    Callers register them for masking (``module.no_log_values.update(...)``) before anything can echo them.
+    """
+    return set(str(value) for value in _validate(platform, options)._no_log_values if value not in (None, ""))  # pylint: disable=protected-access
+
+
+def validate_options(platform: str, options: Optional[Mapping[str, Any]]) -> dict:
+    """``options`` checked against the platform's ``option_spec``: types, required, defaults, env fallbacks applied.
+
+    Unknown keys raise ValidationError naming them and the allowed ones.
+    """
+    allowed = option_names(platform)
+    unknown = sorted(set(_mapping(options)) - allowed)
+    if unknown:
+        raise ValidationError("platform_options for {0}: unknown option(s) {1}; allowed: {2}".format(
+            platform, ", ".join(unknown), ", ".join(sorted(allowed))), platform=platform)
+    result = _validate(platform, options)
+    if result.error_messages:
+        raise ValidationError("platform_options for {0}: {1}".format(platform, "; ".join(result.error_messages)), platform=platform)
+    return result.validated_parameters
+
+
+def build_platform(platform: str, options: Optional[Mapping[str, Any]], *, queue: Optional[str] = None,
+                   warn: Optional[Callable[[str], None]] = None) -> TicketPlatform:
+    """The ``TicketPlatform`` adapter of ``platform``, configured by ``options``, routing to ``queue`` (adapter default when None)."""
+    validated = validate_options(platform, options)
+    return entry(platform).factory(validated, queue=queue, warn=warn or _ignore)

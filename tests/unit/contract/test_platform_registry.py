@@ -1,0 +1,133 @@
+"""The platform registry (``_platforms``) and ims_sop's platform surface: validation, env fallbacks, secret masking."""
+import io
+import json
+import sys
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from simulators.harness import start_in_thread
+
+from ansible_collections.labops.itsm.plugins.module_utils import _platforms as platforms
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC
+from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import DEFAULT_QUEUE, FIELD_MAP, OtoboPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._platform import TicketPlatform
+from ansible_collections.labops.itsm.plugins.modules import ims_sop
+from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import run_main_in_process
+
+SECRET = "pw-Zq81-not-in-results"
+OTOBO = {"url": "http://otobo.test", "username": "alertbot", "password": "s3cret"}
+
+
+def test_registry_names_and_options():
+    assert platforms.platform_names() == ["otobo"]
+    entry = platforms.REGISTRY["otobo"]
+    assert entry.name == "otobo"
+    assert set(OTOBO_CONNECTION_ARGSPEC) < set(entry.option_spec)
+    mapping = {"customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map"}
+    assert platforms.option_names("otobo") == frozenset(OTOBO_CONNECTION_ARGSPEC) | mapping
+    assert entry.option_spec["password"]["no_log"] is True
+    with pytest.raises(ValidationError, match="platform 'jira' is not supported; choose one of otobo"):
+        platforms.option_names("jira")
+
+
+def test_build_platform_returns_the_configured_adapter():
+    warnings = []
+    platform = platforms.build_platform("otobo", dict(OTOBO, customer_user="monitoring", ticket_types={"incident": ""}),
+                                        queue="Infrastructure", warn=warnings.append)
+    assert isinstance(platform, OtoboPlatform) and isinstance(platform, TicketPlatform)
+    assert (platform.name, platform.queue, platform.customer_user, platform.ticket_types["incident"]) == \
+        ("otobo", "Infrastructure", "monitoring", "")
+    assert platform.client.warn == warnings.append
+    assert platforms.build_platform("otobo", OTOBO).queue == DEFAULT_QUEUE
+
+
+def test_unknown_options_are_named_with_the_allowed_ones():
+    with pytest.raises(ValidationError) as info:
+        platforms.build_platform("otobo", dict(OTOBO, queue="Raw", colour="red"))
+    message = str(info.value)
+    assert "unknown option(s) colour, queue" in message and "allowed: ca_path, correlation_field, customer_user" in message
+
+
+def test_types_and_required_options_are_validated(monkeypatch):
+    for name in ("OTOBO_URL", "OTOBO_USERNAME", "OTOBO_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValidationError, match="missing required arguments: password, url"):
+        platforms.validate_options("otobo", {"username": "u"})
+    with pytest.raises(ValidationError, match="timeout"):
+        platforms.validate_options("otobo", dict(OTOBO, timeout="soon"))
+    with pytest.raises(ValidationError, match="must be a mapping"):
+        platforms.validate_options("otobo", "url=http://x")
+
+
+def test_env_fallbacks_apply_and_their_secrets_are_reported(monkeypatch):
+    monkeypatch.setenv("OTOBO_URL", "http://from-env.test")
+    monkeypatch.setenv("OTOBO_USERNAME", "envbot")
+    monkeypatch.setenv("OTOBO_PASSWORD", SECRET)
+    options = platforms.validate_options("otobo", {"customer_user": "monitoring"})
+    assert (options["url"], options["username"], options["password"], options["timeout"]) == ("http://from-env.test", "envbot", SECRET, 30)
+    assert platforms.secret_values("otobo", {"customer_user": "monitoring"}) == {SECRET}
+    assert platforms.secret_values("otobo", dict(OTOBO, password="given")) == {"given"}
+
+
+# -- ims_sop: argument surface and masking through both module runners -------------------------
+
+
+def test_ims_sop_argument_surface():
+    spec = ims_sop.argument_spec()
+    assert spec["platform"] == dict(type="str", default="otobo", choices=["otobo"])
+    assert spec["platform_options"] == dict(type="dict", default={})
+    assert spec["queue"] == dict(type="str")
+    flat = set(OTOBO_CONNECTION_ARGSPEC) | {"customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map"}
+    assert not flat & set(spec), "the flat OTOBO options left ims_sop"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    config = {"dynamic_fields": [{"name": name, "type": "Text"} for name in sorted(FIELD_MAP.values())],
+              "agents": [{"login": "alertbot", "password": SECRET, "id": 3}]}
+    server = start_in_thread("otobo", config)
+    yield server
+    server.stop()
+
+
+def identify_args(sim, tmp_path, **overrides):
+    args = dict(sop="incident_identify", platform_options={"url": sim.url, "path_prefix": "/otobo", "username": "alertbot", "password": SECRET,
+                                                           "customer_user": "monitoring", "ticket_types": {"incident": ""}},
+                queue="Raw", title="db down, agent password " + SECRET, reporter="jdoe", detection_source="user_report",
+                affected_service="postgres", description="refused", actor="sd-anna", actor_role="service_desk",
+                ledger_path=str(tmp_path / "audit.sqlite3"))
+    args.update(overrides)
+    return args
+
+
+def test_platform_secrets_are_masked_by_ansible_module(sim, tmp_path, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    with patch_module_args(identify_args(sim, tmp_path)):
+        with pytest.raises(SystemExit):
+            ims_sop.main()
+    monkeypatch.undo()
+    result = json.loads(out.getvalue())
+    assert result.get("failed") is not True, result
+    assert result["changed"] is True and result["record"]["id"]
+    assert SECRET not in out.getvalue()
+    assert result["record"]["title"] == "db down, agent password ********"
+    if "invocation" in result:  # ansible-core 2.19 echoes the arguments; 2.21 leaves them to the controller
+        assert result["invocation"]["module_args"]["platform_options"]["password"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_platform_secrets_are_masked_in_process(sim, tmp_path):
+    result = run_main_in_process("ims_sop", identify_args(sim, tmp_path), check_mode=False, diff=False)
+    assert result.get("failed") is not True, result
+    assert SECRET not in json.dumps(result)
+    assert result["record"]["title"] == "db down, agent password ********"
+
+
+def test_bad_platform_options_fail_without_echoing_secrets(sim, tmp_path):
+    args = identify_args(sim, tmp_path)
+    args["platform_options"] = dict(args["platform_options"], colour=SECRET)
+    result = run_main_in_process("ims_sop", args, check_mode=False, diff=False)
+    assert result["failed"] is True and result["error_class"] == "ValidationError"
+    assert "unknown option(s) colour" in result["msg"] and SECRET not in json.dumps(result)
