@@ -27,11 +27,11 @@ os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS_PATH)
 os.environ.setdefault("ANSIBLE_NOCOLOR", "1")
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "0")
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "0")
-# OTOBO SessionIDs are cached between module runs; tests keep theirs out of the home directory.
-if "LABOPS_OTOBO_SESSION_CACHE" not in os.environ:
-    _SESSION_CACHE = tempfile.mkdtemp(prefix="labops-test-sessions-")
-    atexit.register(shutil.rmtree, _SESSION_CACHE, True)
-    os.environ["LABOPS_OTOBO_SESSION_CACHE"] = os.path.join(_SESSION_CACHE, "otobo")
+# OTOBO SessionIDs are cached between module runs; tests keep theirs out of the home directory, and each test
+# gets its own cache (a simulator on a reused port would otherwise meet another test's stale session).
+_SESSION_CACHE = tempfile.mkdtemp(prefix="labops-test-sessions-")
+atexit.register(shutil.rmtree, _SESSION_CACHE, True)
+os.environ["LABOPS_OTOBO_SESSION_CACHE"] = os.path.join(_SESSION_CACHE, "otobo")
 # Subprocesses must use this venv's tools even when PATH does not include it.
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
@@ -44,3 +44,8 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def venv_bin() -> Path:
     return VENV_BIN
+
+
+@pytest.fixture(autouse=True)
+def _own_otobo_session_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LABOPS_OTOBO_SESSION_CACHE", str(tmp_path_factory.mktemp("otobo-sessions")))

@@ -30,7 +30,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 KEY = "3f9c2a7b1d0e4c55aa00bb11"
 # Budget per task (requests besides the one SessionCreate of the first run); one session whatever the number of runs.
-MODULE_BUDGET = {"create": 3, "noop": 2, "update": 4, "info": 2}
+MODULE_BUDGET = {"create": 4, "noop": 2, "update": 4, "info": 2}
 RESOLVE_BUDGET = 6
 
 PLAYBOOK = textwrap.dedent("""\
