@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
             print("\nresolving: PveGuestDown erp-db-02 (the guest is back)", flush=True)
             resolved = dict(alerts["guest"], endsAt=iso(datetime.now(timezone.utc)))
             stack.alertmanager.post_alerts([resolved])
-            ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"].startswith("closed")
+            # IMS resolved = OTOBO "pending auto close+": OTOBO closes it after the stability window; SOP 13 closes earlier.
+            ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"] == "pending auto close+"
                                               and (t.get("DynamicField") or {}).get("IMSStatus") == "resolved" for t in ts),
                                "waiting for the guest's incident to be resolved (SOP 11)")
         demo.show("final state", always=True)
