@@ -22,6 +22,7 @@ tests/unit/test_sop_role.py fails when a committed file differs from what this p
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import sys
 from pathlib import Path
@@ -85,10 +86,22 @@ TASK_HEAD = (
 # --------------------------------------------------------------------------- the table
 
 
-def planner_reads(sop: str) -> set[str]:
-    """Input names the SOP's planner (and the module-level helpers it calls) reads from its context."""
+@functools.lru_cache(maxsize=None)
+def _functions() -> dict:
+    """Module-level functions of _sop, by name (parsed once)."""
     tree = ast.parse(inspect.getsource(_sop))
-    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    return dict((node.name, node) for node in tree.body if isinstance(node, ast.FunctionDef))
+
+
+@functools.lru_cache(maxsize=None)
+def _option_docs() -> dict:
+    return yaml.safe_load(ims_sop.DOCUMENTATION)["options"]
+
+
+@functools.lru_cache(maxsize=None)
+def planner_reads(sop: str) -> frozenset:
+    """Input names the SOP's planner (and the module-level helpers it calls) reads from its context."""
+    functions = _functions()
     names: set[str] = set()
     pending, seen = [_sop.SOP_SPECS[sop][2].__name__], set()
     while pending:
@@ -105,7 +118,7 @@ def planner_reads(sop: str) -> set[str]:
             elif (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "ctx"
                   and func.attr in ("get", "load", "load_active")):
                 names.update(arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str))
-    return names
+    return frozenset(names)
 
 
 def sop_inputs(sop: str) -> list[tuple[str, bool]]:
@@ -119,7 +132,7 @@ def sop_inputs(sop: str) -> list[tuple[str, bool]]:
 
 def option_spec(sop: str, name: str, required: bool) -> dict:
     spec = ims_sop.input_spec()[name]
-    docs = yaml.safe_load(ims_sop.DOCUMENTATION)["options"][name]
+    docs = _option_docs()[name]
     option: dict[str, Any] = {"description": list(docs["description"]) + [
         "Passed to M(labops.itsm.ims_sop) as O(labops.itsm.ims_sop#module:{0}).".format(name)]}
     option["type"] = spec["type"]
