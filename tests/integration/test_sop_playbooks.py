@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PLAYBOOKS = REPO / "playbooks" / "sop"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-PASSWORD = "s3cret-7c1e"  # comes from the environment only; must show up nowhere
+PASSWORD = "s3cret"  # the simulated agent's; from the environment only, it must show up nowhere
 CALLBACKS = HERE / "targets" / "sop" / "callback_plugins"
 # sim_config.json: the IMS dynamic fields and the ticket types Incident, Problem and RfC, so the playbooks
 # run with ims_sop's default ticket_types (the untyped mode is covered by the unit tests)
