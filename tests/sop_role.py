@@ -17,6 +17,7 @@ tests/unit/test_sop_role.py fails when a committed file differs from what this p
 
     .venv/bin/python tests/sop_role.py          # rewrite the files
     .venv/bin/python tests/sop_role.py --check  # exit 1 and name the files that drifted
+    .venv/bin/python tests/sop_role.py --survey incident_assign  # AWX survey spec (JSON) of one SOP playbook
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,11 +52,11 @@ COMMON_OPTIONS = {
     "sop_actor": dict(
         type="str",
         description=["Who runs the SOP; recorded as C(actor) in every audit record (O(labops.itsm.ims_sop#module:actor)).",
-                     "Defaults to the C(group/labops.itsm.ledger) module defaults, else E(LABOPS_ACTOR), else V(automation)."]),
+                     "Defaults to the caller's C(module_defaults) for M(labops.itsm.ims_sop), else E(LABOPS_ACTOR), else V(automation)."]),
     "sop_actor_role": dict(
         type="str",
         description=["The role of O(sop_actor) (O(labops.itsm.ims_sop#module:actor_role)); the policy checks that it may run this SOP.",
-                     "Defaults to the C(group/labops.itsm.ledger) module defaults, else E(LABOPS_ACTOR_ROLE), else V(automation)."]),
+                     "Defaults to the caller's C(module_defaults) for M(labops.itsm.ims_sop), else E(LABOPS_ACTOR_ROLE), else V(automation)."]),
     "sop_queue": dict(
         type="str",
         description=["Routing target of the tickets the SOP creates or searches (O(labops.itsm.ims_sop#module:queue)), "
@@ -270,6 +272,31 @@ def spliced_doc(sop: str, current: str) -> str:
     return current[:start] + doc_section(sop) + current[end:]
 
 
+def survey_spec(sop: str) -> dict:
+    """An AWX/AAP job template survey for the SOP playbook, from its entry point: one question per SOP input and for
+    who runs it and the queue; the platform settings (itsm_*) stay with the inventory."""
+    questions = []
+    for name, option in entry_point(sop)["options"].items():
+        if not name.startswith(PREFIX):
+            continue
+        question = {"question_name": name, "question_description": " ".join(option["description"])[:1000], "variable": name,
+                    "required": bool(option.get("required"))}
+        if option.get("choices"):
+            question.update(type="multiplechoice", choices=list(option["choices"]))
+        elif name == "sop_actor_role":  # the roles the policy lets run this SOP
+            question.update(type="multiplechoice", choices=roles_of(sop))
+        elif option["type"] == "bool":
+            question.update(type="multiplechoice", choices=["true", "false"])
+        elif option["type"] == "int":
+            question.update(type="integer")
+        elif option["type"] in ("dict", "list"):
+            question.update(type="textarea")  # JSON or YAML text; the role's validation converts and checks it
+        else:
+            question.update(type="text")
+        questions.append(question)
+    return {"name": "IMS " + title(sop), "description": entry_point(sop)["short_description"], "spec": questions}
+
+
 def render() -> dict[Path, str]:
     """Path -> the content the generator wants there."""
     files = {REPO / "roles" / "sop" / "meta" / "argument_specs.yml": argument_specs()}
@@ -287,6 +314,9 @@ def drifted(files: Iterable[tuple[Path, str]]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--survey"]:
+        print(json.dumps(survey_spec(argv[1]), indent=2))
+        return 0
     files = render()
     stale = drifted(files.items())
     if "--check" in argv:

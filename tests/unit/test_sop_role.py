@@ -59,3 +59,19 @@ def test_generated_task_passes_exactly_the_entry_points_inputs():
         inputs = [name for name in args if name not in ("sop",) + tuple(dict(sop_role.TASK_HEAD))]
         assert inputs == [name for name, _required in sop_role.sop_inputs(sop)], sop
         assert args["sop"] == sop and task["register"] == "sop_result"
+
+
+def test_awx_survey_asks_for_every_input_of_the_sop():
+    for sop in SOPS:
+        survey = sop_role.survey_spec(sop)
+        questions = dict((q["variable"], q) for q in survey["spec"])
+        inputs = sop_role.sop_inputs(sop)
+        assert list(questions) == ["sop_" + name for name, _required in inputs] + ["sop_actor", "sop_actor_role", "sop_queue"], sop
+        for name, required in inputs:
+            assert questions["sop_" + name]["required"] is required, (sop, name)
+        for name, allowed in SOP_SPECS[sop][1].items():
+            assert questions["sop_" + name]["choices"] == list(allowed), (sop, name)
+        assert questions["sop_actor_role"]["choices"] == sop_role.roles_of(sop)
+    assert sop_role.survey_spec("incident_resolve")["spec"][2] == dict(
+        question_name="sop_fix_applied", variable="sop_fix_applied", required=True, type="multiplechoice", choices=["true", "false"],
+        question_description=sop_role.survey_spec("incident_resolve")["spec"][2]["question_description"])
