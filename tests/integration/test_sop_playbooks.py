@@ -301,6 +301,14 @@ def test_alert_playbooks_take_platform_and_options_from_the_inventory(custom_sim
         assert [r["action"] for r in ledger.query(ref_id=ticket["TicketNumber"])] == ["create", "identify", "update", "notify", "resolve"]
 
 
+def test_ansible_doc_documents_every_sop_entry_point():
+    proc = subprocess.run([str(ANSIBLE_PLAYBOOK.parent / "ansible-doc"), "-t", "role", "--json", "labops.itsm.sop"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    entry_points = json.loads(proc.stdout)["labops.itsm.sop"]["entry_points"]
+    assert sorted(entry_points) == sorted(SOPS)
+    assert entry_points["incident_assign"]["options"]["sop_team"]["required"] is True
+
+
 def test_every_sop_playbook_ran():
     assert sorted(p.stem for p in PLAYBOOKS.glob("*.yml")) == sorted(SOPS)
     assert RAN == set(SOPS)
