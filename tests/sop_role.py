@@ -254,8 +254,8 @@ def doc_section(sop: str) -> str:
     for name, required in sop_inputs(sop):
         option = option_spec(sop, name, required)
         kind = option["type"] + ("/" + option["elements"] if option.get("elements") else "")
-        lines.append("| `{0}{1}` (`{1}`) | {2} | {3} | {4} |".format(PREFIX, name, "yes" if required else "no", kind,
-                                                                  ", ".join(option.get("choices", [])) or "-"))
+        allowed = ", ".join(option.get("choices", [])) or "-"
+        lines.append("| `{0}{1}` (`{1}`) | {2} | {3} | {4} |".format(PREFIX, name, "yes" if required else "no", kind, allowed))
     lines += [
         "",
         "Plus `sop_actor` and `sop_actor_role` (who runs it; roles: {0}), `sop_queue`, and the platform from the "
