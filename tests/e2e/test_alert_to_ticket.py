@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 if not Path("/usr/bin/prometheus-alertmanager").exists() and not shutil.which("prometheus-alertmanager"):
     pytest.skip("prometheus-alertmanager is not installed (make test installs it)", allow_module_level=True)
 
-CLOSED_STATES = {"closed successful", "closed unsuccessful"}
+# IMS `resolved` on OTOBO: the ticket waits in `pending auto close+` (OTOBO closes it after the pending time);
+# `closed successful` is SOP 13's incident_close, which stays with the service desk.
+RESOLVED_STATE = "pending auto close+"
 
 
 def iso(ts: datetime) -> str:
@@ -99,18 +101,18 @@ def test_firing_repeat_resolve(stack: Stack):
     assert len(repeated[0]["Article"]) == articles_before      # no duplicate article
     assert repeated[0]["Changed"] == changed_before            # the ticket is left as it was
 
-    # Resolve: AlertManager sends the resolved alert, the ticket closes with an article.
+    # Resolve: AlertManager sends the resolved alert; SOP 1 finds the incident by its correlation key in the
+    # queue the inventory routes it to, SOP 6 acknowledges it, SOP 11 resolves it with an article.
     resolved = dict(guest_down, endsAt=iso(datetime.now(timezone.utc) - timedelta(seconds=1)))
     stack.alertmanager.post_alerts([resolved])
 
-    def closed_ticket():
+    def resolved_ticket():
         found = [t for t in stack.tickets() if key in t["Title"]]
-        return found if found and found[0]["State"] in CLOSED_STATES else None
+        return found if found and found[0]["DynamicField"].get("IMSStatus") == "resolved" else None
 
-    closed = wait_until(closed_ticket, 120, what="the ticket to close")
+    closed = wait_until(resolved_ticket, 120, what="the incident to be resolved")
     assert len(closed) == 1
-    # SOP 11 incident_resolve: IMS resolved (state_map: closed successful), resolution article.
-    assert closed[0]["DynamicField"]["IMSStatus"] == "resolved"
+    assert closed[0]["State"] == RESOLVED_STATE
     assert closed[0]["DynamicField"]["IMSResolvedBy"] == "automation"
     assert any(a["Subject"] == "Resolved" and "RESOLVED PveGuestDown" in a["Body"] for a in closed[0]["Article"])
 
@@ -135,5 +137,6 @@ def test_firing_repeat_resolve(stack: Stack):
     assert len(resolve) == 1 and resolve[0]["sop"] == "incident_resolve"
     assert resolve[0]["fields"]["status"]["after"] == "resolved"
     assert "close" not in actions                               # closing stays with the service desk (SOP 13)
+    assert "identify" in actions                                # SOP 1 looked the incident up (audited read)
     assert all(r["actor"] == "automation" and r["role"] == "automation" for r in records)
     assert stack.token not in stack.ledger_path.read_bytes().decode(errors="replace")

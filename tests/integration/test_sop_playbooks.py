@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every playbooks/sop/*.yml through a real ``ansible-playbook`` against one OTOBO simulator.
+"""Every playbooks/sop/*.yml (the labops.itsm.sop role) and the alert playbooks through a real ``ansible-playbook``.
 
-The tests share one simulator and one ledger (LABOPS_LEDGER_PATH in a tmp dir) and build on
+The SOP tests share one OTOBO simulator and one ledger (LABOPS_LEDGER_PATH in a tmp dir) and build on
 each other in file order, like an incident's life: identify -> ... -> close -> review -> KB.
 Every playbook runs at least once (the last test checks that), plus halts asserting the error text.
+The inputs are the role's ``sop_<input>`` extra vars; the platform options come from
+``itsm_platform_options`` (as an inventory sets them), the password from OTOBO_PASSWORD.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,11 +15,13 @@ __metaclass__ = type
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simulators.harness import start_simulator
 
@@ -29,6 +33,8 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PLAYBOOKS = REPO / "playbooks" / "sop"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+PASSWORD = "s3cret"  # the simulated agent's; from the environment only, it must show up nowhere
 CALLBACKS = HERE / "targets" / "sop" / "callback_plugins"
 # sim_config.json: the IMS dynamic fields and the ticket types Incident, Problem and RfC, so the playbooks
 # run with ims_sop's default ticket_types (the untyped mode is covered by the unit tests)
@@ -46,31 +52,41 @@ def world(tmp_path_factory):
     sim.stop()
 
 
-def play(world, name, role="incident_manager", actor="im-bob", by_fqcn=False, expect_fail=False, **extra):
-    """Run one SOP playbook; return the ims_sop task result (or the failure result)."""
+def run_playbook(target, extra, results, env=None, inventory=None):
+    """ansible-playbook ``target`` with ``extra`` as an extra-vars file; the callback writes every task result to ``results``."""
+    vars_file = results.with_suffix(".vars.json")
+    vars_file.write_text(json.dumps(extra))
+    env = dict(os.environ, OTOBO_USERNAME="alertbot", OTOBO_PASSWORD=PASSWORD, ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
+               ANSIBLE_CALLBACKS_ENABLED="sop_results", SOP_RESULTS_FILE=str(results), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_NOCOLOR="1", **(env or {}))
+    env.pop("OTOBO_URL", None)  # the URL comes from itsm_platform_options, as an inventory sets it
+    command = [str(ANSIBLE_PLAYBOOK), target, "-e", "@" + str(vars_file)] + (["-i", str(inventory)] if inventory else [])
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert PASSWORD not in proc.stdout + proc.stderr + (results.read_text() if results.exists() else "")
+    return proc
+
+
+def play(world, name, role="incident_manager", actor="im-bob", by_fqcn=False, expect_fail=False, **inputs):
+    """Run one SOP playbook with its inputs as ``sop_<input>`` extra vars; return the ims_sop task result (or the failure)."""
     RAN.add(name)
     WORLD["runs"] = WORLD.get("runs", 0) + 1
-    extra.update(ims_customer_user="monitoring", actor=actor, actor_role=role)
-    vars_file = world["tmp"] / "vars-{0}.json".format(WORLD["runs"])
-    vars_file.write_text(json.dumps(extra))
+    extra = dict(("sop_" + key, value) for key, value in inputs.items())
+    extra.update(sop_actor=actor, sop_actor_role=role,
+                 itsm_platform_options={"otobo": {"url": world["sim"].url, "customer_user": "monitoring"}})
     results = world["tmp"] / "results-{0}.jsonl".format(WORLD["runs"])
-    env = dict(os.environ, OTOBO_URL=world["sim"].url, OTOBO_USERNAME="alertbot", OTOBO_PASSWORD="s3cret",
-               LABOPS_LEDGER_PATH=str(world["ledger"]), ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS), ANSIBLE_CALLBACKS_ENABLED="sop_results",
-               SOP_RESULTS_FILE=str(results), ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
     target = "labops.itsm.sop." + name if by_fqcn else str(PLAYBOOKS / (name + ".yml"))
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), target, "-e", "@" + str(vars_file)],
-                          env=env, capture_output=True, text=True, timeout=180, check=False)
+    proc = run_playbook(target, extra, results, env={"LABOPS_LEDGER_PATH": str(world["ledger"])})
     assert (proc.returncode != 0) == expect_fail, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return _task_result(results, expect_fail)
+    return _task_result(results, name, expect_fail)
 
 
-def _task_result(path, failed):
-    """The failed task's result, or the ims_sop task's result (the assert and report tasks are skipped)."""
+def _task_result(path, sop, failed):
+    """The failed task's result, or the result of the role's ims_sop task (named after the SOP)."""
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         if failed and entry["status"] == "failed":
             return entry["result"]
-        if not failed and entry["task"] not in ("Check the required extra vars", "Report the result"):
+        if not failed and entry["task"].startswith("Run IMS SOP") and entry["task"].endswith("({0})".format(sop)):
             return entry["result"]
     raise AssertionError("no matching task result in " + str(path))
 
@@ -163,9 +179,13 @@ def test_resolve_communicate_close_review_kb(world):
 def test_check_mode_and_invalid_enum(world):
     failed = play(world, "communication_update", role="service_desk", expect_fail=True, incident_id=world["incident"],
                   recipients="everyone", message_text="m")
-    assert "value of recipients must be one of: end_users, stakeholders, executives, IT_staff, got: everyone" in failed["msg"]
+    assert "value of sop_recipients must be one of: end_users, stakeholders, executives, IT_staff, got: everyone" in failed["msg"]
+    # the role's entry point validates the inputs before the module runs
     failed = play(world, "incident_categorize", role="L1", expect_fail=True, category="hardware")
-    assert "incident_categorize needs the extra vars incident_id, category" in failed["msg"]
+    assert "missing required arguments: sop_incident_id" in failed["msg"]
+    assert failed["validate_args_context"]["argument_spec_name"] == "incident_categorize"
+    failed = play(world, "incident_escalate", role="L1", expect_fail=True, incident_id=world["incident"], escalate_to="L9", reason="r")
+    assert "value of sop_escalate_to must be one of: L2, L3, incident_manager, change_mgmt, facilities, devops, got: L9" in failed["msg"]
 
 
 # --------------------------------------------------------------------------- intake, lookup, tools, problems
@@ -214,6 +234,79 @@ def test_problem_playbooks(world):
     result = play(world, "problem_close", problem_id=pid, stability_window_hours=0, closure_notes="stable")
     assert result["record"]["status"] == "closed"
     assert otobo_type(world, pid) == "Problem"
+
+
+# --------------------------------------------------------------------------- connection options from the inventory
+
+
+@pytest.fixture(scope="module")
+def custom_sim():
+    """An OTOBO whose web service is not GenericTicketConnectorREST under /otobo."""
+    sim = start_simulator("otobo", dict(SIM_CONFIG, webservice="LabopsIMS", path_prefix="/itsm/nph-genericinterface.pl"))
+    yield sim
+    sim.stop()
+
+
+def lab_inventory(tmp_path, sim):
+    """The repo's inventory with its OTOBO options pointed at ``sim`` (web service, path prefix, timeout, customer user)."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory", inventory)
+    group_vars = inventory / "group_vars" / "all" / "itsm.yml"
+    data = yaml.safe_load(group_vars.read_text())
+    data["itsm_platform_options"]["otobo"].update(url=sim.url, webservice="LabopsIMS", path_prefix="/itsm", timeout=20,
+                                                  validate_certs=False, customer_user="monitoring")
+    group_vars.write_text(yaml.safe_dump(data))
+    return inventory
+
+
+def test_sop_playbook_takes_every_connection_option_from_the_inventory(custom_sim, tmp_path):
+    RAN.add("incident_identify")
+    extra = dict(sop_title="Printer on fire", sop_reporter="jdoe", sop_detection_source="user_report", sop_affected_service="print",
+                 sop_description="smoke", sop_actor="sd-anna", sop_actor_role="service_desk", sop_queue="Platform")
+    results = tmp_path / "results.jsonl"
+    proc = run_playbook("labops.itsm.sop.incident_identify", extra, results, inventory=lab_inventory(tmp_path, custom_sim),
+                        env={"LABOPS_LEDGER_PATH": str(tmp_path / "audit.sqlite3")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    record = _task_result(results, "incident_identify", False)["record"]
+    ticket = next(t for t in custom_sim.state()["tickets"] if t["TicketNumber"] == record["id"])
+    assert (ticket["Queue"], ticket["CustomerUserID"], ticket["DynamicField"]["IMSStatus"]) == ("Platform", "monitoring", "open")
+
+
+def _alert_event(status, fingerprint="a1b2c3d4e5f60718", ends_at=None):
+    alert = {"status": status, "fingerprint": fingerprint, "startsAt": "2026-11-30T08:00:00Z",
+             "labels": {"alertname": "PveGuestDown", "name": "erp-db-02", "severity": "critical", "team": "platform"},
+             "annotations": {"summary": "Proxmox guest erp-db-02 is down"}}
+    if ends_at:
+        alert["endsAt"] = ends_at
+    return {"event": {"alert": alert}}
+
+
+def test_alert_playbooks_take_platform_and_options_from_the_inventory(custom_sim, tmp_path):
+    """incident_open / incident_resolve with the platform, its options and the queue from the inventory only."""
+    inventory = lab_inventory(tmp_path, custom_sim)
+    env = {"LABOPS_LEDGER_PATH": str(tmp_path / "alert-audit.sqlite3")}
+    opened = run_playbook(str(REPO / "playbooks" / "incident_open.yml"), _alert_event("firing"), tmp_path / "open.jsonl",
+                          env=env, inventory=inventory)
+    assert opened.returncode == 0, opened.stdout[-3000:] + opened.stderr[-2000:]
+    tickets = [t for t in custom_sim.state()["tickets"] if "PveGuestDown erp-db-02" in t["Title"]]
+    assert len(tickets) == 1 and tickets[0]["Queue"] == "Platform" and tickets[0]["CustomerUserID"] == "monitoring"
+    assert tickets[0]["DynamicField"]["IMSStatus"] == "open"
+    resolved = run_playbook(str(REPO / "playbooks" / "incident_resolve.yml"), _alert_event("resolved", ends_at="2026-11-30T08:05:00Z"),
+                            tmp_path / "resolve.jsonl", env=env, inventory=inventory)
+    assert resolved.returncode == 0, resolved.stdout[-3000:] + resolved.stderr[-2000:]
+    ticket = next(t for t in custom_sim.state()["tickets"] if t["TicketNumber"] == tickets[0]["TicketNumber"])
+    assert ticket["DynamicField"]["IMSStatus"] == "resolved", resolved.stdout[-3000:]
+    assert ticket["State"] == "pending auto close+"  # contract item 5: IMS resolved on OTOBO
+    with ledger_from_params({"ledger_path": env["LABOPS_LEDGER_PATH"]}) as ledger:
+        assert [r["action"] for r in ledger.query(ref_id=ticket["TicketNumber"])] == ["create", "identify", "update", "notify", "resolve"]
+
+
+def test_ansible_doc_documents_every_sop_entry_point():
+    proc = subprocess.run([str(ANSIBLE_PLAYBOOK.parent / "ansible-doc"), "-t", "role", "--json", "labops.itsm.sop"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    entry_points = json.loads(proc.stdout)["labops.itsm.sop"]["entry_points"]
+    assert sorted(entry_points) == sorted(SOPS)
+    assert entry_points["incident_assign"]["options"]["sop_team"]["required"] is True
 
 
 def test_every_sop_playbook_ran():
