@@ -100,7 +100,8 @@ SOP_CATALOG = {
     "change_request": (10, "Change Coordination: request a change", ("create",), "change_request"),
     "change_approve": (10, "Change Coordination: approve or reject a change", ("update",), "change_request"),
     "change_coordinate": (10, "Change Coordination", ("update",), "incident"),
-    "incident_resolve": (11, "Resolution & Recovery", ("resolve",), "incident"),
+    # "update": the acknowledgement an alert-path resolve of a still-open incident records (acknowledge input)
+    "incident_resolve": (11, "Resolution & Recovery", ("resolve", "update"), "incident"),
     "communication_update": (12, "Communication Updates", ("notify",), "incident"),
     "incident_close": (13, "Incident Closure", ("close",), "incident"),
     "incident_review": (14, "Post-Incident Review (PIR)", ("review",), "incident"),

@@ -117,7 +117,14 @@ class Context:
         return prio.format_time(self.now + datetime.timedelta(hours=hours))
 
     def load(self, entity: str, name: str) -> dict:
-        """Read the ticket named by input ``name`` and check its entity type."""
+        """Read the ticket named by input ``name`` and check its entity type.
+
+        An incident SOP may name its incident by ``correlation_key`` instead of ``incident_id`` (the alert path
+        knows the alert episode, not the ticket): the platform's correlation lookup then finds it in one read.
+        """
+        if name == "incident_id" and self.get(name) is None and self.get("correlation_key") is not None:
+            key = correlation_key_input(self.sop, self.get("correlation_key"))
+            return dict(policy.check_exists(self.sop, entity, "with correlation key " + key, self.platform.find_by_correlation_key(key)))
         ref = str(policy.require(self.sop, name, self.get(name)))
         return dict(policy.check_exists(self.sop, entity, ref, self.platform.get(entity, ref)))
 
@@ -161,6 +168,13 @@ def text_list(value: Any) -> list:
     return [str(item) for item in value]
 
 
+def correlation_key_input(sop: str, value: Any) -> str:
+    """A ``correlation_key`` input: 8 to 64 lowercase hex characters (the one pattern of ``_platform``)."""
+    if not CORRELATION_KEY_RE.match(str(value)):
+        raise policy.violation(sop, "invalid_value", "correlation_key must be 8 to 64 lowercase hex characters", value)
+    return str(value)
+
+
 def correlation_key_of(value: Any) -> str:
     """An event id that already is a safe key is used as is, anything else is hashed."""
     text = str(value).strip()
@@ -191,7 +205,12 @@ def plan_entity_lookup(ctx: Context) -> Plan:
     for name, allowed in enum.items():
         policy.check_choice(ctx.sop, "filters." + name, filters.get(name), allowed)
     limit = int(ctx.get("limit") or DEFAULT_LOOKUP_LIMIT)
-    matches = ctx.platform.search(entity, limit=limit, match=lambda record: _matches(record, filters))
+    if entity == "incident" and filters.get("correlation_key") is not None:
+        # one incident per key: the platform's correlation lookup (any queue, a couple of requests) beats a scan
+        found = ctx.platform.find_by_correlation_key(correlation_key_input(ctx.sop, filters["correlation_key"]))
+        matches = [found] if found is not None and _matches(found, filters) else []
+    else:
+        matches = ctx.platform.search(entity, limit=limit, match=lambda record: _matches(record, filters))
     plan = Plan(ctx.sop, entity)
     plan.extra = {"matches": matches, "match": ("none", "one")[len(matches)] if len(matches) < 2 else "many", "count": len(matches)}
     ref = matches[0]["id"] if len(matches) == 1 else "lookup"
@@ -213,8 +232,8 @@ def _matches(record: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
 
 def plan_incident_identify(ctx: Context) -> Plan:
     key = ctx.get("correlation_key")
-    if key is not None and not CORRELATION_KEY_RE.match(str(key)):
-        raise policy.violation(ctx.sop, "invalid_value", "correlation_key must be 8 to 64 lowercase hex characters", key)
+    if key is not None:
+        key = correlation_key_input(ctx.sop, key)
     if ctx.get("detection_source") != "user_report" and ctx.role == "end_user":
         raise policy.violation(ctx.sop, "invalid_value", "end users report incidents with detection_source user_report",
                                ctx.get("detection_source"))
@@ -442,18 +461,42 @@ def plan_change_coordinate(ctx: Context) -> Plan:
 def plan_incident_resolve(ctx: Context) -> Plan:
     policy.check_true(ctx.sop, "fix_not_applied", "fix_applied", ctx.get("fix_applied"))
     policy.check_true(ctx.sop, "service_not_restored", "service_restored", ctx.get("service_restored"))
-    record = ctx.load_active("incident", "incident_id")
-    policy.check_transition(ctx.sop, "incident", record.get("status"), "resolved")
+    record = ctx.load("incident", "incident_id")
+    acknowledgement = _acknowledgement_on_resolve(ctx, record)
+    if acknowledgement is None:
+        policy.check_prior_state(ctx.sop, "incident", record.get("status"))
+        policy.check_transition(ctx.sop, "incident", record.get("status"), "resolved")
     plan = Plan(ctx.sop, "incident", record)
     # the follow-up time is the end of the stability window: platforms may close the record by themselves then
-    plan.changes = {"status": "resolved", "resolved_at": ctx.now_text, "resolved_by": ctx.actor,
-                    FOLLOW_UP_KEY: ctx.in_hours(DEFAULT_STABILITY_HOURS)}
-    plan.note = note("Resolved", [("Resolution summary", ctx.get("resolution_summary")), ("Resolved at", ctx.now_text)])
+    plan.changes = dict(acknowledgement or {}, status="resolved", resolved_at=ctx.now_text, resolved_by=ctx.actor,
+                        **{FOLLOW_UP_KEY: ctx.in_hours(DEFAULT_STABILITY_HOURS)})
+    lines = [("Resolution summary", ctx.get("resolution_summary")), ("Resolved at", ctx.now_text)]
+    if acknowledgement is not None:
+        team = acknowledgement.get("assigned_team", record.get("assigned_team"))
+        lines.insert(0, ("Acknowledged by", "{0}, assigned to {1} (SOP 6, with the resolution)".format(ctx.actor, team)))
+        plan.audit("update", "incident", record["id"], fields=deltas(record, dict(acknowledgement, status="in_progress")),
+                   meta={"communication": "acknowledgement", "sop": "incident_assign", "recipients": "IT_staff"})
+    plan.note = note("Resolved", lines)
     sla = sla_of(dict(record, resolved_at=ctx.now_text), ctx.now)
     plan.audit("resolve", "incident", record["id"], fields=deltas(record, {"status": "resolved"}),
                meta={"resolution_summary": clip(ctx.get("resolution_summary"), 300),
                      "resolution_sla": sla["resolution"]["status"] if sla else None})
     return plan
+
+
+def _acknowledgement_on_resolve(ctx: Context, record: Mapping[str, Any]) -> dict:
+    """With ``acknowledge``, an incident nobody has taken yet (``open``) is acknowledged (SOP 6's effects, under SOP
+    6's authorisation and transition rules) and resolved in one write: the alert path resolves an alert that
+    cleared before anyone picked it up. Returns the acknowledgement's field changes, or None when none applies."""
+    if record.get("status") != "open" or not ctx.get("acknowledge"):
+        return None
+    if "incident_assign" not in policy.allowed_sops(ctx.role):
+        raise policy.violation(ctx.sop, "role_not_authorised", "acknowledging an open incident is SOP 6 incident_assign, which role {0} "
+                               "may not run".format(ctx.role), ctx.role)
+    policy.check_transition(ctx.sop, "incident", "open", "in_progress")
+    team = ctx.get("team") or record.get("assigned_team") or "service_desk"
+    policy.check_choice(ctx.sop, "team", team, policy.ASSIGNMENT_TEAMS)
+    return only_changes(record, {"assigned_team": team, "responded_at": record.get("responded_at") or ctx.now_text})
 
 
 def plan_communication_update(ctx: Context) -> Plan:
@@ -782,6 +825,8 @@ def validate_inputs(sop: str, inputs: Mapping[str, Any]) -> None:
     """Step 1: required inputs and enums of the SOP (raises PolicyViolation)."""
     required, choices, dummy = SOP_SPECS[sop]
     for name in required:
+        if name == "incident_id" and inputs.get(name) is None and inputs.get("correlation_key") is not None:
+            continue  # the incident is named by its correlation key (Context.load)
         policy.require(sop, name, inputs.get(name))
     for name, allowed in choices.items():
         policy.check_choice(sop, name, inputs.get(name), allowed)

@@ -81,6 +81,8 @@ options:
   incident_id:
     description:
       - Ticket number of the incident.
+      - The incident SOPs may name the incident by O(correlation_key) instead; it is then found with the platform's
+        correlation lookup (one search and one read), whatever queue it is in.
     type: str
   problem_id:
     description:
@@ -123,6 +125,7 @@ options:
   correlation_key:
     description:
       - Correlation key (8 to 64 lowercase hex) of V(incident_identify); an active incident with the key is not duplicated.
+      - For the SOPs that take O(incident_id), names the incident instead of O(incident_id).
     type: str
   priority:
     description:
@@ -150,7 +153,8 @@ options:
     type: str
   team:
     description:
-      - Team to assign (V(incident_assign)).
+      - Team to assign (V(incident_assign)); with O(acknowledge), the team V(incident_resolve) acknowledges an open incident
+        for (default its assigned team, else V(service_desk)).
     type: str
     choices: [service_desk, L1, L2, L3, facilities, change_mgmt, devops]
   recipients:
@@ -224,6 +228,14 @@ options:
     description:
       - What fixed the incident (V(incident_resolve)).
     type: str
+  acknowledge:
+    description:
+      - V(incident_resolve) of an incident that is still V(open) (nobody took it yet, e.g. an alert that cleared by itself)
+        first acknowledges it with SOP 6's effects and rules (the role must be allowed V(incident_assign); assigned team,
+        response time) and resolves it in the same write, with an C(update) and a C(resolve) audit record. Without it,
+        resolving an open incident halts with C(wrong_state).
+    type: bool
+    default: false
   fix_applied:
     description:
       - Confirms that the fix was applied; must be V(true) for V(incident_resolve).
@@ -554,7 +566,7 @@ def input_spec():
         urgency=_str(("high", "medium", "low")), impact=_str(("high", "medium", "low")), team=_str(policy.ASSIGNMENT_TEAMS),
         recipients=_str(policy.RECIPIENT_GROUPS), message_type=_str(policy.MESSAGE_TYPES), escalate_to=_str(policy.ESCALATION_TARGETS),
         trigger=_str(("manual", "automatic")), contact_method=_str(policy.CONTACT_METHODS), pending_hours=dict(type="int"),
-        decision=_str(("approved", "rejected")), fix_applied=dict(type="bool"), service_restored=dict(type="bool"),
+        decision=_str(("approved", "rejected")), fix_applied=dict(type="bool"), acknowledge=dict(type="bool", default=False), service_restored=dict(type="bool"),
         actions=dict(type="list", elements="str"), kb_type=_str(policy.KB_ARTICLE_TYPES), event=dict(type="dict"),
         min_severity=_str(policy.SEVERITIES), tool=_str(policy.TOOLS), scope=_str(policy.SIMULATION_SCOPES),
         outcomes=dict(type="list", elements="str"), entity_type=_str(policy.TICKET_ENTITIES), filters=dict(type="dict"),

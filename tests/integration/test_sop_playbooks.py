@@ -298,7 +298,7 @@ def test_alert_playbooks_take_platform_and_options_from_the_inventory(custom_sim
     assert ticket["DynamicField"]["IMSStatus"] == "resolved", resolved.stdout[-3000:]
     assert ticket["State"] == "pending auto close+"  # contract item 5: IMS resolved on OTOBO
     with ledger_from_params({"ledger_path": env["LABOPS_LEDGER_PATH"]}) as ledger:
-        assert [r["action"] for r in ledger.query(ref_id=ticket["TicketNumber"])] == ["create", "identify", "update", "notify", "resolve"]
+        assert [r["action"] for r in ledger.query(ref_id=ticket["TicketNumber"])] == ["create", "update", "resolve"]
 
 
 def test_ansible_doc_documents_every_sop_entry_point():

@@ -196,6 +196,45 @@ def test_incident_resolve(env):
     assert_audit(result, ["resolve"], "incident", ref, "incident_resolve", "L2", "l2")
 
 
+def test_incident_resolve_by_correlation_key_acknowledges_an_open_incident(env):
+    """The alert path: the resolved alert names the incident by its key; nobody took it yet, so SOP 11 acknowledges
+    it (SOP 6's effects and rules) and resolves it in one write."""
+    event = {"event_id": "ev-ack", "service": "pve-node2", "source": "automated_alert", "alert_type": "HostDown", "severity": "warning",
+             "correlation_key": "0123456789abcdef01234567"}
+    opened = env.run("monitoring_intake", role="automation", actor="eda", event=event)["record"]
+    env.halt("wrong_state", "incident_resolve", role="automation", actor="eda", correlation_key=event["correlation_key"],
+             resolution_summary="s", fix_applied=True, service_restored=True)
+    result = env.run("incident_resolve", role="automation", actor="eda", correlation_key=event["correlation_key"], acknowledge=True,
+                     team="L1", resolution_summary="the alert resolved at its source", fix_applied=True, service_restored=True)
+    record = result["record"]
+    assert (record["id"], record["status"], record["assigned_team"], record["resolved_by"]) == (opened["id"], "resolved", "L1", "eda")
+    assert record["responded_at"] and record["resolved_at"]
+    env.check_mapping(record)
+    assert_audit(result, ["update", "resolve"], "incident", opened["id"], "incident_resolve", "automation", "eda")
+    assert result["audit"][0]["fields"]["status"] == {"before": "open", "after": "in_progress"}
+    # a repeat of the resolved notification finds nothing left to resolve
+    env.halt("wrong_state", "incident_resolve", role="automation", actor="eda", correlation_key=event["correlation_key"], acknowledge=True,
+             resolution_summary="s", fix_applied=True, service_restored=True)
+    env.halt("not_found", "incident_resolve", role="automation", actor="eda", correlation_key="fedcba9876543210fedcba98", acknowledge=True,
+             resolution_summary="s", fix_applied=True, service_restored=True)
+    # acknowledging is SOP 6's business: a role without it (devops) may resolve taken incidents, not acknowledge open ones
+    other = env.run("monitoring_intake", role="automation", actor="eda", event=dict(event, event_id="ev-ack2",
+                                                                                  correlation_key="1123456789abcdef01234567"))["record"]
+    env.halt("role_not_authorised", "incident_resolve", role="devops", actor="dev", incident_id=other["id"], acknowledge=True,
+             resolution_summary="s", fix_applied=True, service_restored=True)
+
+
+def test_entity_lookup_by_correlation_key(env):
+    event = {"event_id": "ev-look", "service": "pve-node3", "source": "automated_alert", "alert_type": "HostDown", "severity": "warning",
+             "correlation_key": "abcdefabcdefabcdefabcdef"}
+    opened = env.run("monitoring_intake", role="automation", actor="eda", event=event)["record"]
+    found = env.run("entity_lookup", role="automation", actor="eda", entity_type="incident", filters={"correlation_key": event["correlation_key"]})
+    assert (found["match"], [m["id"] for m in found["matches"]]) == ("one", [opened["id"]])
+    none = env.run("entity_lookup", role="automation", actor="eda", entity_type="incident",
+                   filters={"correlation_key": event["correlation_key"], "status": "resolved"})
+    assert none["match"] == "none"
+
+
 def test_communication_update(env):
     ref = new_incident(env, "in_progress")
     result = env.run("communication_update", role="service_desk", actor="sd", incident_id=ref, recipients="executives",
