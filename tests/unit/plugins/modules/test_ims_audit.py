@@ -30,6 +30,7 @@ class FakeModule(object):
 def params_for(path, **overrides):
     params = dict(state="present", action="review", ref_type="incident", ref_id="2025061110000421", fields=None, meta=None,
                   sop="post_incident_review", platform="otobo", record_key=None, fail_on_broken=True, dest=None,
+                  anchor=None, anchor_file=None, expect_records=False,
                   ledger_backend="sqlite", ledger_path=str(path), ledger_dsn=None, actor="jdoe", actor_role="incident_manager")
     params.update(overrides)
     return params
@@ -91,7 +92,9 @@ def test_secrets_are_not_returned(path):
 
 def test_verify_intact_and_empty(path):
     empty = run(params_for(path, state="verify"))
-    assert empty == dict(changed=False, verification=dict(ok=True, count=0, first_broken=None, head_seq=0, head_hash="0" * 64), first_broken=None)
+    assert empty == dict(changed=False, verification=dict(ok=True, count=0, first_broken=None, head_seq=0, head_hash="0" * 64, exists=False,
+                                                          anchor=None), first_broken=None)
+    assert not path.parent.exists()
     run(params_for(path))
     run(params_for(path))
     result = run(params_for(path, state="verify"))
@@ -122,20 +125,25 @@ def test_verify_can_just_report(path):
     assert result["changed"] is False and result["first_broken"]["reason"] == "content_changed"
 
 
+def exported(dest, count, changed, last):
+    return dict(changed=changed, dest=str(dest), count=count, anchor=dict(seq=last["seq"], hash=last["hash"]),
+                anchor_file=str(dest) + ".anchor.json", first_broken=None)
+
+
 def test_exported_changes_only_when_content_differs(path, tmp_path):
     dest = tmp_path / "export.jsonl"
-    run(params_for(path))
+    first = run(params_for(path))["record"]
     export = params_for(path, state="exported", dest=str(dest))
-    assert run(export, check_mode=True) == dict(changed=True, dest=str(dest), count=1)
+    assert run(export, check_mode=True) == exported(dest, 1, True, first)
     assert not dest.exists()
-    assert run(export) == dict(changed=True, dest=str(dest), count=1)
-    assert run(export) == dict(changed=False, dest=str(dest), count=1)
+    assert run(export) == exported(dest, 1, True, first)
+    assert run(export) == exported(dest, 1, False, first)
     assert oct(os.stat(str(dest)).st_mode & 0o777) == "0o600"
-    run(params_for(path))
+    second = run(params_for(path))["record"]
     assert run(export, check_mode=True)["changed"] is True
     assert len(dest.read_text().splitlines()) == 1
-    assert run(export) == dict(changed=True, dest=str(dest), count=2)
-    assert sorted(os.listdir(str(tmp_path))) == ["export.jsonl", "ledger"]
+    assert run(export) == exported(dest, 2, True, second)
+    assert sorted(os.listdir(str(tmp_path))) == ["export.jsonl", "export.jsonl.anchor.json", "ledger"]
 
 
 def test_exported_into_a_missing_directory(path, tmp_path):
