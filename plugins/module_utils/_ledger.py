@@ -34,7 +34,7 @@ import json
 import os
 import sqlite3
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ansible.module_utils.basic import env_fallback
 
@@ -428,13 +428,24 @@ class ChainWalk:
         # The hash stored at the anchor's seq (seq 0 is the genesis value every chain starts from).
         self.anchored_hash = GENESIS_HASH if anchor is not None and anchor["seq"] == 0 else None
 
-    def feed(self, record: dict, record_key: Any) -> None:
-        self.count += 1
-        if self.broken is None:
-            self.broken = check_link(record, record_key, self.expected_seq, self.prev_hash, self.search_limit)
-        if self.anchor is not None and record["seq"] == self.anchor["seq"]:
-            self.anchored_hash = record["hash"]
-        self.expected_seq, self.prev_hash = record["seq"] + 1, record["hash"]
+    def consume(self, rows: Iterable, write: Optional[Callable[[str], Any]] = None) -> None:
+        """Check ``(record, record_key)`` rows in seq order; ``write`` receives each record's export line.
+
+        One loop over locals: this is the hot path of verify (100,000 records in a few seconds).
+        """
+        count, expected_seq, prev_hash, broken, anchored_hash = self.count, self.expected_seq, self.prev_hash, self.broken, self.anchored_hash
+        anchor_seq = self.anchor["seq"] if self.anchor is not None else None
+        for record, record_key in rows:
+            if write is not None:
+                write(canonical_json(record) + "\n")
+            count += 1
+            if broken is None:
+                broken = check_link(record, record_key, expected_seq, prev_hash, self.search_limit)
+            seq = record["seq"]
+            if seq == anchor_seq:
+                anchored_hash = record["hash"]
+            expected_seq, prev_hash = seq + 1, record["hash"]
+        self.count, self.expected_seq, self.prev_hash, self.broken, self.anchored_hash = count, expected_seq, prev_hash, broken, anchored_hash
 
     def result(self, expect_records: bool = False) -> dict:
         """``{ok, count, first_broken, head_seq, head_hash, exists, anchor}``; chain breaks are reported before anchor ones."""
@@ -948,8 +959,7 @@ class Ledger:
                 return absent_result(anchor, expect_records, incomplete=state == "incomplete")
             with self.backend.read_txn():
                 walk = self._start_walk(anchor, state)
-                for record, record_key in self.backend.iter_rows():
-                    walk.feed(record, record_key)
+                walk.consume(self.backend.iter_rows())
                 return walk.result(expect_records)
 
     def _start_walk(self, anchor: Optional[dict], state: str) -> ChainWalk:
@@ -993,9 +1003,7 @@ class Ledger:
                 return dict(count=0, seq=0, hash=GENESIS_HASH, verification=absent_result(anchor, False, incomplete=state == "incomplete"))
             with self.backend.read_txn():
                 walk = self._start_walk(anchor, state)
-                for record, record_key in self.backend.iter_rows():
-                    handle.write(canonical_json(record) + "\n")
-                    walk.feed(record, record_key)
+                walk.consume(self.backend.iter_rows(), handle.write)
                 verification = walk.result()
         return dict(count=walk.count, seq=walk.expected_seq - 1, hash=walk.prev_hash, verification=verification)
 
