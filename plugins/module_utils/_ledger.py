@@ -331,6 +331,9 @@ def check_link(record: dict, record_key: Any, expected_seq: int, prev_hash: str,
             return _broken(seq, "reordered", "records reordered: the record stored at seq %d was written as seq %d" % (seq, original),
                            original_seq=original)
         return _broken(seq, "content_changed", "record content changed: the hash of seq %d does not match its content" % seq)
+    if record["prev_hash"] != prev_hash and seq == 1:
+        return _broken(seq, "broken_link", "broken link: prev_hash of seq 1 is not the genesis value (64 zeros): the first "
+                       "record(s) were deleted and the rest renumbered and re-hashed")
     if record["prev_hash"] != prev_hash:
         return _broken(seq, "broken_link", "broken link: prev_hash of seq %d does not match the hash of seq %d "
                        "(the preceding record was replaced or re-hashed, or records were deleted and renumbered)" % (seq, seq - 1))

@@ -724,6 +724,18 @@ def test_first_record_deleted_and_the_rest_renumbered(target):
     assert (broken["seq"], broken["reason"], broken["original_seq"]) == (1, "reordered", 2)
 
 
+def test_first_record_deleted_and_the_next_one_rehashed_as_seq_1(target):
+    """The genesis check: seq 1 must link to 64 zeros, whatever else was made consistent."""
+    with target.ledger() as ledger:
+        records = fill(ledger, 3)
+    forged = dict(records[1], seq=1)
+    forged["hash"] = independent_hash(forged)
+    target.sql("DELETE FROM audit_records WHERE seq = 1")
+    target.sql("UPDATE audit_records SET seq = 1, hash = ? WHERE seq = 2", (forged["hash"],))
+    broken = verify(target)["first_broken"]
+    assert (broken["seq"], broken["reason"]) == (1, "broken_link") and "not the genesis value" in broken["message"]
+
+
 @pytest.mark.parametrize("statements", [
     ["DELETE FROM audit_records", "DELETE FROM audit_meta WHERE key = 'head'"],
     ["DELETE FROM audit_records", "DELETE FROM audit_meta"],
