@@ -584,12 +584,33 @@ class _Backend:
         if self._conn is None:
             self._conn = self._connect(create=True)
         with self._schema_txn():
+            self._refuse_wiped_metadata()
             for statement in self.schema + _INDEXES:
                 self.execute(statement)
             self.execute(_META_SEED, ("schema_version", str(SCHEMA_VERSION)))
             self.execute(_META_SEED, ("head", canonical_json({"seq": 0, "hash": GENESIS_HASH})))
             self._check_version()
         self._ready = True
+
+    def _refuse_wiped_metadata(self) -> None:
+        """Halt writes to a ledger whose tables exist without their metadata rows.
+
+        The schema and its rows are created in one transaction, so existing tables without
+        schema_version/head mean deleted rows: seeding a fresh head would restart the chain
+        at seq 1 on top of a wiped ledger and hide the wipe from verify.
+        """
+        tables = self._table_count()
+        if not tables:
+            return
+        if tables < 2:
+            missing = "a table"
+        else:
+            keys = set(row[0] for row in self.execute("SELECT key FROM audit_meta WHERE key IN ('schema_version', 'head')").fetchall())
+            missing = ", ".join(sorted({"schema_version", "head"} - keys))
+        if missing:
+            raise AuditWriteError("audit ledger %s exists without its metadata (%s missing): it was wiped or tampered with; "
+                                  "run ims_audit state=verify, then restore it from an export or start a new ledger deliberately"
+                                  % (self.describe(), missing), backend=self.name)
 
     def open_for_read(self) -> bool:
         """Connect without creating anything; False when there is no (complete) ledger yet."""

@@ -751,6 +751,27 @@ def test_wiped_metadata_fails_without_an_anchor(target, statements):
     assert "missing or unreadable" in result["first_broken"]["message"]
 
 
+@pytest.mark.parametrize("statements, missing", [
+    (["DELETE FROM audit_records", "DELETE FROM audit_meta WHERE key = 'head'"], "head missing"),
+    (["DELETE FROM audit_records", "DELETE FROM audit_meta"], "head, schema_version missing"),
+    (["DELETE FROM audit_records WHERE seq >= 2", "DELETE FROM audit_meta WHERE key = 'head'"], "head missing"),
+    (["DROP TABLE audit_meta"], "a table missing"),
+], ids=["wiped", "wiped-with-metadata", "tail-and-head", "dropped-meta"])
+def test_writes_halt_instead_of_restarting_a_wiped_chain(target, statements, missing):
+    """Without the refusal the next append would seed a fresh head and start a new chain at seq 1 that verifies."""
+    with target.ledger() as ledger:
+        fill(ledger, 3)
+    for statement in statements:
+        target.sql(statement)
+    with target.ledger() as ledger:
+        with pytest.raises(AuditWriteError, match="exists without its metadata \\(%s\\).*the governed action halts" % missing):
+            ledger.preflight()
+    with target.ledger() as ledger:
+        with pytest.raises(AuditWriteError, match="without its metadata"):
+            ledger.append("read", "incident", "after-the-wipe")
+    assert verify(target)["ok"] is False
+
+
 def test_unreadable_head_halts_an_append_with_an_audit_error(target):
     with target.ledger() as ledger:
         fill(ledger, 1)
