@@ -463,7 +463,7 @@ def export_paths(params):
 def ensure_exported(ledger, params, check_mode):
     """Write the JSON Lines export and its anchor where they differ: a result dict.
 
-    The previous anchor (O(anchor), else the existing anchor file) must be in the exported chain,
+    The previous anchor (the anchor option, else the existing anchor file) must be in the exported chain,
     and an anchor is only written for a chain that verified in the very snapshot that was exported.
     """
     dest, anchor_path = export_paths(params)
