@@ -12,7 +12,10 @@ Every governed action appends one record::
 ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
 encoded as UTF-8.  ``prev_hash`` is the previous record's hash (genesis: 64 zeros) and
 ``seq`` is hashed too, so a changed, deleted or reordered record breaks the chain and
-``Ledger.verify()`` names the first broken link.
+``Ledger.verify()`` names the first broken link.  A chain rewritten or cut at its end
+together with the head metadata still links up; an *anchor* (``{seq, hash}`` of a record
+kept outside the ledger, written next to every export) catches that, and
+``expect_records`` makes a missing or emptied ledger fail instead of verifying as empty.
 
 Backends: SQLite (default; WAL, ``BEGIN IMMEDIATE`` serialises writers across processes)
 and PostgreSQL (psycopg 3; a transaction-level advisory lock serialises writers).
@@ -31,7 +34,7 @@ import json
 import os
 import sqlite3
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ansible.module_utils.basic import env_fallback
 
@@ -91,6 +94,9 @@ MAX_META_STRING = 512
 MAX_RECORD_BYTES = 8192
 MAX_REF_LENGTH = 256
 MAX_RECORD_KEY_LENGTH = 200
+# Written into every anchor file, so a reader can tell an anchor from other JSON.
+ANCHOR_FORMAT = "labops.itsm/ledger-anchor/1"
+ANCHOR_SUFFIX = ".anchor.json"
 # The largest search window used to find where a reordered record was originally written.
 MAX_REORDER_SEARCH = 1000000
 
@@ -146,7 +152,8 @@ def canonical_json(value: Any) -> str:
 
 def record_hash(record: dict) -> str:
     """sha256 over the canonical JSON of ``record`` without its ``hash`` key."""
-    body = dict((key, value) for key, value in record.items() if key != "hash")
+    body = dict(record)  # a copy and one pop: verify calls this for every record
+    body.pop("hash", None)
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
@@ -280,7 +287,7 @@ def _row_to_record(row: Any) -> tuple:
         except (TypeError, ValueError):
             pass  # tampered text: kept as is, verify() reports the hash mismatch
     record_key = values.pop("record_key")
-    return dict((key, values[key]) for key in RECORD_KEYS), record_key
+    return {key: values[key] for key in RECORD_KEYS}, record_key
 
 
 def _record_row(record: dict) -> tuple:
@@ -325,6 +332,9 @@ def check_link(record: dict, record_key: Any, expected_seq: int, prev_hash: str,
             return _broken(seq, "reordered", "records reordered: the record stored at seq %d was written as seq %d" % (seq, original),
                            original_seq=original)
         return _broken(seq, "content_changed", "record content changed: the hash of seq %d does not match its content" % seq)
+    if record["prev_hash"] != prev_hash and seq == 1:
+        return _broken(seq, "broken_link", "broken link: prev_hash of seq 1 is not the genesis value (64 zeros): the first "
+                       "record(s) were deleted and the rest renumbered and re-hashed")
     if record["prev_hash"] != prev_hash:
         return _broken(seq, "broken_link", "broken link: prev_hash of seq %d does not match the hash of seq %d "
                        "(the preceding record was replaced or re-hashed, or records were deleted and renumbered)" % (seq, seq - 1))
@@ -346,6 +356,155 @@ def check_head(last_seq: int, last_hash: str, head: tuple) -> Optional[dict]:
     if head_hash != last_hash:
         return _broken(last_seq, "head_mismatch", "the last record (seq %d) was replaced: its hash differs from the chain head" % last_seq)
     return None
+
+
+# --------------------------------------------------------------------------- anchors
+
+
+def normalise_anchor(anchor: Any, source: str = "anchor") -> Optional[dict]:
+    """``{seq, hash}`` from a mapping (None stays None); ValidationError naming ``source`` otherwise."""
+    if anchor is None:
+        return None
+    if not isinstance(anchor, dict) or "seq" not in anchor or "hash" not in anchor:
+        raise ValidationError("%s must be a mapping with seq and hash, got %r" % (source, anchor))
+    seq, digest = anchor["seq"], anchor["hash"]
+    if isinstance(seq, str) and seq.isdigit():
+        seq = int(seq)
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValidationError("%s seq must be a non-negative integer, got %r" % (source, seq))
+    if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise ValidationError("%s hash must be 64 lowercase hexadecimal characters, got %r" % (source, digest))
+    if seq == 0 and digest != GENESIS_HASH:
+        raise ValidationError("%s seq 0 (an empty ledger) must have the genesis hash (64 zeros)" % source)
+    return {"seq": seq, "hash": digest}
+
+
+def _last_line(path: str, block: int = 8192) -> bytes:
+    """The last non-empty line of a file, read from its end (exports can be large)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        tail = b""
+        while end > 0:
+            start = max(0, end - block)
+            handle.seek(start)
+            tail = handle.read(end - start) + tail
+            end = start
+            stripped = tail.rstrip()
+            if b"\n" in stripped or (start == 0 and stripped):
+                return stripped.rsplit(b"\n", 1)[-1].strip()
+        return b""
+
+
+def read_anchor_file(path: str) -> dict:
+    """The anchor in ``path``: an anchor file written by an export, or a JSON Lines export (its last record)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    source = "anchor file %s" % path
+    try:
+        line = _last_line(path)
+    except OSError as exc:
+        raise ValidationError("%s cannot be read: %s" % (source, exc.strerror or exc), anchor_file=path)
+    if not line:
+        raise ValidationError("%s is empty: it holds no anchor" % source, anchor_file=path)
+    try:
+        document = json.loads(line.decode("utf-8"))
+    except ValueError:
+        raise ValidationError("%s is not an anchor file or a JSON Lines export (its last line is not JSON)" % source, anchor_file=path)
+    return normalise_anchor(document, source)
+
+
+def anchor_document(seq: int, digest: str, count: int, ledger: str, export: str, export_sha256: str) -> str:
+    """The anchor file's text: deterministic, so an unchanged export leaves it unchanged."""
+    return canonical_json({"format": ANCHOR_FORMAT, "seq": seq, "hash": digest, "count": count, "ledger": ledger,
+                           "export": export, "export_sha256": export_sha256}) + "\n"
+
+
+class ChainWalk:
+    """Checks records fed in seq order (verify and export share it): links, chain head, anchor."""
+
+    __slots__ = ("head", "search_limit", "anchor", "count", "expected_seq", "prev_hash", "broken", "anchored_hash")
+
+    def __init__(self, head: Optional[tuple], search_limit: int, anchor: Optional[dict]) -> None:
+        self.head = head
+        self.search_limit = search_limit
+        self.anchor = anchor
+        self.count, self.expected_seq, self.prev_hash, self.broken = 0, 1, GENESIS_HASH, None
+        # The hash stored at the anchor's seq (seq 0 is the genesis value every chain starts from).
+        self.anchored_hash = GENESIS_HASH if anchor is not None and anchor["seq"] == 0 else None
+
+    def consume(self, rows: Iterable, write: Optional[Callable[[str], Any]] = None) -> None:
+        """Check ``(record, record_key)`` rows in seq order; ``write`` receives each record's export line.
+
+        One loop over locals: this is the hot path of verify (100,000 records in a few seconds).
+        """
+        count, expected_seq, prev_hash, broken, anchored_hash = self.count, self.expected_seq, self.prev_hash, self.broken, self.anchored_hash
+        anchor_seq = self.anchor["seq"] if self.anchor is not None else None
+        for record, record_key in rows:
+            if write is not None:
+                write(canonical_json(record) + "\n")
+            count += 1
+            if broken is None:
+                broken = check_link(record, record_key, expected_seq, prev_hash, self.search_limit)
+            seq = record["seq"]
+            if seq == anchor_seq:
+                anchored_hash = record["hash"]
+            expected_seq, prev_hash = seq + 1, record["hash"]
+        self.count, self.expected_seq, self.prev_hash, self.broken, self.anchored_hash = count, expected_seq, prev_hash, broken, anchored_hash
+
+    def result(self, expect_records: bool = False) -> dict:
+        """``{ok, count, first_broken, head_seq, head_hash, exists, anchor}``; chain breaks are reported before anchor ones."""
+        last_seq = self.expected_seq - 1
+        broken = self.broken
+        if broken is None:
+            broken = check_metadata(last_seq, self.head) or check_head(last_seq, self.prev_hash, self.head)
+        anchor = self._anchor_result()
+        if broken is None and self.count == 0 and (expect_records or not anchor.get("ok", True)):
+            broken = _broken(1, "empty", "the ledger holds no records%s: it was wiped or its records deleted" % _anchor_hint(self.anchor))
+        if broken is None and not anchor.get("ok", True):
+            broken = check_anchor(self.anchor, self.anchored_hash, last_seq)
+        head_seq, head_hash = self.head if self.head is not None else (None, None)
+        return dict(ok=broken is None, count=self.count, first_broken=broken, head_seq=head_seq, head_hash=head_hash,
+                    exists=True, anchor=anchor or None)
+
+    def _anchor_result(self) -> dict:
+        if self.anchor is None:
+            return {}
+        return dict(self.anchor, ok=self.anchored_hash == self.anchor["hash"])
+
+
+def _anchor_hint(anchor: Optional[dict]) -> str:
+    return "" if anchor is None or anchor["seq"] == 0 else " (the anchor says seq %d exists)" % anchor["seq"]
+
+
+def check_metadata(last_seq: int, head: Optional[tuple]) -> Optional[dict]:
+    """A ledger always has its head row once it exists; a missing one means the metadata was wiped."""
+    if head is not None:
+        return None
+    return _broken(last_seq + 1, "metadata_missing", "the ledger metadata in audit_meta (schema version, chain head) is missing or "
+                   "unreadable: it was deleted or overwritten (a wiped ledger, or records deleted together with the head row)")
+
+
+def check_anchor(anchor: dict, anchored_hash: Optional[str], last_seq: int) -> Optional[dict]:
+    """Compare the record stored at the anchor's seq with the anchor."""
+    seq = anchor["seq"]
+    if anchored_hash == anchor["hash"]:
+        return None
+    if seq > last_seq:
+        return _broken(last_seq + 1, "anchor_missing", "record(s) deleted at the end of the chain: the anchor is seq %d but the ledger "
+                       "ends at seq %d" % (seq, last_seq), anchor_seq=seq)
+    return _broken(seq, "anchor_mismatch", "the record at seq %d is not the anchored one: its hash differs from the anchor "
+                   "(records up to seq %d were rewritten or replaced)" % (seq, seq), anchor_seq=seq)
+
+
+def absent_result(anchor: Optional[dict], expect_records: bool, incomplete: bool = False) -> dict:
+    """Verification of a ledger that does not exist (fine unless records are expected) or lost a table (never fine)."""
+    anchor_result = None if anchor is None else dict(anchor, ok=anchor["seq"] == 0)
+    broken = None
+    if incomplete:
+        broken = _broken(1, "missing", "the ledger is incomplete: table audit_records or audit_meta was dropped")
+    elif expect_records or (anchor_result is not None and not anchor_result["ok"]):
+        broken = _broken(1, "missing", "the ledger does not exist%s: it was deleted or the wrong ledger is configured" % _anchor_hint(anchor))
+    return dict(ok=broken is None, count=0, first_broken=broken, head_seq=0, head_hash=GENESIS_HASH, exists=incomplete, anchor=anchor_result)
 
 
 # --------------------------------------------------------------------------- backends
@@ -426,6 +585,7 @@ class _Backend:
         if self._conn is None:
             self._conn = self._connect(create=True)
         with self._schema_txn():
+            self._refuse_wiped_metadata()
             for statement in self.schema + _INDEXES:
                 self.execute(statement)
             self.execute(_META_SEED, ("schema_version", str(SCHEMA_VERSION)))
@@ -433,19 +593,51 @@ class _Backend:
             self._check_version()
         self._ready = True
 
+    def _refuse_wiped_metadata(self) -> None:
+        """Halt writes to a ledger whose tables exist without their metadata rows.
+
+        The schema and its rows are created in one transaction, so existing tables without
+        schema_version/head mean deleted rows: seeding a fresh head would restart the chain
+        at seq 1 on top of a wiped ledger and hide the wipe from verify.
+        """
+        tables = self._table_count()
+        if not tables:
+            return
+        if tables < 2:
+            missing = "a table"
+        else:
+            keys = set(row[0] for row in self.execute("SELECT key FROM audit_meta WHERE key IN ('schema_version', 'head')").fetchall())
+            missing = ", ".join(sorted({"schema_version", "head"} - keys))
+        if missing:
+            raise AuditWriteError("audit ledger %s exists without its metadata (%s missing): it was wiped or tampered with; "
+                                  "run ims_audit state=verify, then restore it from an export or start a new ledger deliberately"
+                                  % (self.describe(), missing), backend=self.name)
+
     def open_for_read(self) -> bool:
-        """Connect without creating anything; False when there is no ledger yet."""
+        """Connect without creating anything; False when there is no (complete) ledger yet."""
+        return self.open_state() == "ready"
+
+    def open_state(self) -> str:
+        """Connect without creating anything and say what is there.
+
+        ``absent`` (no file, or no tables: nothing was ever written), ``incomplete`` (one of the two
+        tables is gone), ``no_metadata`` (both tables, but no schema_version row) or ``ready``. The
+        schema is created in one transaction, so only tampering leaves the middle two.
+        """
         if self._conn is None:
             if not self.store_exists():
-                return False
+                return "absent"
             self._conn = self._connect(create=False)
-        row = self.execute("SELECT count(*) FROM audit_meta WHERE key = 'schema_version'").fetchone() if self._has_tables() else None
-        if not row or not row[0]:
-            return False
+        tables = self._table_count()
+        if tables < 2:
+            return "incomplete" if tables else "absent"
+        if not self.execute("SELECT count(*) FROM audit_meta WHERE key = 'schema_version'").fetchone()[0]:
+            return "no_metadata"
         self._check_version()
-        return True
+        return "ready"
 
-    def _has_tables(self) -> bool:
+    def _table_count(self) -> int:
+        """How many of audit_meta and audit_records exist."""
         raise NotImplementedError
 
     def _check_version(self) -> None:
@@ -460,9 +652,24 @@ class _Backend:
         self.execute("UPDATE audit_meta SET value = value WHERE key = 'schema_version'")
 
     def read_head(self) -> tuple:
+        """``(seq, hash)`` of the chain head; AuditWriteError when the head row is missing or unreadable."""
+        head = self.read_head_row()
+        if head is None:
+            raise AuditWriteError("the chain head in audit_meta of %s is missing or unreadable; run ims_audit state=verify"
+                                  % self.describe(), backend=self.name)
+        return head
+
+    def read_head_row(self) -> Optional[tuple]:
+        """``(seq, hash)`` of the chain head, or None when the row is missing or not a valid head."""
         row = self.execute("SELECT value FROM audit_meta WHERE key = 'head'").fetchone()
-        head = json.loads(row[0]) if row else {"seq": 0, "hash": GENESIS_HASH}
-        return int(head["seq"]), str(head["hash"])
+        try:
+            head = json.loads(row[0])
+            seq, digest = head["seq"], head["hash"]
+        except (TypeError, ValueError, KeyError):
+            return None
+        if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(digest, str):
+            return None
+        return seq, digest
 
     def write_head(self, seq: int, digest: str) -> None:
         self.execute("UPDATE audit_meta SET value = ? WHERE key = 'head'", (canonical_json({"seq": seq, "hash": digest}),))
@@ -569,9 +776,8 @@ class SqliteBackend(_Backend):
                     raise
                 time.sleep(0.05)
 
-    def _has_tables(self) -> bool:
-        row = self.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_meta', 'audit_records')").fetchone()
-        return row[0] == 2
+    def _table_count(self) -> int:
+        return int(self.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_meta', 'audit_records')").fetchone()[0])
 
     @contextlib.contextmanager
     def write_txn(self) -> Iterator[None]:
@@ -631,9 +837,9 @@ class PostgresBackend(_Backend):
     def _connect(self, create: bool) -> Any:
         return _psycopg().connect(self.dsn, connect_timeout=self.connect_timeout, autocommit=True)
 
-    def _has_tables(self) -> bool:
-        row = self.execute("SELECT to_regclass('audit_meta') IS NOT NULL AND to_regclass('audit_records') IS NOT NULL").fetchone()
-        return bool(row[0])
+    def _table_count(self) -> int:
+        row = self.execute("SELECT (to_regclass('audit_meta') IS NOT NULL)::int + (to_regclass('audit_records') IS NOT NULL)::int").fetchone()
+        return int(row[0])
 
     @contextlib.contextmanager
     def write_txn(self) -> Iterator[None]:
@@ -764,57 +970,67 @@ class Ledger:
                 return []
             return self.backend.select(where, params, limit)
 
-    def verify(self) -> dict:
-        """Walk the whole chain: ``{ok, count, first_broken, head_seq, head_hash}``."""
-        with self.backend.guard("verify", write=False):
-            if not self.backend.open_for_read():
-                return dict(ok=True, count=0, first_broken=None, head_seq=0, head_hash=GENESIS_HASH)
-            with self.backend.read_txn():
-                return self._walk_chain()
+    def verify(self, anchor: Any = None, expect_records: bool = False) -> dict:
+        """Walk the whole chain: ``{ok, count, first_broken, head_seq, head_hash, exists, anchor}``.
 
-    def _walk_chain(self) -> dict:
-        head = self.backend.read_head()
-        search_limit = max(head[0], self.backend.count())
-        count, expected_seq, prev_hash, broken = 0, 1, GENESIS_HASH, None
-        for record, record_key in self.backend.iter_rows():
-            count += 1
-            if broken is None:
-                broken = check_link(record, record_key, expected_seq, prev_hash, search_limit)
-            expected_seq, prev_hash = record["seq"] + 1, record["hash"]
-        if broken is None:
-            broken = check_head(expected_seq - 1, prev_hash, head)
-        return dict(ok=broken is None, count=count, first_broken=broken, head_seq=head[0], head_hash=head[1])
+        ``anchor`` (``{seq, hash}``, e.g. from ``read_anchor_file``) must still be in the chain: this
+        catches a tail cut or rewritten together with the head row. ``expect_records`` (implied by an
+        anchor past seq 0) fails a missing or empty ledger. Never creates anything.
+        """
+        anchor = normalise_anchor(anchor)
+        with self.backend.guard("verify", write=False):
+            state = self.backend.open_state()
+            if state in ("absent", "incomplete"):
+                return absent_result(anchor, expect_records, incomplete=state == "incomplete")
+            with self.backend.read_txn():
+                walk = self._start_walk(anchor, state)
+                walk.consume(self.backend.iter_rows())
+                return walk.result(expect_records)
+
+    def _start_walk(self, anchor: Optional[dict], state: str) -> ChainWalk:
+        head = self.backend.read_head_row() if state == "ready" else None
+        return ChainWalk(head, max(head[0] if head else 0, self.backend.count()), anchor)
 
     def export_jsonl(self, path_or_file: Any) -> int:
         """Write every record as one canonical JSON line (seq order); return the count.
 
         A path is written atomically (temporary file, mode 0600, then rename).
         """
+        return self.export_snapshot(path_or_file)["count"]
+
+    def export_snapshot(self, path_or_file: Any, anchor: Any = None) -> dict:
+        """Export like ``export_jsonl`` and verify what was exported in the same snapshot.
+
+        Returns ``{count, seq, hash, verification}``: ``seq``/``hash`` are those of the last exported
+        record (the anchor of this export, valid only when ``verification["ok"]``); ``anchor`` is
+        checked as in ``verify`` (typically the previous export's anchor).
+        """
+        anchor = normalise_anchor(anchor)
         if hasattr(path_or_file, "write"):
-            return self._export_to(path_or_file)
+            return self._export_to(path_or_file, anchor)
         path = os.path.abspath(os.path.expanduser(path_or_file))
         tmp = "%s.tmp-%d" % (path, os.getpid())
         try:
             with open(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w", encoding="utf-8") as handle:
-                count = self._export_to(handle)
+                snapshot = self._export_to(handle, anchor)
             os.replace(tmp, path)
         except OSError as exc:
             raise LabopsError("audit ledger export to %s failed: %s" % (path, exc), dest=path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return count
+        return snapshot
 
-    def _export_to(self, handle: Any) -> int:
-        count = 0
+    def _export_to(self, handle: Any, anchor: Optional[dict]) -> dict:
         with self.backend.guard("export", write=False):
-            if not self.backend.open_for_read():
-                return 0
+            state = self.backend.open_state()
+            if state in ("absent", "incomplete"):
+                return dict(count=0, seq=0, hash=GENESIS_HASH, verification=absent_result(anchor, False, incomplete=state == "incomplete"))
             with self.backend.read_txn():
-                for record, dummy in self.backend.iter_rows():
-                    handle.write(canonical_json(record) + "\n")
-                    count += 1
-        return count
+                walk = self._start_walk(anchor, state)
+                walk.consume(self.backend.iter_rows(), handle.write)
+                verification = walk.result()
+        return dict(count=walk.count, seq=walk.expected_seq - 1, hash=walk.prev_hash, verification=verification)
 
     def close(self) -> None:
         self.backend.close()

@@ -34,7 +34,7 @@ attributes:
     details:
       - O(state=present) returns the record it would write (its RV(record.seq) and RV(record.prev_hash) are those of the
         current chain head) and writes nothing; a ledger that does not exist yet is not created.
-      - O(state=exported) reports whether O(dest) would change without writing it.
+      - O(state=exported) reports whether O(dest) or the anchor file would change without writing either.
   diff_mode:
     support: partial
     details:
@@ -51,8 +51,12 @@ options:
   state:
     description:
       - V(present) appends one record (a new one on every run unless O(record_key) is set).
-      - V(verify) walks the whole chain and fails when a link is broken, unless O(fail_on_broken=false). It never writes.
-      - V(exported) writes every record as one canonical JSON line to O(dest) (mode C(0600)).
+      - V(verify) walks the whole chain and fails when a link is broken, unless O(fail_on_broken=false). With O(anchor) or
+        O(anchor_file) the anchored record must still be in the chain; with O(expect_records=true) a missing or empty ledger
+        fails. It never writes and never creates a ledger.
+      - V(exported) writes every record as one canonical JSON line to O(dest) (mode C(0600)) and, when the exported chain
+        verifies, the anchor of the export (seq and hash of its last record) to O(anchor_file). An existing anchor file is
+        checked first, so an export never replaces the anchor of a ledger that lost its anchored records.
     type: str
     choices: [present, verify, exported]
     default: present
@@ -95,12 +99,49 @@ options:
   fail_on_broken:
     description:
       - With O(state=verify), fail the task when the chain is broken. With V(false) the result is only reported.
+      - With O(state=exported), fail without writing anything when the exported chain is broken or does not contain the
+        anchor. With V(false) the export is still written (for forensics), the anchor file is not.
     type: bool
     default: true
   dest:
     description:
       - File to write with O(state=exported). Written atomically; C(changed) only when its content differs.
     type: path
+  anchor:
+    description:
+      - "A record the chain must still contain, C({seq: N, hash: H}), typically RV(anchor) of an earlier export."
+      - With O(state=verify) the task fails when the ledger has no record O(anchor.seq) (records were deleted at the end,
+        even if the chain head metadata was rewritten to match), when that record's hash differs, or when the ledger is
+        missing or empty although O(anchor.seq) is above 0.
+      - With O(state=exported) the exported chain must contain it before a new anchor is written.
+      - Mutually exclusive with O(anchor_file).
+    type: dict
+    suboptions:
+      seq:
+        description: Sequence number of the anchored record (V(0) anchors an empty ledger).
+        type: int
+        required: true
+      hash:
+        description: The anchored record's hash (64 hexadecimal characters).
+        type: str
+        required: true
+  anchor_file:
+    description:
+      - With O(state=verify), read the anchor from this file and verify as with O(anchor). The file is an anchor file
+        written by O(state=exported), or a JSON Lines export itself (its last record is the anchor). A missing or
+        unreadable file fails the task.
+      - With O(state=exported), where the anchor of the export is written (mode C(0600)); default O(dest) followed by
+        C(.anchor.json). When the file exists, the exported chain must contain the anchor it holds before it is replaced;
+        delete it on purpose to start a new chain (for example a new ledger per retention period).
+      - Keep a copy where whoever can write the ledger cannot rewrite it (another host, write-once storage).
+      - Mutually exclusive with O(anchor).
+    type: path
+  expect_records:
+    description:
+      - With O(state=verify), fail when the ledger does not exist or holds no records. Without it (and without an
+        anchor), a missing ledger verifies as empty, which a ledger that was deleted or wiped would too.
+    type: bool
+    default: false
 notes:
   - Concurrent runs (parallel playbooks, EDA jobs) may append to one ledger; writers are serialised by the database
     (SQLite C(BEGIN IMMEDIATE), PostgreSQL advisory lock), so no record is lost and the chain stays linear.
@@ -137,12 +178,29 @@ EXAMPLES = r"""
     state: verify
   delegate_to: localhost
 
-- name: Export the ledger kept in PostgreSQL for archiving
+- name: Export the ledger kept in PostgreSQL for archiving (also writes /var/backups/labops/ims_audit.jsonl.anchor.json)
   labops.itsm.ims_audit:
     state: exported
     dest: /var/backups/labops/ims_audit.jsonl
     ledger_backend: postgresql
     ledger_dsn: "{{ vault_ledger_dsn }}"
+  delegate_to: localhost
+
+- name: Verify against the anchor of the last export (fails when records were deleted or rewritten since)
+  labops.itsm.ims_audit:
+    state: verify
+    anchor_file: /var/backups/labops/ims_audit.jsonl.anchor.json
+    ledger_backend: postgresql
+    ledger_dsn: "{{ vault_ledger_dsn }}"
+  delegate_to: localhost
+
+- name: Verify against an anchor kept elsewhere, and fail on a missing or empty ledger
+  labops.itsm.ims_audit:
+    state: verify
+    expect_records: true
+    anchor:
+      seq: 1200
+      hash: 3168d9668ac5a117137d11e0769708b4622eb265305303d3a6190761883bd4c4
   delegate_to: localhost
 """
 
@@ -223,20 +281,31 @@ verification:
       type: dict
       sample: null
     head_seq:
-      description: Sequence number of the chain head kept in the ledger metadata.
+      description: Sequence number of the chain head kept in the ledger metadata (null when that metadata is missing).
       type: int
       sample: 1200
     head_hash:
-      description: Hash of the chain head kept in the ledger metadata.
+      description: Hash of the chain head kept in the ledger metadata (null when that metadata is missing).
       type: str
       sample: "3168d9668ac5a117137d11e0769708b4622eb265305303d3a6190761883bd4c4"
+    exists:
+      description: Whether the ledger exists (a SQLite file or PostgreSQL tables that were written to).
+      type: bool
+      sample: true
+    anchor:
+      description:
+        - The anchor verified against (null without O(anchor) or O(anchor_file)), and whether the chain contains it.
+      type: dict
+      sample: {"seq": 1200, "hash": "3168d9668ac5a117137d11e0769708b4622eb265305303d3a6190761883bd4c4", "ok": true}
 first_broken:
   description:
     - The first broken link (null when the chain is intact).
     - RV(first_broken.reason) is V(content_changed) (hash mismatch), V(deleted) (seq gap, or records missing at the end),
-      V(reordered) (a record stored under another seq than it was written with), V(broken_link) (prev_hash mismatch)
-      or V(head_mismatch) (the chain head metadata disagrees with the last record).
-  returned: when O(state=verify)
+      V(reordered) (a record stored under another seq than it was written with), V(broken_link) (prev_hash mismatch),
+      V(head_mismatch) (the chain head metadata disagrees with the last record), V(metadata_missing) (the chain head
+      metadata was deleted or overwritten), V(missing) (no ledger, or a table of it dropped), V(empty) (no records),
+      V(anchor_missing) (the ledger ends before the anchored seq) or V(anchor_mismatch) (the anchored record was replaced).
+  returned: when O(state=verify) or O(state=exported)
   type: dict
   sample: {"seq": 17, "reason": "content_changed", "message": "record content changed: the hash of seq 17 does not match its content"}
   contains:
@@ -262,6 +331,19 @@ count:
   returned: when O(state=exported)
   type: int
   sample: 1200
+anchor:
+  description:
+    - The anchor of the export (seq and hash of its last record; seq V(0) for an empty ledger), as written to RV(anchor_file).
+      Null when the exported chain is broken (no anchor is written then).
+    - Pass it as O(anchor) to a later O(state=verify), or keep the anchor file.
+  returned: when O(state=exported)
+  type: dict
+  sample: {"seq": 1200, "hash": "3168d9668ac5a117137d11e0769708b4622eb265305303d3a6190761883bd4c4"}
+anchor_file:
+  description: Absolute path of the anchor file.
+  returned: when O(state=exported)
+  type: str
+  sample: /var/backups/labops/ims_audit.jsonl.anchor.json
 """
 
 import hashlib
@@ -273,10 +355,13 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import (
     ACTIONS,
+    ANCHOR_SUFFIX,
     HAS_PSYCOPG,
     LEDGER_ARGSPEC,
     PSYCOPG_IMPORT_ERROR,
+    anchor_document,
     ledger_from_params,
+    read_anchor_file,
 )
 
 
@@ -293,6 +378,9 @@ def argument_spec():
         record_key=dict(type="str", no_log=False),
         fail_on_broken=dict(type="bool", default=True),
         dest=dict(type="path"),
+        anchor=dict(type="dict", options=dict(seq=dict(type="int", required=True), hash=dict(type="str", required=True, no_log=False))),
+        anchor_file=dict(type="path"),
+        expect_records=dict(type="bool", default=False),
     )
     spec.update(LEDGER_ARGSPEC)
     return spec
@@ -302,6 +390,7 @@ REQUIRED_IF = [
     ("state", "present", ("action", "ref_type", "ref_id")),
     ("state", "exported", ("dest",)),
 ]
+MUTUALLY_EXCLUSIVE = [("anchor", "anchor_file")]
 
 
 def ensure_present(ledger, params, check_mode):
@@ -317,16 +406,21 @@ def ensure_present(ledger, params, check_mode):
     return changed, record, diff
 
 
-def ensure_verified(ledger, fail_on_broken):
-    """Walk the chain; raise when broken and ``fail_on_broken``."""
-    verification = ledger.verify()
+def _raise_broken(ledger, verification, what="is broken"):
     broken = verification["first_broken"]
-    if broken is not None and fail_on_broken:
-        raise LabopsError(
-            "audit ledger %s is broken at seq %s (%s): %s" % (ledger.describe(), broken["seq"], broken["reason"], broken["message"]),
-            verification=verification,
-            first_broken=broken,
-        )
+    raise LabopsError(
+        "audit ledger %s %s at seq %s (%s): %s" % (ledger.describe(), what, broken["seq"], broken["reason"], broken["message"]),
+        verification=verification,
+        first_broken=broken,
+    )
+
+
+def ensure_verified(ledger, params):
+    """Walk the chain (against the anchor, if any); raise when broken and ``fail_on_broken``."""
+    anchor = params["anchor"] or (read_anchor_file(params["anchor_file"]) if params["anchor_file"] else None)
+    verification = ledger.verify(anchor=anchor, expect_records=params["expect_records"])
+    if verification["first_broken"] is not None and params["fail_on_broken"]:
+        _raise_broken(ledger, verification)
     return verification
 
 
@@ -348,32 +442,81 @@ def _file_digest(path):
     return digest.hexdigest()
 
 
-def ensure_exported(ledger, dest, check_mode):
-    """Write the JSON Lines export when it differs from ``dest``: ``(changed, count)``."""
-    dest = os.path.abspath(dest)
-    if not os.path.isdir(os.path.dirname(dest)):
-        raise LabopsError("export directory %s does not exist" % os.path.dirname(dest), dest=dest)
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, ValueError):
+        return None
+
+
+def export_paths(params):
+    """Absolute ``(dest, anchor_file)``; both directories must exist."""
+    dest = os.path.abspath(params["dest"])
+    anchor_path = os.path.abspath(params["anchor_file"] or dest + ANCHOR_SUFFIX)
+    for path in (dest, anchor_path):
+        if not os.path.isdir(os.path.dirname(path)):
+            raise LabopsError("export directory %s does not exist" % os.path.dirname(path), dest=path)
+    return dest, anchor_path
+
+
+def ensure_exported(ledger, params, check_mode):
+    """Write the JSON Lines export and its anchor where they differ: a result dict.
+
+    The previous anchor (the anchor option, else the existing anchor file) must be in the exported chain,
+    and an anchor is only written for a chain that verified in the very snapshot that was exported.
+    """
+    dest, anchor_path = export_paths(params)
+    previous = params["anchor"] or (read_anchor_file(anchor_path) if os.path.exists(anchor_path) else None)
     sink = _HashingWriter()
-    count = ledger.export_jsonl(sink)
-    changed = not os.path.isfile(dest) or _file_digest(dest) != sink.digest.hexdigest()
-    if changed and not check_mode:
-        count = _write_export(ledger, dest)
-    return changed, count
+    snapshot = ledger.export_snapshot(sink, anchor=previous)
+    _check_snapshot(ledger, snapshot, params["fail_on_broken"])
+    export_changed = not os.path.isfile(dest) or _file_digest(dest) != sink.digest.hexdigest()
+    digest = sink.digest.hexdigest()
+    if export_changed and not check_mode:
+        snapshot, digest = _write_export(ledger, dest, previous, params["fail_on_broken"])
+    anchor = None
+    anchor_changed = False
+    if snapshot["verification"]["ok"]:
+        anchor = dict(seq=snapshot["seq"], hash=snapshot["hash"])
+        text = anchor_document(snapshot["seq"], snapshot["hash"], snapshot["count"], ledger.describe(), dest, digest)
+        anchor_changed = _read_text(anchor_path) != text
+        if anchor_changed and not check_mode:
+            _write_atomically(anchor_path, lambda handle: handle.write(text), ".anchor.json")
+    return dict(changed=export_changed or anchor_changed, dest=dest, count=snapshot["count"], anchor=anchor, anchor_file=anchor_path,
+                first_broken=snapshot["verification"]["first_broken"])
 
 
-def _write_export(ledger, dest):
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=os.path.dirname(dest), prefix=".ims_audit-", suffix=".jsonl", delete=False)
+def _check_snapshot(ledger, snapshot, fail_on_broken):
+    if snapshot["verification"]["first_broken"] is not None and fail_on_broken:
+        _raise_broken(ledger, snapshot["verification"], "is broken (nothing was exported)")
+
+
+def _write_export(ledger, dest, previous, fail_on_broken):
+    """Write the export atomically: ``(snapshot, sha256 of the file)``; nothing is replaced for a broken chain."""
+    outcome = {}
+
+    def export(handle):
+        outcome["snapshot"] = ledger.export_snapshot(handle, anchor=previous)
+        _check_snapshot(ledger, outcome["snapshot"], fail_on_broken)
+
+    _write_atomically(dest, export, ".jsonl")
+    return outcome["snapshot"], _file_digest(dest)
+
+
+def _write_atomically(path, write, suffix):
+    """Write through ``write(handle)`` into a temporary file in the same directory, mode 0600, then rename it."""
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=os.path.dirname(path), prefix=".ims_audit-", suffix=suffix, delete=False)
     try:
         with handle:
-            count = ledger.export_jsonl(handle)
+            write(handle)
         os.chmod(handle.name, 0o600)
-        os.replace(handle.name, dest)
+        os.replace(handle.name, path)
     except OSError as exc:
-        raise LabopsError("audit ledger export to %s failed: %s" % (dest, exc), dest=dest)
+        raise LabopsError("audit ledger export to %s failed: %s" % (path, exc), dest=path)
     finally:
         if os.path.exists(handle.name):
             os.unlink(handle.name)
-    return count
 
 
 def run(module, ledger):
@@ -386,15 +529,15 @@ def run(module, ledger):
             result["diff"] = diff
         return result
     if state == "verify":
-        verification = ensure_verified(ledger, params["fail_on_broken"])
+        verification = ensure_verified(ledger, params)
         return dict(changed=False, verification=verification, first_broken=verification["first_broken"])
-    changed, count = ensure_exported(ledger, params["dest"], module.check_mode)
-    return dict(changed=changed, dest=os.path.abspath(params["dest"]), count=count)
+    return ensure_exported(ledger, params, module.check_mode)
 
 
 def main(module_class=AnsibleModule):
     """Run the module; the action plugin passes a controller-side module_class (plugin_utils/_controller_module.py)."""
-    module = module_class(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF)
+    module = module_class(argument_spec=argument_spec(), supports_check_mode=True, required_if=REQUIRED_IF,
+                          mutually_exclusive=MUTUALLY_EXCLUSIVE)
     if module.params["ledger_backend"] == "postgresql" and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
     ledger = None

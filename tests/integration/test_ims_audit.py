@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,80 @@ def test_eight_parallel_playbooks_lose_nothing(tmp_path):
     assert {record["ref_id"] for record in records} == {"W%d-%d" % (w, i) for w in range(WORKERS) for i in range(APPENDS_PER_WORKER)}
     writers_interleaved = len({record["actor"] for record in records[:total // 2]})
     assert writers_interleaved >= 2  # the runs really overlapped
+
+
+EXPORT_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Five records
+      labops.itsm.ims_audit:
+        action: review
+        ref_type: incident
+        ref_id: "R{{ item }}"
+      loop: "{{ range(5) | list }}"
+    - name: Export, writing the anchor beside the export
+      labops.itsm.ims_audit:
+        state: exported
+        dest: "{{ export_file }}"
+      register: result
+    - ansible.builtin.copy:
+        content: "{{ result | to_json }}"
+        dest: "{{ result_file }}"
+"""
+
+ANCHORED_VERIFY_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Verify against the anchor of the last export
+      labops.itsm.ims_audit:
+        state: verify
+        anchor_file: "{{ export_file }}.anchor.json"
+      register: result
+      ignore_errors: true
+    - ansible.builtin.copy:
+        content: "{{ result | to_json }}"
+        dest: "{{ result_file }}"
+    - ansible.builtin.fail:
+        msg: verification failed
+      when: result is failed
+"""
+
+
+def run_playbook(tmp_path, text, env, **extra_vars):
+    """Run ``text``; returns the process and the registered ``result`` of its ims_audit task."""
+    number = len(list(tmp_path.glob("play-*.yml")))
+    playbook, result_file = tmp_path / ("play-%d.yml" % number), tmp_path / ("result-%d.json" % number)
+    playbook.write_text(text)
+    command = [ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", "result_file=%s" % result_file]
+    for name, value in extra_vars.items():
+        command += ["-e", "%s=%s" % (name, value)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run, json.loads(result_file.read_text()) if result_file.exists() else None
+
+
+def test_anchor_of_an_export_catches_a_cut_tail(tmp_path):
+    """Records deleted at the end with the head row rewritten verify on their own; the export's anchor catches them."""
+    ledger_path = tmp_path / "ledger" / "ims_audit.sqlite3"
+    export_file = tmp_path / "ims_audit.jsonl"
+    env = playbook_env(ledger_path)
+    exported, result = run_playbook(tmp_path, EXPORT_PLAYBOOK, env, export_file=export_file)
+    assert exported.returncode == 0, exported.stdout[-4000:] + exported.stderr[-2000:]
+    assert result["anchor"]["seq"] == 5 and result["count"] == 5
+    intact, result = run_playbook(tmp_path, ANCHORED_VERIFY_PLAYBOOK, env, export_file=export_file)
+    assert intact.returncode == 0 and result["verification"]["anchor"] == dict(seq=5, hash=result["verification"]["head_hash"], ok=True)
+
+    conn = sqlite3.connect(str(ledger_path))
+    with conn:
+        conn.execute("DELETE FROM audit_records WHERE seq > 3")
+        seq, digest = conn.execute("SELECT seq, hash FROM audit_records WHERE seq = 3").fetchone()
+        conn.execute("UPDATE audit_meta SET value = ? WHERE key = 'head'", (json.dumps({"seq": seq, "hash": digest}),))
+    conn.close()
+    with ledger_from_params(dict(ledger_path=str(ledger_path))) as ledger:
+        assert ledger.verify()["ok"] is True  # without the anchor the cut is invisible
+
+    cut, result = run_playbook(tmp_path, ANCHORED_VERIFY_PLAYBOOK, env, export_file=export_file)
+    assert cut.returncode == 2, cut.stdout[-4000:]
+    assert result["failed"] and (result["first_broken"]["seq"], result["first_broken"]["reason"]) == (4, "anchor_missing")
+    assert result["verification"]["anchor"]["ok"] is False and "the anchor is seq 5 but the ledger ends at seq 3" in result["msg"]

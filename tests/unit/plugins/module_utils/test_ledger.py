@@ -265,7 +265,7 @@ def test_reads_and_check_mode_create_nothing(tmp_path):
     path = tmp_path / "absent" / "ledger.sqlite3"
     with ledger_from_params(dict(ledger_path=str(path))) as ledger:
         assert ledger.query() == []
-        assert ledger.verify() == dict(ok=True, count=0, first_broken=None, head_seq=0, head_hash=GENESIS_HASH)
+        assert ledger.verify() == dict(ok=True, count=0, first_broken=None, head_seq=0, head_hash=GENESIS_HASH, exists=False, anchor=None)
         assert ledger.find("k") is None
         written, record = ledger.preview("create", "incident", "1", record_key="k")
         assert written and record["seq"] == 1 and record["prev_hash"] == GENESIS_HASH
@@ -475,7 +475,7 @@ def test_intact_chain_verifies(target):
     with target.ledger() as ledger:
         records = fill(ledger, 6)
         result = ledger.verify()
-    assert result == dict(ok=True, count=6, first_broken=None, head_seq=6, head_hash=records[-1]["hash"])
+    assert result == dict(ok=True, count=6, first_broken=None, head_seq=6, head_hash=records[-1]["hash"], exists=True, anchor=None)
 
 
 def tampered(target, statements, count=6):
@@ -651,3 +651,277 @@ def test_sqlite_busy_timeout_becomes_audit_write_error(tmp_path):
         blocker.close()
     with Ledger(SqliteBackend(path)) as ledger:
         assert ledger.append("read", "incident", "2")["seq"] == 2
+
+
+# --------------------------------------------------------------------------- anchors, missing and wiped ledgers
+
+
+def anchor_of(record):
+    return {"seq": record["seq"], "hash": record["hash"]}
+
+
+def set_head(target, seq, digest):
+    """Rewrite the chain head row as an attacker who also knows the format would."""
+    target.sql("UPDATE audit_meta SET value = ? WHERE key = 'head'", (json.dumps({"hash": digest, "seq": seq}),))
+
+
+def verify(target, **kwargs):
+    with target.ledger() as ledger:
+        return ledger.verify(**kwargs)
+
+
+def test_intact_chain_verifies_against_every_anchor(target):
+    with target.ledger() as ledger:
+        records = fill(ledger, 5)
+    for record in (records[0], records[2], records[-1]):
+        result = verify(target, anchor=anchor_of(record), expect_records=True)
+        assert result["ok"] and result["first_broken"] is None and result["exists"] is True
+        assert result["anchor"] == dict(anchor_of(record), ok=True)
+    assert verify(target, anchor={"seq": 0, "hash": GENESIS_HASH})["ok"]
+
+
+def test_tail_deleted_with_the_head_row_rewritten_needs_the_anchor(target):
+    with target.ledger() as ledger:
+        records = fill(ledger, 6)
+    target.sql("DELETE FROM audit_records WHERE seq >= 5")
+    set_head(target, 4, records[3]["hash"])
+    assert verify(target)["ok"] is True  # the limit of a chain checked only against itself
+    result = verify(target, anchor=anchor_of(records[-1]))
+    broken = result["first_broken"]
+    assert result["ok"] is False and (broken["seq"], broken["reason"], broken["anchor_seq"]) == (5, "anchor_missing", 6)
+    assert "the anchor is seq 6 but the ledger ends at seq 4" in broken["message"]
+    assert result["anchor"] == dict(anchor_of(records[-1]), ok=False)
+    assert verify(target, anchor=anchor_of(records[3]))["ok"] is True  # an older anchor cannot see what came later
+
+
+def test_tail_deleted_together_with_the_head_row(target):
+    with target.ledger() as ledger:
+        fill(ledger, 6)
+    target.sql("DELETE FROM audit_records WHERE seq >= 5")
+    target.sql("DELETE FROM audit_meta WHERE key = 'head'")
+    result = verify(target)
+    assert result["ok"] is False and (result["first_broken"]["seq"], result["first_broken"]["reason"]) == (5, "metadata_missing")
+    assert result["head_seq"] is None and result["head_hash"] is None and result["count"] == 4
+
+
+def test_first_record_deleted_fails_without_an_anchor(target):
+    with target.ledger() as ledger:
+        fill(ledger, 3)
+    target.sql("DELETE FROM audit_records WHERE seq = 1")
+    broken = verify(target)["first_broken"]
+    assert (broken["seq"], broken["reason"], broken["found_seq"]) == (1, "deleted", 2)
+
+
+def test_first_record_deleted_and_the_rest_renumbered(target):
+    with target.ledger() as ledger:
+        fill(ledger, 3)
+    target.sql("DELETE FROM audit_records WHERE seq = 1")
+    target.sql("UPDATE audit_records SET seq = seq - 1")
+    with target.ledger() as ledger:
+        head = ledger.query()[-1]
+    set_head(target, head["seq"], head["hash"])
+    broken = verify(target)["first_broken"]
+    assert (broken["seq"], broken["reason"], broken["original_seq"]) == (1, "reordered", 2)
+
+
+def test_first_record_deleted_and_the_next_one_rehashed_as_seq_1(target):
+    """The genesis check: seq 1 must link to 64 zeros, whatever else was made consistent."""
+    with target.ledger() as ledger:
+        records = fill(ledger, 3)
+    forged = dict(records[1], seq=1)
+    forged["hash"] = independent_hash(forged)
+    target.sql("DELETE FROM audit_records WHERE seq = 1")
+    target.sql("UPDATE audit_records SET seq = 1, hash = ? WHERE seq = 2", (forged["hash"],))
+    broken = verify(target)["first_broken"]
+    assert (broken["seq"], broken["reason"]) == (1, "broken_link") and "not the genesis value" in broken["message"]
+
+
+@pytest.mark.parametrize("statements", [
+    ["DELETE FROM audit_records", "DELETE FROM audit_meta WHERE key = 'head'"],
+    ["DELETE FROM audit_records", "DELETE FROM audit_meta"],
+    ["UPDATE audit_meta SET value = 'not json' WHERE key = 'head'"],
+], ids=["records-and-head", "records-and-metadata", "head-overwritten"])
+def test_wiped_metadata_fails_without_an_anchor(target, statements):
+    with target.ledger() as ledger:
+        fill(ledger, 3)
+    for statement in statements:
+        target.sql(statement)
+    result = verify(target)
+    assert result["ok"] is False and result["first_broken"]["reason"] == "metadata_missing"
+    assert "missing or unreadable" in result["first_broken"]["message"]
+
+
+@pytest.mark.parametrize("statements, missing", [
+    (["DELETE FROM audit_records", "DELETE FROM audit_meta WHERE key = 'head'"], "head missing"),
+    (["DELETE FROM audit_records", "DELETE FROM audit_meta"], "head, schema_version missing"),
+    (["DELETE FROM audit_records WHERE seq >= 2", "DELETE FROM audit_meta WHERE key = 'head'"], "head missing"),
+    (["DROP TABLE audit_meta"], "a table missing"),
+], ids=["wiped", "wiped-with-metadata", "tail-and-head", "dropped-meta"])
+def test_writes_halt_instead_of_restarting_a_wiped_chain(target, statements, missing):
+    """Without the refusal the next append would seed a fresh head and start a new chain at seq 1 that verifies."""
+    with target.ledger() as ledger:
+        fill(ledger, 3)
+    for statement in statements:
+        target.sql(statement)
+    with target.ledger() as ledger:
+        with pytest.raises(AuditWriteError, match="exists without its metadata \\(%s\\).*the governed action halts" % missing):
+            ledger.preflight()
+    with target.ledger() as ledger:
+        with pytest.raises(AuditWriteError, match="without its metadata"):
+            ledger.append("read", "incident", "after-the-wipe")
+    assert verify(target)["ok"] is False
+
+
+def test_unreadable_head_halts_an_append_with_an_audit_error(target):
+    with target.ledger() as ledger:
+        fill(ledger, 1)
+    target.sql("UPDATE audit_meta SET value = '{\"seq\": \"x\"}' WHERE key = 'head'")
+    with target.ledger() as ledger:
+        with pytest.raises(AuditWriteError, match="chain head in audit_meta .* is missing or unreadable"):
+            ledger.append("read", "incident", "2")
+
+
+def test_wiped_records_with_a_genesis_head(target):
+    with target.ledger() as ledger:
+        records = fill(ledger, 4)
+    target.sql("DELETE FROM audit_records")
+    set_head(target, 0, GENESIS_HASH)
+    assert verify(target)["ok"] is True  # indistinguishable from a ledger that was created and never written
+    empty = verify(target, expect_records=True)
+    assert empty["ok"] is False and (empty["first_broken"]["seq"], empty["first_broken"]["reason"]) == (1, "empty")
+    anchored = verify(target, anchor=anchor_of(records[-1]))
+    assert anchored["first_broken"]["reason"] == "empty" and "the anchor says seq 4 exists" in anchored["first_broken"]["message"]
+    assert anchored["anchor"]["ok"] is False
+
+
+def test_wiped_and_rewritten_chain_fails_the_anchor(target):
+    """A new chain written after a wipe links up and has a matching head; only the anchor sees it."""
+    with target.ledger() as ledger:
+        records = fill(ledger, 4)
+    target.sql("DELETE FROM audit_records")
+    set_head(target, 0, GENESIS_HASH)
+    with target.ledger() as ledger:
+        fill(ledger, 5, ref_type="problem")
+    assert verify(target)["ok"] is True
+    broken = verify(target, anchor=anchor_of(records[-1]))["first_broken"]
+    assert (broken["seq"], broken["reason"], broken["anchor_seq"]) == (4, "anchor_mismatch", 4)
+
+
+def test_wrong_anchor_hash(target):
+    with target.ledger() as ledger:
+        records = fill(ledger, 3)
+    result = verify(target, anchor={"seq": 2, "hash": records[0]["hash"]})
+    assert result["ok"] is False and (result["first_broken"]["seq"], result["first_broken"]["reason"]) == (2, "anchor_mismatch")
+
+
+def test_anchor_beyond_the_end(target):
+    with target.ledger() as ledger:
+        records = fill(ledger, 3)
+    broken = verify(target, anchor={"seq": 9, "hash": records[-1]["hash"]})["first_broken"]
+    assert (broken["seq"], broken["reason"], broken["anchor_seq"]) == (4, "anchor_missing", 9)
+
+
+def test_a_broken_link_is_reported_before_the_anchor(target):
+    with target.ledger() as ledger:
+        records = fill(ledger, 4)
+    target.sql("UPDATE audit_records SET actor = 'mallory' WHERE seq = 2")
+    result = verify(target, anchor=anchor_of(records[-1]))
+    assert (result["first_broken"]["seq"], result["first_broken"]["reason"]) == (2, "content_changed")
+    assert result["anchor"]["ok"] is True
+
+
+def test_dropped_table_is_never_fine(target):
+    with target.ledger() as ledger:
+        fill(ledger, 2)
+    target.sql("DROP TABLE audit_records")
+    result = verify(target)
+    assert result["ok"] is False and result["first_broken"]["reason"] == "missing" and "incomplete" in result["first_broken"]["message"]
+
+
+def test_missing_sqlite_ledger_is_not_created_and_fails_when_expected(tmp_path):
+    path = tmp_path / "absent" / "ledger.sqlite3"
+    with ledger_from_params(dict(ledger_path=str(path))) as ledger:
+        assert ledger.verify()["ok"] is True
+        result = ledger.verify(expect_records=True)
+        assert result["ok"] is False and result["exists"] is False
+        assert (result["first_broken"]["seq"], result["first_broken"]["reason"]) == (1, "missing")
+        anchored = ledger.verify(anchor={"seq": 3, "hash": "a" * 64})
+        assert anchored["first_broken"]["reason"] == "missing" and anchored["anchor"]["ok"] is False
+        assert ledger.verify(anchor={"seq": 0, "hash": GENESIS_HASH})["ok"] is True
+    assert not path.parent.exists()
+
+
+def test_deleted_sqlite_file_fails_when_expected(sqlite_target):
+    with sqlite_target.ledger() as ledger:
+        records = fill(ledger, 2)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(sqlite_target.location + suffix):
+            os.unlink(sqlite_target.location + suffix)
+    assert verify(sqlite_target)["ok"] is True
+    assert verify(sqlite_target, anchor=anchor_of(records[-1]))["first_broken"]["reason"] == "missing"
+    assert not os.path.exists(sqlite_target.location)
+
+
+def test_postgresql_database_without_a_ledger(postgresql_dsn):  # noqa: F811 pylint: disable=redefined-outer-name
+    with ledger_from_params(dict(ledger_backend="postgresql", ledger_dsn=postgresql_dsn)) as ledger:
+        assert ledger.verify()["ok"] is True
+        assert ledger.verify(expect_records=True)["first_broken"]["reason"] == "missing"
+    with psycopg.connect(postgresql_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('audit_records')").fetchone()[0] is None
+
+
+@pytest.mark.parametrize("anchor, message", [
+    ({"seq": 1}, "mapping with seq and hash"),
+    ("1:abc", "mapping with seq and hash"),
+    ({"seq": -1, "hash": "a" * 64}, "non-negative integer"),
+    ({"seq": True, "hash": "a" * 64}, "non-negative integer"),
+    ({"seq": 1, "hash": "A" * 64}, "64 lowercase hexadecimal"),
+    ({"seq": 1, "hash": "a" * 63}, "64 lowercase hexadecimal"),
+    ({"seq": 0, "hash": "a" * 64}, "genesis hash"),
+])
+def test_malformed_anchor_is_rejected(sqlite_target, anchor, message):
+    with sqlite_target.ledger() as ledger:
+        with pytest.raises(ValidationError, match=message):
+            ledger.verify(anchor=anchor)
+
+
+def test_export_snapshot_returns_its_anchor_and_checks_the_previous_one(target, tmp_path):
+    with target.ledger() as ledger:
+        records = fill(ledger, 3)
+        snapshot = ledger.export_snapshot(str(tmp_path / "a.jsonl"))
+        assert (snapshot["count"], snapshot["seq"], snapshot["hash"]) == (3, 3, records[-1]["hash"])
+        assert snapshot["verification"]["ok"] is True
+        assert ledger.export_snapshot(io.StringIO(), anchor=anchor_of(records[1]))["verification"]["anchor"]["ok"] is True
+    target.sql("DELETE FROM audit_records WHERE seq = 3")
+    set_head(target, 2, records[1]["hash"])
+    with target.ledger() as ledger:
+        snapshot = ledger.export_snapshot(io.StringIO(), anchor=anchor_of(records[-1]))
+    assert snapshot["count"] == 2 and snapshot["verification"]["first_broken"]["reason"] == "anchor_missing"
+
+
+def test_read_anchor_file_takes_an_anchor_file_or_an_export(target, tmp_path):
+    with target.ledger() as ledger:
+        records = fill(ledger, 3)
+        ledger.export_jsonl(str(tmp_path / "export.jsonl"))
+    (tmp_path / "anchor.json").write_text(_ledger.anchor_document(3, records[-1]["hash"], 3, "x", "/e", "0" * 64))
+    assert _ledger.read_anchor_file(str(tmp_path / "anchor.json")) == anchor_of(records[-1])
+    assert _ledger.read_anchor_file(str(tmp_path / "export.jsonl")) == anchor_of(records[-1])
+    big = tmp_path / "big.jsonl"
+    big.write_text("\n".join(json.dumps(dict(seq=n, hash="%064x" % n, pad="x" * 5000)) for n in range(1, 40)) + "\n\n")
+    assert _ledger.read_anchor_file(str(big)) == {"seq": 39, "hash": "%064x" % 39}
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot be read"),
+    ("", "is empty"),
+    ("\n \n", "is empty"),
+    ("garbage\n", "last line is not JSON"),
+    ('{"seq": 1}\n', "mapping with seq and hash"),
+])
+def test_unusable_anchor_file(tmp_path, content, message):
+    path = tmp_path / "anchor.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValidationError, match=message) as err:
+        _ledger.read_anchor_file(str(path))
+    assert str(path) in str(err.value)
