@@ -132,11 +132,13 @@ def test_firing_repeat_resolve(stack: Stack):
     assert actions.count("create") == 1
     create = next(r for r in records if r["action"] == "create")
     assert create["sop"] == "monitoring_intake" and create["meta"]["source"] == "monitoring"
-    assert "notify" in actions                                  # the automation's acknowledgement (SOP 6)
+    acknowledgement = [r for r in records if r["action"] == "update" and r["meta"].get("communication") == "acknowledgement"]
+    assert len(acknowledgement) == 1                            # the automation's acknowledgement (SOP 6's rules)
+    assert acknowledgement[0]["fields"]["status"] == {"before": "open", "after": "in_progress"}
     resolve = [r for r in records if r["action"] == "resolve"]
     assert len(resolve) == 1 and resolve[0]["sop"] == "incident_resolve"
     assert resolve[0]["fields"]["status"]["after"] == "resolved"
     assert "close" not in actions                               # closing stays with the service desk (SOP 13)
-    assert "identify" in actions                                # SOP 1 looked the incident up (audited read)
+    assert actions == ["create", "update", "resolve"]           # one intake run, one resolve run (by correlation key)
     assert all(r["actor"] == "automation" and r["role"] == "automation" for r in records)
     assert stack.token not in stack.ledger_path.read_bytes().decode(errors="replace")
