@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.labstack import Stack, alert  # noqa: E402  pylint: disable=wrong-import-position
+from scripts.labstack import Stack, alert
 
 NOOP_PLAYBOOK = """\
 - name: No-op floor
@@ -64,7 +64,7 @@ def measure_chain(count: int, workdir: Path) -> list[float]:
         stack.alertmanager.stop()
         stack.alertmanager.start()
         for seq in range(count):
-            started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             body = alert("BenchGuestDown", {"seq": str(seq), "node": "pve03", "name": "intranet-web-01", "severity": "warning",
                                             "team": "platform"}, f"bench alert {seq}", started)
             t0 = time.perf_counter()

@@ -1,5 +1,4 @@
 #!/usr/bin/env python
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Audit ledger throughput: appends/s and verify time on SQLite and PostgreSQL.
 
@@ -31,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(Path(sys.prefix) / "collections"), str(ROOT)]
 
-from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params  # noqa: E402  pylint: disable=wrong-import-position
-from tests.pg import PostgresUnavailable, scratch_database, throwaway_postgres  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+from tests.pg import PostgresUnavailable, scratch_database, throwaway_postgres
 
 
 def entry(number: int) -> dict:

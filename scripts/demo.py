@@ -11,18 +11,23 @@ import argparse
 import signal
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.labstack import (  # noqa: E402  pylint: disable=wrong-import-position
-    REPO_ROOT, RULEBOOK_TIMEOUT_ENV, Stack, StackStartError, alert, rulebook_ready_timeout,
+from scripts.labstack import (
+    REPO_ROOT,
+    RULEBOOK_TIMEOUT_ENV,
+    Stack,
+    StackStartError,
+    alert,
+    rulebook_ready_timeout,
 )
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def demo_alerts(now: datetime) -> dict[str, dict]:
@@ -95,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"  AlertManager      {stack.alertmanager.url}")
         print(f"  audit ledger      {stack.ledger_path}")
         demo = Demo(stack, deadline)
-        alerts = demo_alerts(datetime.now(timezone.utc))
+        alerts = demo_alerts(datetime.now(UTC))
         print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07", flush=True)
         stack.alertmanager.post_alerts(list(alerts.values()))
         ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(firing_details(t) for t in ts), "waiting for incidents")
         if ok:
             print("\nresolving: PveGuestDown erp-db-02 (the guest is back)", flush=True)
-            resolved = dict(alerts["guest"], endsAt=iso(datetime.now(timezone.utc)))
+            resolved = dict(alerts["guest"], endsAt=iso(datetime.now(UTC)))
             stack.alertmanager.post_alerts([resolved])
             # IMS resolved = OTOBO "pending auto close+": OTOBO closes it after the stability window; SOP 13 closes earlier.
             ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"] == "pending auto close+"

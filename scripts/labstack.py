@@ -20,9 +20,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from simulators.otobo_lab import IMS_DYNAMIC_FIELDS, LAB_TICKET_TYPES as ITSM_TICKET_TYPES, lab_overrides  # noqa: F401 (re-exported)
+from simulators.otobo_lab import IMS_DYNAMIC_FIELDS, lab_overrides  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The bootstrap links this checkout into <venv>/collections; that makes
@@ -157,7 +157,7 @@ class AlertManager:
             }],
         }
 
-    def start(self) -> "AlertManager":
+    def start(self) -> AlertManager:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / "alertmanager.yml"
         config_path.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
@@ -200,7 +200,7 @@ class Rulebook:
     def log_path(self) -> Path:
         return self.workdir / "ansible-rulebook.log"
 
-    def start(self, ready_url: str, ready_timeout: float | None = None) -> "Rulebook":
+    def start(self, ready_url: str, ready_timeout: float | None = None) -> Rulebook:
         self.workdir.mkdir(parents=True, exist_ok=True)
         vars_path = self.workdir / "rulebook-vars.yml"
         vars_path.write_text(json.dumps(self.variables))
@@ -263,7 +263,7 @@ class Stack:
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.webhook_port}/alertmanager"
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         from simulators.harness import start_simulator  # the simulators package lives at the repo root
 
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -296,10 +296,10 @@ class Stack:
             if stopper is not None:
                 try:
                     stopper.stop()
-                except Exception as exc:  # keep stopping the others  # pylint: disable=broad-except
+                except Exception as exc:  # noqa: BLE001 keep stopping the others  # pylint: disable=broad-except
                     print(f"warning: stop failed: {exc}", file=sys.stderr)
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Self:
         try:
             return self.start()
         except BaseException:

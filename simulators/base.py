@@ -20,10 +20,11 @@ import threading
 import time
 import traceback
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
 
 CONTROL_PREFIX = "/_sim"
 JSON_CT = "application/json; charset=UTF-8"
@@ -143,7 +144,7 @@ class Fault:
     hits: int = 0
 
     @classmethod
-    def from_json(cls, data: Any) -> "Fault":
+    def from_json(cls, data: Any) -> Fault:
         if not isinstance(data, dict):
             raise ConfigError("a fault must be a JSON object")
         unknown = set(data) - {"kind", "status", "count", "operations", "after_apply", "retry_after", "seconds", "body"}
@@ -420,9 +421,9 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Apache"
     sys_version = ""
-    server: "SimHTTPServer"
+    server: SimHTTPServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         self._exchange()
 
     do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_GET
@@ -440,7 +441,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             req = SimRequest(self.command, path, query, self.headers, body, self.client_address[0])
             try:
                 resp = app.handle(req)
-            except Exception:  # pylint: disable=broad-exception-caught
+            except Exception:  # noqa: BLE001 pylint: disable=broad-exception-caught
                 # A simulator bug must show up in the log and as a 500, never kill the thread silently.
                 traceback.print_exc(file=sys.stderr)
                 resp = text_response("Internal Server Error", 500)

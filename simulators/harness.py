@@ -21,8 +21,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,10 +94,10 @@ class _Controlled:
     def advance_clock(self, seconds: float) -> None:
         self.control("POST", "clock", {"advance": seconds})
 
-    def __enter__(self) -> "_Controlled":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:

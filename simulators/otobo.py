@@ -8,6 +8,7 @@ state inspection live under ``/_sim/`` (see :mod:`simulators.base`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -15,18 +16,43 @@ import secrets
 import string
 import sys
 import urllib.parse
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from simulators.base import ConfigError, SimRequest, SimResponse, SimulatorApp, Routed, build_parser, json_response, merge_config, run_cli, text_response
+from simulators.base import ConfigError, Routed, SimRequest, SimResponse, SimulatorApp, build_parser, json_response, merge_config, run_cli, text_response
 from simulators.otobo_lab import lab_overrides
 from simulators.otobo_model import (
-    DEFAULT_CONFIG, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, Catalog, OtoboError, OtoboFault, Store, article_view,
-    attachment_view, dynamic_field_list, fmt_time, history_view, pending_epoch, ticket_view, to_int,
+    DEFAULT_CONFIG,
+    LOCKS,
+    PRIORITIES,
+    ROOT_USER_ID,
+    SENDER_TYPES,
+    Catalog,
+    OtoboError,
+    OtoboFault,
+    Store,
+    article_view,
+    attachment_view,
+    dynamic_field_list,
+    fmt_time,
+    history_view,
+    pending_epoch,
+    ticket_view,
+    to_int,
 )
 from simulators.otobo_search import search
 from simulators.otobo_write import (
-    ArticleInput, Principal, TicketInput, check_article, check_attachments, check_dynamic_fields, check_ticket, hash_with_data,
-    pending_history_name, perl_true, structure_ok,
+    ArticleInput,
+    Principal,
+    TicketInput,
+    check_article,
+    check_attachments,
+    check_dynamic_fields,
+    check_ticket,
+    hash_with_data,
+    pending_history_name,
+    perl_true,
+    structure_ok,
 )
 
 STOCK_ROUTES: dict[str, tuple[str, list[str], str]] = {
@@ -164,7 +190,7 @@ class OtoboSimulator(SimulatorApp):
                 hit = pattern.fullmatch(rest) if req.method in methods else None
                 if hit:
                     params = {key: urllib.parse.unquote(value) for key, value in hit.groupdict().items()}
-                    return Routed(name, op_type, lambda: self._run(op_type, req, params))
+                    return Routed(name, op_type, functools.partial(self._run, op_type, req, params))
         # Like OTOBO: without a sub-path the "request URI" is the whole path.
         uri = rest if rest is not None else req.path
         return Routed("", "", lambda: text_response(f"HTTP::REST Error while determine Operation for request URI '{uri}'.", 500))
@@ -512,9 +538,9 @@ class OtoboSimulator(SimulatorApp):
         fields, article, dfs = self._check_update(op, data, principal)
         changes = self._update_changes(ticket, fields)
         self._check_update_rights(op, principal, ticket, changes, article is not None, bool(dfs))
-        if fields.state_given and fields.state_id is not None:
-            if self.catalog.state(fields.state_id)[1].startswith("pending") and fields.pending is None:
-                raise OtoboError(f"{op}.MissingParameter", "Can't set a ticket on a pending state without pendig time!")
+        if fields.state_given and fields.state_id is not None and \
+                self.catalog.state(fields.state_id)[1].startswith("pending") and fields.pending is None:
+            raise OtoboError(f"{op}.MissingParameter", "Can't set a ticket on a pending state without pendig time!")
         if fields.queue_id is not None and not fields.queue_exact and "queue" in changes:
             raise OtoboFault("Ticket could not be updated, please contact the system administrator")
         article_id = self._update(ticket, principal, fields, changes, article, dfs)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from simulators.otobo_model import LOCKS, PRIORITIES, STATE_TYPES, STATES, Catalog, to_int
 

@@ -9,12 +9,26 @@ import base64
 import binascii
 import codecs
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from simulators.otobo_model import (
-    API_CHANNELS, AUTO_RESPONSE_TYPES, CHANNELS, HISTORY_TYPES, LOCKS, PRIORITIES, ROOT_USER_ID, SENDER_TYPES, Agent,
-    Catalog, OtoboError, OtoboFault, fmt_time, to_int, valid_pending_time,
+    API_CHANNELS,
+    AUTO_RESPONSE_TYPES,
+    CHANNELS,
+    HISTORY_TYPES,
+    LOCKS,
+    PRIORITIES,
+    ROOT_USER_ID,
+    SENDER_TYPES,
+    Agent,
+    Catalog,
+    OtoboError,
+    OtoboFault,
+    fmt_time,
+    to_int,
+    valid_pending_time,
 )
 
 _MIME_RE = re.compile(r"[\w.+-]+/[\w.+-]+")

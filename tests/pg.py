@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Throwaway PostgreSQL servers for tests and benchmarks.
 
@@ -31,8 +30,8 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 try:
     import pytest
@@ -55,7 +54,7 @@ class PostgresStartError(RuntimeError):
     """The binaries exist but the server failed: a real error, tests fail (never skip)."""
 
 
-def find_pg_bin() -> Optional[Path]:
+def find_pg_bin() -> Path | None:
     """Directory holding initdb/pg_ctl/postgres: $LABOPS_PG_BIN, else the newest /usr/lib/postgresql/*/bin."""
     candidates = [os.environ.get("LABOPS_PG_BIN", "")]
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
@@ -75,7 +74,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _server_account() -> Optional[pwd.struct_passwd]:
+def _server_account() -> pwd.struct_passwd | None:
     """None when not root (run as ourselves); else a non-root account postgres accepts."""
     if os.geteuid() != 0:
         return None
@@ -87,13 +86,13 @@ def _server_account() -> Optional[pwd.struct_passwd]:
     raise PostgresUnavailable("running as root and neither a 'postgres' nor a 'nobody' account exists to run the server")
 
 
-def _run(cmd: list, account: Optional[pwd.struct_passwd], **kwargs) -> subprocess.CompletedProcess:
+def _run(cmd: list, account: pwd.struct_passwd | None, **kwargs) -> subprocess.CompletedProcess:
     if account is not None:
         kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120, **kwargs)
 
 
-def _start(bindir: Path, workdir: Path, account: Optional[pwd.struct_passwd]) -> int:
+def _start(bindir: Path, workdir: Path, account: pwd.struct_passwd | None) -> int:
     """Start the server on a free port (retrying if another process grabs the port); return the port."""
     last_error = ""
     for dummy in range(5):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Generator of the ``labops.itsm.sop`` role, the thin SOP playbooks and the docs' input tables.
 
@@ -27,8 +26,9 @@ import functools
 import inspect
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -37,9 +37,9 @@ if __name__ == "__main__":  # run as a script: import the collection the way tes
     sys.path.insert(0, str(Path(sys.prefix) / "collections"))
 
 # pylint: disable=wrong-import-position
-from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy  # noqa: E402
-from ansible_collections.labops.itsm.plugins.module_utils import _sop  # noqa: E402
-from ansible_collections.labops.itsm.plugins.modules import ims_sop  # noqa: E402
+from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
+from ansible_collections.labops.itsm.plugins.module_utils import _sop
+from ansible_collections.labops.itsm.plugins.modules import ims_sop
 
 ROLE = "labops.itsm.sop"
 PREFIX = "sop_"  # ansible-lint var-naming[no-role-prefix]: the role's variables carry the role's name
@@ -88,19 +88,19 @@ TASK_HEAD = (
 # --------------------------------------------------------------------------- the table
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _functions() -> dict:
     """Module-level functions of _sop, by name (parsed once)."""
     tree = ast.parse(inspect.getsource(_sop))
-    return dict((node.name, node) for node in tree.body if isinstance(node, ast.FunctionDef))
+    return {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _option_docs() -> dict:
     return yaml.safe_load(ims_sop.DOCUMENTATION)["options"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def planner_reads(sop: str) -> frozenset:
     """Input names the SOP's planner (and the module-level helpers it calls) reads from its context."""
     functions = _functions()
@@ -136,7 +136,7 @@ def option_spec(sop: str, name: str, required: bool) -> dict:
     spec = ims_sop.input_spec()[name]
     docs = _option_docs()[name]
     option: dict[str, Any] = {"description": list(docs["description"]) + [
-        "Passed to M(labops.itsm.ims_sop) as O(labops.itsm.ims_sop#module:{0}).".format(name)]}
+        f"Passed to M(labops.itsm.ims_sop) as O(labops.itsm.ims_sop#module:{name})."]}
     option["type"] = spec["type"]
     if spec.get("elements"):
         option["elements"] = spec["elements"]
@@ -150,7 +150,7 @@ def option_spec(sop: str, name: str, required: bool) -> dict:
 
 def title(sop: str) -> str:
     number, name = policy.SOP_CATALOG[sop][0], policy.SOP_CATALOG[sop][1]
-    return "SOP {0}: {1}".format(number, name)
+    return f"SOP {number}: {name}"
 
 
 def roles_of(sop: str) -> list[str]:
@@ -179,10 +179,10 @@ def _yaml(data: Any) -> str:
 
 
 def entry_point(sop: str) -> dict:
-    options = dict((PREFIX + name, option_spec(sop, name, required)) for name, required in sop_inputs(sop))
+    options = {PREFIX + name: option_spec(sop, name, required) for name, required in sop_inputs(sop)}
     options.update(COMMON_OPTIONS)
     return {
-        "short_description": "IMS {0} ({1})".format(title(sop), sop),
+        "short_description": f"IMS {title(sop)} ({sop})",
         "description": [
             "Runs the IMS standard operating procedure V({0}) (seed 002 {1}) through M(labops.itsm.ims_sop), with input "
             "validation, role authorisation, the policy checks, the platform change and the audit records.".format(
@@ -191,7 +191,7 @@ def entry_point(sop: str) -> dict:
             "Every SOP input is the role variable C(sop_<input>); the ims_sop option of the same name without the prefix "
             "documents it. Check mode runs every check and writes nothing.",
             "The audit ledger comes from the C(group/labops.itsm.ledger) module defaults or the C(LABOPS_LEDGER_*) environment.",
-            "Inputs, checks and effects are described in docs/sop/{0}.md; the playbook is C(labops.itsm.sop.{0}).".format(sop),
+            f"Inputs, checks and effects are described in docs/sop/{sop}.md; the playbook is C(labops.itsm.sop.{sop}).",
         ],
         "author": ["labops.itsm contributors (@labops)"],
         "options": options,
@@ -199,41 +199,40 @@ def entry_point(sop: str) -> dict:
 
 
 def argument_specs() -> str:
-    specs = {"argument_specs": dict((sop, entry_point(sop)) for sop in policy.SOPS)}
-    return "---\n# {0}\n{1}".format(GENERATED, _yaml(specs))
+    specs = {"argument_specs": {sop: entry_point(sop) for sop in policy.SOPS}}
+    return f"---\n# {GENERATED}\n{_yaml(specs)}"
 
 
 def tasks(sop: str) -> str:
     args: dict[str, str] = {"sop": sop}
     args.update(TASK_HEAD)
     for name, required in sop_inputs(sop):
-        args[name] = "{{{{ {0}{1} }}}}".format(PREFIX, name) if required else "{{{{ {0}{1} | default(omit) }}}}".format(PREFIX, name)
+        args[name] = f"{{{{ {PREFIX}{name} }}}}" if required else f"{{{{ {PREFIX}{name} | default(omit) }}}}"
     body = [
-        {"name": "Run IMS {0} ({1})".format(title(sop), sop), "labops.itsm.ims_sop": args, "register": "sop_result"},
+        {"name": f"Run IMS {title(sop)} ({sop})", "labops.itsm.ims_sop": args, "register": "sop_result"},
         {"name": "Report the result", "ansible.builtin.debug": {"msg": {
             "sop": "{{ sop_result.sop }}", "changed": "{{ sop_result.changed }}", "record": "{{ sop_result.record }}",
             "audit": "{{ sop_result.audit | map(attribute='action') | list }}"}}},
     ]
-    return "---\n# {0}\n# The entry point {1} of meta/argument_specs.yml validates the variables first.\n{2}".format(
-        GENERATED, sop, _yaml(body))
+    return f"---\n# {GENERATED}\n# The entry point {sop} of meta/argument_specs.yml validates the variables first.\n{_yaml(body)}"
 
 
 def playbook(sop: str) -> str:
     header = [
-        "IMS {0} (seed 002). Inputs, checks and effects: docs/sop/{1}.md".format(title(sop), sop),
-        "and `ansible-doc -t role {0} -e {1}`; the inputs are validated before the run.".format(ROLE, sop),
-        "Run by hand:  ansible-playbook {0}.{1} -i inventory/ -e @inputs.yml   (inputs: sop_<input>: value)".format(ROLE, sop),
+        f"IMS {title(sop)} (seed 002). Inputs, checks and effects: docs/sop/{sop}.md",
+        f"and `ansible-doc -t role {ROLE} -e {sop}`; the inputs are validated before the run.",
+        f"Run by hand:  ansible-playbook {ROLE}.{sop} -i inventory/ -e @inputs.yml   (inputs: sop_<input>: value)",
         "or as an AWX/AAP job template (survey variables sop_<input>). The platform comes from the inventory",
         "(itsm_platform, itsm_platform_options) or the environment (OTOBO_URL, OTOBO_USERNAME, OTOBO_PASSWORD), the",
         "ledger from the environment (LABOPS_LEDGER_*), who runs it from sop_actor / sop_actor_role.",
         GENERATED,
     ]
     play = [{
-        "name": "IMS {0} ({1})".format(title(sop), sop),
+        "name": f"IMS {title(sop)} ({sop})",
         "hosts": "localhost",
         "connection": "local",
         "gather_facts": False,
-        "tasks": [{"name": "Run {0} with its validated inputs".format(sop),
+        "tasks": [{"name": f"Run {sop} with its validated inputs",
                    "ansible.builtin.import_role": {"name": ROLE, "tasks_from": sop}}],
     }]
     return "---\n" + "".join("# " + line + "\n" for line in header) + _yaml(play)
@@ -242,9 +241,9 @@ def playbook(sop: str) -> str:
 def doc_section(sop: str) -> str:
     """The "Run" line and the "Inputs" section of docs/sop/<sop>.md."""
     lines = [
-        "Run: `ansible-playbook labops.itsm.sop.{0} -i inventory/ -e @inputs.yml`, the role entry point "
-        "(`ansible.builtin.import_role: {{name: labops.itsm.sop, tasks_from: {0}}}`, `ansible-doc -t role labops.itsm.sop -e {0}`) "
-        "or `labops.itsm.ims_sop` with `sop: {0}` and the inputs without the `sop_` prefix.".format(sop),
+        f"Run: `ansible-playbook labops.itsm.sop.{sop} -i inventory/ -e @inputs.yml`, the role entry point "
+        f"(`ansible.builtin.import_role: {{name: labops.itsm.sop, tasks_from: {sop}}}`, `ansible-doc -t role labops.itsm.sop -e {sop}`) "
+        f"or `labops.itsm.ims_sop` with `sop: {sop}` and the inputs without the `sop_` prefix.",
         "",
         "## Inputs",
         "",
@@ -326,7 +325,7 @@ def main(argv: list[str]) -> int:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    print("wrote {0} files ({1} changed)".format(len(files), len(stale)))
+    print(f"wrote {len(files)} files ({len(stale)} changed)")
     return 0
 
 

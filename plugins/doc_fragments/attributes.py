@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     # Attribute blocks shared by the collection's modules.
     DOCUMENTATION = r"""
 options: {}

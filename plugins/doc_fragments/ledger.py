@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     # Audit ledger options shared by every governed module (LEDGER_ARGSPEC in module_utils/_ledger.py).
     DOCUMENTATION = r"""
 options:

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     # Connection options of every OTOBO module (argument spec: module_utils/_otobo.py OTOBO_CONNECTION_ARGSPEC).
     DOCUMENTATION = r"""
 options:

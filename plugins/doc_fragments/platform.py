@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     # Platform selection of the governed modules (plugins/module_utils/_platforms.py is the registry).
     DOCUMENTATION = r"""
 options:

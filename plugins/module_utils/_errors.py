@@ -17,21 +17,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from typing import Any
+from typing import Any, Dict
 
 
 class LabopsError(Exception):
     """Base class: every expected failure of the collection."""
 
     def __init__(self, message: str, **details: Any) -> None:
-        super(LabopsError, self).__init__(message)
+        super().__init__(message)
         self.message = message
-        self.details = dict((k, v) for k, v in details.items() if v is not None)
+        self.details = {k: v for k, v in details.items() if v is not None}
 
     def __str__(self) -> str:
         return self.message
 
-    def fail_kwargs(self) -> dict[str, Any]:
+    def fail_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments for ``AnsibleModule.fail_json``."""
         kwargs = dict(self.details)
         kwargs["msg"] = self.message
@@ -74,7 +74,7 @@ class PolicyViolation(LabopsError):
     """An IMS lifecycle policy rule was violated."""
 
     def __init__(self, message: str, sop: Any = None, rule: Any = None, value: Any = None, **details: Any) -> None:
-        super(PolicyViolation, self).__init__(message, sop=sop, rule=rule, value=value, **details)
+        super().__init__(message, sop=sop, rule=rule, value=value, **details)
         self.sop = sop
         self.rule = rule
         self.value = value

@@ -38,7 +38,7 @@ Warn = Callable[[str], None]
 
 def creation_record_key(platform: str, ref_type: str, ref_id: Any) -> str:
     """The ledger ``record_key`` of the record that audits the creation of ``ref_type`` ``ref_id``."""
-    return "{0}:create:{1}:{2}".format(platform, ref_type, ref_id)
+    return f"{platform}:create:{ref_type}:{ref_id}"
 
 
 def audit_entry(action: str, ref_type: str, ref_id: Any = None, fields: Optional[Mapping[str, Any]] = None,
@@ -155,8 +155,7 @@ class GovernedWrite:
                 self._fail_unfindable(record, key, creation)
             record = found
         if record is None:
-            raise NotFoundError("{0}: the {1} was created but cannot be read back: {2}; it is NOT audited, check {0}".format(
-                self.platform, self.what, self.hint(None)), platform=self.platform)
+            raise NotFoundError(f"{self.platform}: the {self.what} was created but cannot be read back: {self.hint(None)}; it is NOT audited, check {self.platform}", platform=self.platform)
         self._audit_creation(record, creation)
         return dict(record)
 
@@ -170,13 +169,13 @@ class GovernedWrite:
         """Created, but the next run's lookup answers nothing: audit what is known, then fail naming the permission."""
         if record is None:
             raise NotFoundError(
-                "{0}: the {1} was created but cannot be read back nor found by its correlation key {2}: {3}; it is NOT "
-                "audited, check {0}".format(self.platform, self.what, key, self.hint(None)), platform=self.platform, correlation_key=key)
+                f"{self.platform}: the {self.what} was created but cannot be read back nor found by its correlation key {key}: {self.hint(None)}; it is NOT "
+                f"audited, check {self.platform}", platform=self.platform, correlation_key=key)
         self._audit_creation(record, creation)
         ref_id = self.ref(record)
         raise PermissionDenied(
-            "{0}: {1} {2} was created (and audited) but is not found by its correlation key {3}: {4}; every later run "
-            "would open a duplicate, so this run fails".format(self.platform, self.what, ref_id, key, self.hint(record)),
+            f"{self.platform}: {self.what} {ref_id} was created (and audited) but is not found by its correlation key {key}: {self.hint(record)}; every later run "
+            "would open a duplicate, so this run fails",
             platform=self.platform, ref_id=ref_id, correlation_key=key)
 
     def _create_once(self, send: Sender, key: Optional[str]) -> tuple:
@@ -189,13 +188,12 @@ class GovernedWrite:
     def _recover(self, send: Sender, key: Optional[str], exc: AmbiguousWriteError) -> tuple:
         if not key:
             raise AmbiguousWriteError(
-                "{0}; without a correlation key the {1} cannot be looked up, so it is not re-sent: check {2} "
-                "before running again".format(exc, self.what, self.platform), **exc.details)
+                f"{exc}; without a correlation key the {self.what} cannot be looked up, so it is not re-sent: check {self.platform} "
+                "before running again", **exc.details)
         found = self.find(key)
         if found is not None:
-            self.warn("{0}: the create reply was lost, but {1} {2} with correlation key {3} exists; using it instead of "
-                      "creating another".format(self.platform, self.what, self.ref(found), key))
+            self.warn(f"{self.platform}: the create reply was lost, but {self.what} {self.ref(found)} with correlation key {key} exists; using it instead of "
+                      "creating another")
             return found, True
-        self.warn("{0}: the create reply was lost and no {1} with correlation key {2} exists; sent the create once more".format(
-            self.platform, self.what, key))
+        self.warn(f"{self.platform}: the create reply was lost and no {self.what} with correlation key {key} exists; sent the create once more")
         return send(), False

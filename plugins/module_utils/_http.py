@@ -37,7 +37,7 @@ import re
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, cast
 
 try:
     import requests
@@ -45,8 +45,8 @@ try:
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
 except ImportError as _imp_err:  # pragma: no cover - exercised by the sanity import test
-    requests = None
-    rexc = None
+    requests = None  # type: ignore[assignment]
+    rexc = None  # type: ignore[assignment]
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = _imp_err
 
@@ -150,7 +150,7 @@ class HttpResponse:
             return _json.loads(self.body.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise UnexpectedResponseError(
-                "{0}: HTTP {1} with a body that is not JSON: {2}".format(self.context, self.status, truncate(self.text, 120)),
+                f"{self.context}: HTTP {self.status} with a body that is not JSON: {truncate(self.text, 120)}",
                 status=self.status,
             )
 
@@ -216,7 +216,7 @@ class HttpClient:
         session: Any = None,
     ) -> None:
         if not base_url or not re.match(r"(?i)^https?://[^/]+", base_url):
-            raise ValidationError("{0}: url must start with http:// or https:// and name a host, got {1!r}".format(platform, scrub(base_url)))
+            raise ValidationError(f"{platform}: url must start with http:// or https:// and name a host, got {scrub(base_url)!r}")
         self.platform = platform
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -280,7 +280,7 @@ class HttpClient:
 
     def _context(self, operation: str, method: str, path: str) -> str:
         clean_path = self.scrub(path.split("?", 1)[0])
-        return "{0} {1} ({2} {3})".format(self.platform, operation, method, clean_path)
+        return f"{self.platform} {operation} ({method} {clean_path})"
 
     def _send(self, method: str, path: str, params: Any, body: Any) -> _Attempt:
         url = self.base_url + path
@@ -351,18 +351,18 @@ class HttpClient:
         raise self._status_error(response, method, context)
 
     def _transport_error(self, attempt: _Attempt, method: str, context: str) -> Exception:
-        reason = self.scrub(describe_transport_error(attempt.error, self.base_url, self.timeout))
+        reason = self.scrub(describe_transport_error(cast(BaseException, attempt.error), self.base_url, self.timeout))
         if attempt.sent and method in UNSAFE_METHODS:
             return AmbiguousWriteError(
-                "{0}: no reply after the request was sent; the write may or may not have been applied ({1})".format(context, reason),
+                f"{context}: no reply after the request was sent; the write may or may not have been applied ({reason})",
                 platform=self.platform,
             )
-        return CommunicationError("{0}: request failed: {1}".format(context, reason), platform=self.platform)
+        return CommunicationError(f"{context}: request failed: {reason}", platform=self.platform)
 
     def _status_error(self, response: HttpResponse, method: str, context: str) -> Exception:
         status = response.status
         server_text = truncate(self.scrub(server_error_text(response.body))) or EMPTY_BODY
-        message = "{0}: HTTP {1}: {2}".format(context, status, server_text)
+        message = f"{context}: HTTP {status}: {server_text}"
         details = dict(platform=self.platform, status=status, server_text=server_text)
         if status >= 500 and method in UNSAFE_METHODS:
             return AmbiguousWriteError(message + AMBIGUOUS_SUFFIX, **details)
@@ -387,13 +387,13 @@ def _error_chain_text(error: BaseException) -> str:
     current = error  # type: Optional[BaseException]
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        parts.append("{0}: {1}".format(type(current).__name__, current))
+        parts.append(f"{type(current).__name__}: {current}")
         for arg in getattr(current, "args", ()):
             if isinstance(arg, BaseException):
-                parts.append("{0}: {1}".format(type(arg).__name__, arg))
+                parts.append(f"{type(arg).__name__}: {arg}")
                 reason = getattr(arg, "reason", None)
                 if isinstance(reason, BaseException):
-                    parts.append("{0}: {1}".format(type(reason).__name__, reason))
+                    parts.append(f"{type(reason).__name__}: {reason}")
         current = current.__cause__ or current.__context__ or getattr(current, "reason", None)
         if not isinstance(current, BaseException):
             current = None
@@ -433,9 +433,9 @@ def describe_transport_error(error: BaseException, base_url: str, timeout: Any =
     for markers, what, check in _TRANSPORT_DIAGNOSES:
         if any(marker.lower() in lowered for marker in markers):
             if "timeout" in what and timeout:
-                what = "{0} ({1} s)".format(what, timeout)
-            return "{0} at {1}; {2}".format(what, base_url, check)
-    return "{0} at {1}: {2}".format(type(error).__name__, base_url, truncate(chain, 200))
+                what = f"{what} ({timeout} s)"
+            return f"{what} at {base_url}; {check}"
+    return f"{type(error).__name__} at {base_url}: {truncate(chain, 200)}"
 
 
 def _is_transport_retryable(error: BaseException) -> bool:

@@ -34,12 +34,11 @@ import json
 import os
 import sqlite3
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, cast
 
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.labops.itsm.plugins.module_utils import _time
-from ansible_collections.labops.itsm.plugins.module_utils._time import format_ts
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AuditWriteError,
     LabopsError,
@@ -51,6 +50,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._redact import (
     minimise,
     scrub_string,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._time import format_ts
 
 # psycopg is imported only when a PostgreSQL ledger is opened: importing it costs about 0.1 s,
 # which every governed module run on the default SQLite ledger would otherwise pay.
@@ -119,19 +119,19 @@ LEDGER_ARGSPEC = dict(LEDGER_CONNECTION_ARGSPEC, **LEDGER_ACTOR_ARGSPEC)
 
 _SQLITE_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS audit_records ("
-    " seq INTEGER NOT NULL UNIQUE, ts TEXT NOT NULL, action TEXT NOT NULL, ref_type TEXT NOT NULL,"
-    " ref_id TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, sop TEXT, platform TEXT,"
-    " fields TEXT NOT NULL, meta TEXT NOT NULL, record_key TEXT UNIQUE,"
-    " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS audit_records ("
+     " seq INTEGER NOT NULL UNIQUE, ts TEXT NOT NULL, action TEXT NOT NULL, ref_type TEXT NOT NULL,"
+     " ref_id TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, sop TEXT, platform TEXT,"
+     " fields TEXT NOT NULL, meta TEXT NOT NULL, record_key TEXT UNIQUE,"
+     " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"),
 )
 _PG_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS audit_records ("
-    " seq BIGINT NOT NULL UNIQUE, ts TEXT NOT NULL, action TEXT NOT NULL, ref_type TEXT NOT NULL,"
-    " ref_id TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, sop TEXT, platform TEXT,"
-    " fields TEXT NOT NULL, meta TEXT NOT NULL, record_key TEXT UNIQUE,"
-    " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS audit_records ("
+     " seq BIGINT NOT NULL UNIQUE, ts TEXT NOT NULL, action TEXT NOT NULL, ref_type TEXT NOT NULL,"
+     " ref_id TEXT NOT NULL, actor TEXT NOT NULL, role TEXT, sop TEXT, platform TEXT,"
+     " fields TEXT NOT NULL, meta TEXT NOT NULL, record_key TEXT UNIQUE,"
+     " prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"),
 )
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS audit_records_ref ON audit_records (ref_type, ref_id)",
@@ -273,7 +273,7 @@ def prepare_entry(action: Any, ref_type: Any, ref_id: Any, actor: Any, role: Any
 def seal(entry: dict, seq: int, prev_hash: str, ts: str) -> dict:
     """Complete ``entry`` into a chained record (in RECORD_KEYS order)."""
     values = dict(entry, seq=seq, ts=ts, prev_hash=prev_hash)
-    record = dict((key, values.get(key)) for key in RECORD_KEYS[:-1])
+    record = {key: values.get(key) for key in RECORD_KEYS[:-1]}
     record["hash"] = record_hash(record)
     return record
 
@@ -307,7 +307,7 @@ def _broken(seq: int, reason: str, message: str, **extra: Any) -> dict:
 
 def _original_seq(record: dict, limit: int) -> Optional[int]:
     """The seq a record was written with, when its stored hash matches another seq."""
-    body = dict((key, value) for key, value in record.items() if key != "hash")
+    body = {key: value for key, value in record.items() if key != "hash"}
     body["seq"] = _SEQ_SENTINEL
     parts = canonical_json(body).split('"%s"' % _SEQ_SENTINEL)
     if len(parts) != 2 or not isinstance(record.get("seq"), int):
@@ -410,7 +410,7 @@ def read_anchor_file(path: str) -> dict:
         document = json.loads(line.decode("utf-8"))
     except ValueError:
         raise ValidationError("%s is not an anchor file or a JSON Lines export (its last line is not JSON)" % source, anchor_file=path)
-    return normalise_anchor(document, source)
+    return cast(dict, normalise_anchor(document, source))  # a document always gives an anchor (or raises)
 
 
 def anchor_document(seq: int, digest: str, count: int, ledger: str, export: str, export_sha256: str) -> str:
@@ -422,13 +422,14 @@ def anchor_document(seq: int, digest: str, count: int, ledger: str, export: str,
 class ChainWalk:
     """Checks records fed in seq order (verify and export share it): links, chain head, anchor."""
 
-    __slots__ = ("head", "search_limit", "anchor", "count", "expected_seq", "prev_hash", "broken", "anchored_hash")
+    __slots__ = ("anchor", "anchored_hash", "broken", "count", "expected_seq", "head", "prev_hash", "search_limit")
 
     def __init__(self, head: Optional[tuple], search_limit: int, anchor: Optional[dict]) -> None:
         self.head = head
         self.search_limit = search_limit
         self.anchor = anchor
-        self.count, self.expected_seq, self.prev_hash, self.broken = 0, 1, GENESIS_HASH, None
+        self.count, self.expected_seq, self.prev_hash = 0, 1, GENESIS_HASH
+        self.broken = None  # type: Optional[dict]
         # The hash stored at the anchor's seq (seq 0 is the genesis value every chain starts from).
         self.anchored_hash = GENESIS_HASH if anchor is not None and anchor["seq"] == 0 else None
 
@@ -456,12 +457,13 @@ class ChainWalk:
         last_seq = self.expected_seq - 1
         broken = self.broken
         if broken is None:
-            broken = check_metadata(last_seq, self.head) or check_head(last_seq, self.prev_hash, self.head)
+            # check_metadata reports a missing head row, so check_head only ever sees one
+            broken = check_metadata(last_seq, self.head) or check_head(last_seq, self.prev_hash, cast(tuple, self.head))
         anchor = self._anchor_result()
         if broken is None and self.count == 0 and (expect_records or not anchor.get("ok", True)):
             broken = _broken(1, "empty", "the ledger holds no records%s: it was wiped or its records deleted" % _anchor_hint(self.anchor))
         if broken is None and not anchor.get("ok", True):
-            broken = check_anchor(self.anchor, self.anchored_hash, last_seq)
+            broken = check_anchor(cast(dict, self.anchor), self.anchored_hash, last_seq)  # an anchor result exists only with an anchor
         head_seq, head_hash = self.head if self.head is not None else (None, None)
         return dict(ok=broken is None, count=self.count, first_broken=broken, head_seq=head_seq, head_hash=head_hash,
                     exists=True, anchor=anchor or None)
@@ -606,7 +608,7 @@ class _Backend:
         if tables < 2:
             missing = "a table"
         else:
-            keys = set(row[0] for row in self.execute("SELECT key FROM audit_meta WHERE key IN ('schema_version', 'head')").fetchall())
+            keys = {row[0] for row in self.execute("SELECT key FROM audit_meta WHERE key IN ('schema_version', 'head')").fetchall()}
             missing = ", ".join(sorted({"schema_version", "head"} - keys))
         if missing:
             raise AuditWriteError("audit ledger %s exists without its metadata (%s missing): it was wiped or tampered with; "
@@ -707,8 +709,8 @@ class _Backend:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # pylint: disable=broad-except
-                pass  # the connection is already unusable; nothing left to release
+            except Exception:  # noqa: BLE001,S110 pylint: disable=broad-except  # the connection is already unusable
+                pass
 
 
 class SqliteBackend(_Backend):
@@ -718,7 +720,7 @@ class SqliteBackend(_Backend):
     schema = _SQLITE_SCHEMA
 
     def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
-        super(SqliteBackend, self).__init__()
+        super().__init__()
         self.path = os.path.abspath(os.path.expanduser(path))
         self.busy_timeout = busy_timeout
 
@@ -811,7 +813,7 @@ class PostgresBackend(_Backend):
     schema = _PG_SCHEMA
 
     def __init__(self, dsn: str, connect_timeout: int = PG_CONNECT_TIMEOUT) -> None:
-        super(PostgresBackend, self).__init__()
+        super().__init__()
         if not HAS_PSYCOPG:
             raise AuditWriteError("the postgresql ledger backend needs the Python library psycopg (3.x)", backend=self.name)
         self.dsn = dsn
@@ -821,7 +823,7 @@ class PostgresBackend(_Backend):
     def describe(self) -> str:
         try:
             info = _psycopg().conninfo.conninfo_to_dict(self.dsn)
-        except Exception:  # pylint: disable=broad-except
+        except Exception:  # noqa: BLE001 pylint: disable=broad-except  # any parse failure: describe, never raise
             return "<unparsable DSN>"
         return "%s:%s/%s" % (info.get("host") or info.get("hostaddr") or "localhost", info.get("port") or 5432, info.get("dbname") or "")
 
@@ -872,10 +874,10 @@ class Ledger:
         self.actor = actor
         self.role = role
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> "Ledger":  # noqa: PYI034 (typing.Self needs Python 3.11; module_utils run on 3.8)
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def describe(self) -> str:

@@ -129,7 +129,7 @@ def to_int(value: Any) -> Optional[int]:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise UnexpectedResponseError("otobo: expected a numeric id, got {0!r}".format(value))
+        raise UnexpectedResponseError(f"otobo: expected a numeric id, got {value!r}")
 
 
 def marker(key: str) -> str:
@@ -207,7 +207,7 @@ def dynamic_field_list(dynamic_fields: Optional[Mapping[str, Any]]) -> list:
 def build_ticket_payload(ticket: Optional[Mapping[str, Any]] = None, article: Optional[Mapping[str, Any]] = None,
                          dynamic_fields: Optional[Mapping[str, Any]] = None) -> dict:
     """The JSON body (without credentials) of TicketCreate/TicketUpdate."""
-    payload = {}
+    payload = {}  # type: dict[str, Any]
     ticket_part = _map_keys(ticket, TICKET_FIELDS, "ticket")
     article_part = _map_keys(article, ARTICLE_FIELDS, "article")
     if ticket_part:
@@ -287,11 +287,11 @@ def _error_class(code: str) -> type:
 # (text in OTOBO's error message, what to tell the user)
 _ERROR_HINTS = (
     ("Type parameter is required by sysconfig option",
-     "this OTOBO requires a ticket type (SysConfig Ticket::Type is on): set the ticket type, e.g. otobo_ticket's "
-     "ticket.type, or ims_sop's ticket_types / the inventory's itsm_ticket_types"),
+     ("this OTOBO requires a ticket type (SysConfig Ticket::Type is on): set the ticket type, e.g. otobo_ticket's "
+      "type, or ticket_types in ims_sop's platform_options / the inventory's itsm_platform_options")),
     ("Type parameter is invalid",
-     "the ticket type does not exist in OTOBO (names match exactly): create it under Admin > Types or map the "
-     "entity to an existing type with ticket_types / itsm_ticket_types"),
+     ("the ticket type does not exist in OTOBO (names match exactly): create it under Admin > Types or map the "
+      "entity to an existing type with ticket_types in platform_options")),
     ("Queue parameter is invalid", "no queue of that name exists in OTOBO: check the queue name (it must match exactly)"),
 )
 
@@ -414,7 +414,7 @@ class OtoboClient:
         if method == "GET":
             raise ValidationError("otobo: search_route must use a method with a body (POST); GET drops DynamicField criteria")
         if not path.startswith("/"):
-            raise ValidationError("otobo: search_route.path must start with '/', got {0!r}".format(path))
+            raise ValidationError(f"otobo: search_route.path must start with '/', got {path!r}")
         return {"method": method, "path": path}
 
     def _credentials(self) -> dict:
@@ -479,7 +479,7 @@ class OtoboClient:
             raise self._not_applied(exc) or exc
         data = response.json()
         if not isinstance(data, dict):
-            raise UnexpectedResponseError("{0}: expected a JSON object, got {1}".format(response.context, type(data).__name__),
+            raise UnexpectedResponseError(f"{response.context}: expected a JSON object, got {type(data).__name__}",
                                           platform=PLATFORM, status=response.status)
         if "Error" in data:
             raise self._envelope_error(data["Error"], response.context)
@@ -499,8 +499,7 @@ class OtoboClient:
         if status == 404:
             hint = "no OTOBO web service answers at this URL: check url and path_prefix"
         elif status == 500 and server_text == EMPTY_BODY:
-            hint = "OTOBO answers an empty HTTP 500 for an unknown or invalid web service: check webservice {0!r}".format(
-                self.webservice)
+            hint = f"OTOBO answers an empty HTTP 500 for an unknown or invalid web service: check webservice {self.webservice!r}"
         elif status == 500 and _NO_ROUTE in server_text:
             hint = "the web service has no such route for this method: check webservice, path_prefix and search_route"
         elif status == 500 and any(marker_text in server_text for marker_text in _TRANSPORT_REJECTIONS):
@@ -508,25 +507,25 @@ class OtoboClient:
         elif status and status >= 500 and _ENVELOPE_TEXT.match(server_text):
             # An OTOBO Error envelope is the operation's own answer, whatever status a proxy put around it.
             code = server_text.split(":", 1)[0]
-            return _error_class(code)("{0} (OTOBO refused the operation; nothing was written)".format(text),
+            return _error_class(code)(f"{text} (OTOBO refused the operation; nothing was written)",
                                       error_code=code, **exc.details)
         elif status == 500 and any(marker_text in server_text for marker_text in _WRITE_REFUSED):
             return ValidationError(
-                "{0} (OTOBO refused the write; nothing was written. Names must match OTOBO exactly: a Queue name in "
-                "the wrong case, e.g. 'raw' for 'Raw', passes OTOBO's checks and then fails like this)".format(text),
+                f"{text} (OTOBO refused the write; nothing was written. Names must match OTOBO exactly: a Queue name in "
+                "the wrong case, e.g. 'raw' for 'Raw', passes OTOBO's checks and then fails like this)",
                 **exc.details)
         else:
             return None
-        return UnexpectedResponseError("{0} ({1}; nothing was written)".format(text, hint), **exc.details)
+        return UnexpectedResponseError(f"{text} ({hint}; nothing was written)", **exc.details)
 
     def _envelope_error(self, error: Any, context: str) -> Exception:
         error = error if isinstance(error, dict) else {"ErrorMessage": error}
         code = str(error.get("ErrorCode") or "UnknownError")
         text = self.http.scrub(error.get("ErrorMessage") or "")
-        message = "{0}: {1}: {2}".format(context, code, text)
+        message = f"{context}: {code}: {text}"
         hint = _error_hint(text)
         if hint:
-            message = "{0} ({1})".format(message, hint)
+            message = f"{message} ({hint})"
         return _error_class(code)(message, platform=PLATFORM, error_code=code)
 
     # -- tickets ------------------------------------------------------------------------
@@ -546,7 +545,7 @@ class OtoboClient:
         """TicketUpdate (PATCH). Field-only updates are idempotent and retried; adding an article is not."""
         ticket_id = self._ticket_id(ticket_id)
         payload = build_ticket_payload(ticket, article, dynamic_fields)
-        data = self._call("TicketUpdate", "PATCH", "/Ticket/{0}".format(ticket_id), body=payload,
+        data = self._call("TicketUpdate", "PATCH", f"/Ticket/{ticket_id}", body=payload,
                           retry_unsafe="Article" not in payload)
         return self._write_result(data)
 
@@ -563,9 +562,9 @@ class OtoboClient:
         try:
             value = int(ticket_id)
         except (TypeError, ValueError):
-            raise ValidationError("otobo: ticket id must be an integer, got {0!r}".format(ticket_id))
+            raise ValidationError(f"otobo: ticket id must be an integer, got {ticket_id!r}")
         if value <= 0:
-            raise ValidationError("otobo: ticket id must be positive, got {0}".format(value))
+            raise ValidationError(f"otobo: ticket id must be positive, got {value}")
         return value
 
     def get_ticket(self, ticket_id: Any, *, dynamic_fields: bool = True, articles: bool = False) -> Optional[dict]:
@@ -577,7 +576,7 @@ class OtoboClient:
         if articles:
             params["AllArticles"] = 1
         try:
-            data = self._call("TicketGet", "GET", "/Ticket/{0}".format(ticket_id), params=params)
+            data = self._call("TicketGet", "GET", f"/Ticket/{ticket_id}", params=params)
         except (PermissionDenied, NotFoundError) as exc:
             if not exc.details.get("error_code"):
                 raise  # an HTTP-level 403/404 (proxy, wrong URL) is no answer about the ticket
@@ -636,7 +635,7 @@ class OtoboClient:
         """TicketSearch with a DynamicField ``Equals`` criterion on the configured body route."""
         if not self.search_route:
             raise ValidationError("otobo: searching by dynamic field needs search_route (a POST route for TicketSearch)")
-        body = {"DynamicField_{0}".format(name): {"Equals": value}}
+        body = {f"DynamicField_{name}": {"Equals": value}}  # type: dict[str, Any]
         if states:
             body["States"] = list(states)
         if limit:
@@ -655,7 +654,7 @@ class OtoboClient:
     def find_ticket_by_number(self, ticket_number: str, *, articles: bool = False) -> Optional[dict]:
         number = str(ticket_number).strip()
         if not number.isdigit():
-            raise ValidationError("otobo: ticket_number must be digits, got {0!r}".format(ticket_number))
+            raise ValidationError(f"otobo: ticket_number must be digits, got {ticket_number!r}")
         for ticket_id in self.search_ticket_ids(TicketNumber=number):
             ticket = self.get_ticket(ticket_id, articles=articles)
             if ticket and ticket["ticket_number"] == number:
@@ -683,12 +682,12 @@ class OtoboClient:
             # not fill it) still carries the title marker, so look for that before anyone creates a duplicate.
             if ids:
                 self.warn(
-                    "otobo: the dynamic field search for {0} returned {1} tickets, so the server ignored the criterion "
-                    "(check correlation_field and search_route); fell back to the title search".format(self.correlation_field, len(ids)))
-        ids = self.search_ticket_ids(Title="*{0}*".format(key), States=states)
+                    f"otobo: the dynamic field search for {self.correlation_field} returned {len(ids)} tickets, so the server ignored the criterion "
+                    "(check correlation_field and search_route); fell back to the title search")
+        ids = self.search_ticket_ids(Title=f"*{key}*", States=states)
         if len(ids) > MAX_VERIFY:
             raise UnexpectedResponseError(
-                "otobo TicketSearch: {0} tickets match the correlation key {1}; refusing to guess".format(len(ids), key),
+                f"otobo TicketSearch: {len(ids)} tickets match the correlation key {key}; refusing to guess",
                 platform=PLATFORM)
         return ids
 
@@ -718,7 +717,7 @@ class OtoboClient:
     def history(self, ticket_id: Any) -> list:
         """TicketHistoryGet → list of entries (ids int)."""
         ticket_id = self._ticket_id(ticket_id)
-        data = self._call("TicketHistoryGet", "GET", "/TicketHistory/{0}".format(ticket_id))
+        data = self._call("TicketHistoryGet", "GET", f"/TicketHistory/{ticket_id}")
         entries = []
         for block in data.get("TicketHistory") or []:
             for item in block.get("History") or []:
@@ -732,8 +731,7 @@ class OtoboClient:
 
     def ticket_url(self, ticket_id: Any) -> str:
         """Agent zoom link of a ticket."""
-        return "{0}{1}/index.pl?Action=AgentTicketZoom;TicketID={2}".format(
-            self.http.base_url, self.path_prefix, self._ticket_id(ticket_id))
+        return f"{self.http.base_url}{self.path_prefix}/index.pl?Action=AgentTicketZoom;TicketID={self._ticket_id(ticket_id)}"
 
 
 def _ignore_warning(message: str) -> None:

@@ -20,8 +20,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import math
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, cast
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
@@ -60,22 +61,22 @@ def pending_minutes(until: Any, now: Any = None) -> int:
     """OTOBO ``PendingTime.Diff`` (minutes from now, at least 1) for the IMS follow-up time ``until``."""
     if until is None or until == "":
         return DEFAULT_PENDING_MINUTES
-    seconds = (parse_time(until, FOLLOW_UP_KEY) - (now or utc_now())).total_seconds()
-    return max(1, int(math.ceil(seconds / 60.0)))
+    seconds = (cast(datetime.datetime, parse_time(until, FOLLOW_UP_KEY)) - (now or utc_now())).total_seconds()
+    return max(1, math.ceil(seconds / 60.0))
 
 
 def missing_read_permission_hint(queue: Any, agent: Any) -> str:
     """Why a ticket the agent just created is not found again (OTOBO's create and ro are separate permissions)."""
-    return ("the agent {0!r} can create tickets in queue {1!r} but lacks the 'ro' permission there, so every ticket "
-            "search answers nothing; grant the agent's group 'ro' (and 'rw' for updates) on queue {1!r}").format(agent, queue)
+    return (f"the agent {agent!r} can create tickets in queue {queue!r} but lacks the 'ro' permission there, so every ticket "
+            f"search answers nothing; grant the agent's group 'ro' (and 'rw' for updates) on queue {queue!r}")
 
 
 def merge_state_map(overrides: Optional[Mapping[str, Any]]) -> dict:
     """DEFAULT_STATE_MAP with ``{entity: {status: state}}`` overrides applied."""
-    result = dict((entity, dict(states)) for entity, states in DEFAULT_STATE_MAP.items())
+    result = {entity: dict(states) for entity, states in DEFAULT_STATE_MAP.items()}
     for entity, states in (overrides or {}).items():
         if entity not in result or not isinstance(states, Mapping):
-            raise ValidationError("state_map keys must be incident, problem or change_request with a status->state mapping, got {0!r}".format(entity))
+            raise ValidationError(f"state_map keys must be incident, problem or change_request with a status->state mapping, got {entity!r}")
         unknown = sorted(set(states) - set(result[entity]))
         if unknown:
             raise ValidationError("state_map.{0}: unknown IMS status {1}".format(entity, ", ".join(unknown)))
@@ -121,11 +122,11 @@ class OtoboPlatform(TicketPlatform):
 
     def to_record(self, ticket: Mapping[str, Any]) -> dict:
         dynamic = ticket.get("dynamic_fields") or {}
-        record = dict((key, _decode(key, dynamic.get(name))) for key, name in self.field_map.items())
+        record = {key: _decode(key, dynamic.get(name)) for key, name in self.field_map.items()}
         key = record.get("correlation_key")
         title = ticket.get("title") or ""
-        if key and title.endswith(" [ck:{0}]".format(key)):
-            title = title[:-len(" [ck:{0}]".format(key))]
+        if key and title.endswith(f" [ck:{key}]"):
+            title = title[:-len(f" [ck:{key}]")]
         record.update(id=ticket.get("ticket_number"), title=title, opened_at=record.get("opened_at") or normalise_time(ticket.get("created"), "created"),
                       platform_state=ticket.get("state"), platform_priority=ticket.get("priority"), _ticket_id=ticket.get("ticket_id"))
         return record
@@ -167,7 +168,7 @@ class OtoboPlatform(TicketPlatform):
         return self.state_map[entity][status]
 
     def _ticket_part(self, entity: str, values: Mapping[str, Any], creating: bool) -> dict:
-        ticket = {}
+        ticket = {}  # type: dict[str, Any]
         if "status" in values:
             ticket["state"] = self._state(entity, values["status"])
             if (state_type(ticket["state"]) or "").startswith("pending"):
@@ -181,7 +182,7 @@ class OtoboPlatform(TicketPlatform):
         return ticket
 
     def _dynamic(self, values: Mapping[str, Any]) -> dict:
-        return dict((self.field_map[key], _encode(key, value)) for key, value in values.items() if key in self.field_map)
+        return {self.field_map[key]: _encode(key, value) for key, value in values.items() if key in self.field_map}
 
     @staticmethod
     def _article(note: Optional[Mapping[str, Any]]) -> Optional[dict]:
@@ -191,14 +192,14 @@ class OtoboPlatform(TicketPlatform):
                 "communication_channel": "Internal", "sender_type": "agent",
                 "is_visible_for_customer": bool(note.get("visible"))}
 
-    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> dict:
+    def create(self, entity: str, values: Mapping[str, Any], note: Mapping[str, Any]) -> Optional[dict]:
         if not self.customer_user:
-            raise ValidationError("otobo: customer_user is required to create {0} tickets".format(entity))
+            raise ValidationError(f"otobo: customer_user is required to create {entity} tickets")
         ticket = self._ticket_part(entity, values, True)
         ticket.update(queue=self.queue, customer_user=self.customer_user)
         if self.ticket_types.get(entity):
             ticket["type"] = self.ticket_types[entity]
-        dynamic = dict((name, value) for name, value in self._dynamic(values).items() if value != "")
+        dynamic = {name: value for name, value in self._dynamic(values).items() if value != ""}
         correlation_field = getattr(self.client, "correlation_field", None)
         if correlation_field and values.get("correlation_key"):
             # The client searches this field when a POST search route is configured: keep it filled.

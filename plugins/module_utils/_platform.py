@@ -35,7 +35,7 @@ def is_correlation_key(value: Any) -> bool:
 
 def validate_correlation_key(key: Any) -> str:
     if not is_correlation_key(key):
-        raise ValidationError("correlation_key must be 8 to 64 lowercase hex characters, got {0!r}".format(key))
+        raise ValidationError(f"correlation_key must be 8 to 64 lowercase hex characters, got {key!r}")
     return key
 
 
@@ -81,4 +81,4 @@ class TicketPlatform:
 
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         """Why a record this account just created is not found by ``find_by_correlation_key`` (names the permission)."""
-        return "the {0} account can create records but cannot find them again; grant it read access where it creates them".format(self.name)
+        return f"the {self.name} account can create records but cannot find them again; grant it read access where it creates them"

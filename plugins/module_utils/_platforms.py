@@ -41,7 +41,7 @@ class PlatformEntry:
         self.factory = factory
 
     def __repr__(self) -> str:
-        return "PlatformEntry({0!r})".format(self.name)
+        return f"PlatformEntry({self.name!r})"
 
 
 def _otobo_factory(options: Mapping[str, Any], *, queue: Optional[str], warn: Callable[[str], None]) -> TicketPlatform:
@@ -82,7 +82,7 @@ def option_names(platform: str) -> frozenset:
 
 def _mapping(options: Any) -> dict:
     if options is not None and not isinstance(options, Mapping):
-        raise ValidationError("platform_options must be a mapping, got {0}".format(type(options).__name__))
+        raise ValidationError(f"platform_options must be a mapping, got {type(options).__name__}")
     return dict(options or {})
 
 
@@ -95,7 +95,7 @@ def secret_values(platform: str, options: Optional[Mapping[str, Any]]) -> set:
 
     Callers register them for masking (``module.no_log_values.update(...)``) before anything can echo them.
     """
-    return set(str(value) for value in _validate(platform, options)._no_log_values if value not in (None, ""))  # pylint: disable=protected-access
+    return {str(value) for value in _validate(platform, options)._no_log_values if value not in (None, "")}  # pylint: disable=protected-access
 
 
 def validate_options(platform: str, options: Optional[Mapping[str, Any]]) -> dict:

@@ -219,7 +219,7 @@ def violation(sop: Any, rule: str, explanation: str, value: Any = None) -> Polic
     """Build the one exception type of every halt: names the SOP, the rule and the value."""
     message = "{0}: {1}: {2}".format(sop or "ims", rule, explanation)
     if value is not None:
-        message += " (got {0!r})".format(value)
+        message += f" (got {value!r})"
     return PolicyViolation(message, sop=sop, rule=rule, value=None if value is None else _plain(value))
 
 
@@ -243,7 +243,7 @@ def sop_info(sop: Any) -> dict:
 def require(sop: str, name: str, value: Any) -> Any:
     """A required input: None, empty or whitespace-only strings/lists halt."""
     if value is None or (isinstance(value, (str, list, dict, tuple)) and not (value.strip() if isinstance(value, str) else value)):
-        raise violation(sop, "missing_input", "{0} is required".format(name))
+        raise violation(sop, "missing_input", f"{name} is required")
     return value
 
 
@@ -251,7 +251,7 @@ def check_choice(sop: str, name: str, value: Any, allowed: Iterable[str], requir
     """An enum input: exact seed 002 spelling (``IT_staff``, ``API``...). None passes unless required."""
     if value is None:
         if required:
-            raise violation(sop, "missing_input", "{0} is required".format(name))
+            raise violation(sop, "missing_input", f"{name} is required")
         return None
     allowed = tuple(allowed)
     if value not in allowed:
@@ -262,7 +262,7 @@ def check_choice(sop: str, name: str, value: Any, allowed: Iterable[str], requir
 def check_true(sop: str, rule: str, name: str, value: Any) -> None:
     """A confirmation input that must be true (``fix_applied``, ``service_restored``...)."""
     if value is not True:
-        raise violation(sop, rule, "{0} must be true".format(name), value)
+        raise violation(sop, rule, f"{name} must be true", value)
 
 
 # --------------------------------------------------------------------------- authorisation
@@ -319,7 +319,7 @@ def sod_problem_closer(sop: str, closer: Any, resolver: Any) -> None:
 
 def check_exists(sop: str, entity: str, ref: Any, record: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
     if record is None:
-        raise violation(sop, "not_found", "{0} {1} does not exist".format(entity, ref), ref)
+        raise violation(sop, "not_found", f"{entity} {ref} does not exist", ref)
     if record.get("entity") != entity:
         raise violation(sop, "wrong_entity", "{0} is a {1}, {2} needs a {3}".format(ref, record.get("entity"), sop, entity),
                         record.get("entity"))
@@ -348,10 +348,10 @@ def check_escalation_path(sop: str, current_team: Any, target: Any) -> None:
     check_choice(sop, "escalate_to", target, ESCALATION_TARGETS, required=True)
     rank = TIER_RANK.get(current_team, 0)
     if target == current_team:
-        raise violation(sop, "invalid_escalation_path", "the incident is already with {0}".format(target), target)
+        raise violation(sop, "invalid_escalation_path", f"the incident is already with {target}", target)
     if TIER_RANK[target] < rank or (TIER_RANK[target] == rank and rank < TOP_TIER):
         raise violation(sop, "invalid_escalation_path",
-                        "escalation from {0} must go to a higher tier".format(current_team), target)
+                        f"escalation from {current_team} must go to a higher tier", target)
 
 
 def check_automatic_escalation(sop: str, priority: Any, response_breached: bool) -> None:

@@ -26,11 +26,11 @@ import datetime
 from typing import Any, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
-from ansible_collections.labops.itsm.plugins.module_utils._time import format_time, parse_time, utc_now  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.labops.itsm.plugins.module_utils._time import format_time, parse_time, utc_now
 
 LEVELS = ("S1", "S2", "S3", "S4")
 LEVEL_NAMES = {"S1": "critical", "S2": "high", "S3": "medium", "S4": "low"}
-NAME_LEVELS = dict((name, level) for level, name in LEVEL_NAMES.items())
+NAME_LEVELS = {name: level for level, name in LEVEL_NAMES.items()}
 RATINGS = ("high", "medium", "low")
 
 # seed 004 section 3.2: (urgency, impact) -> level
@@ -82,7 +82,7 @@ def normalise_level(severity: Any) -> str:
         if text.lower() in NAME_LEVELS:
             return NAME_LEVELS[text.lower()]
     raise ValidationError(
-        "severity must be one of S1, S2, S3, S4 or critical, high, medium, low, got {0!r}".format(severity),
+        f"severity must be one of S1, S2, S3, S4 or critical, high, medium, low, got {severity!r}",
         value=str(severity))
 
 
@@ -144,8 +144,8 @@ def sla_targets(severity: Any) -> dict:
 
 def _duration_text(minutes: int) -> str:
     if minutes % 60:
-        return "{0}min".format(minutes)
-    return "{0}h".format(minutes // 60)
+        return f"{minutes}min"
+    return f"{minutes // 60}h"
 
 
 def sla_deadlines(severity: Any, opened_at: Any) -> dict:

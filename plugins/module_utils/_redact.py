@@ -22,11 +22,7 @@ __metaclass__ = type
 import base64
 import binascii
 import re
-
-try:
-    from typing import Any
-except ImportError:  # pragma: no cover - typing is stdlib on every supported controller
-    Any = None
+from typing import Any
 
 REDACTED = "********"
 MAX_STRING = 512

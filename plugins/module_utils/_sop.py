@@ -31,14 +31,17 @@ __metaclass__ = type
 import datetime
 import hashlib
 import uuid
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, cast
 
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError
 from ansible_collections.labops.itsm.plugins.module_utils._governed import Auditor, GovernedWrite, audit_entry
-from ansible_collections.labops.itsm.plugins.module_utils._platform import (  # noqa: F401 pylint: disable=unused-import
-    CORRELATION_KEY_RE, DEFAULT_LOOKUP_LIMIT, FOLLOW_UP_KEY, TicketPlatform,
+from ansible_collections.labops.itsm.plugins.module_utils._platform import (
+    CORRELATION_KEY_RE,
+    DEFAULT_LOOKUP_LIMIT,
+    FOLLOW_UP_KEY,
+    TicketPlatform,
 )
 
 # IMS record keys a platform keeps (besides id, entity, title, status and the read-only ones)
@@ -98,7 +101,7 @@ class Context:
 
     def __init__(self, sop: str, inputs: Mapping[str, Any], actor: str, role: str, platform: TicketPlatform, now: Any = None) -> None:
         self.sop = sop
-        self.inputs = dict((k, v) for k, v in inputs.items() if v is not None)
+        self.inputs = {k: v for k, v in inputs.items() if v is not None}
         self.actor = actor
         self.role = role
         self.platform = platform
@@ -110,11 +113,11 @@ class Context:
 
     @property
     def now_text(self) -> str:
-        return prio.format_time(self.now)
+        return cast(str, prio.format_time(self.now))
 
     def in_hours(self, hours: int) -> str:
         """The IMS follow-up time ``hours`` from now."""
-        return prio.format_time(self.now + datetime.timedelta(hours=hours))
+        return cast(str, prio.format_time(self.now + datetime.timedelta(hours=hours)))
 
     def load(self, entity: str, name: str) -> dict:
         """Read the ticket named by input ``name`` and check its entity type.
@@ -147,16 +150,16 @@ def clip(text: Any, limit: int = TEXT_LIMIT) -> Optional[str]:
 def deltas(before: Optional[Mapping[str, Any]], changes: Mapping[str, Any]) -> dict:
     """``{name: {before, after}}`` of the keys that really change."""
     before = before or {}
-    return dict((key, {"before": before.get(key), "after": value}) for key, value in sorted(changes.items())
-                if before.get(key) != value)
+    return {key: {"before": before.get(key), "after": value} for key, value in sorted(changes.items())
+                if before.get(key) != value}
 
 
 def only_changes(before: Mapping[str, Any], changes: Mapping[str, Any]) -> dict:
-    return dict((key, value) for key, value in changes.items() if before.get(key) != value)
+    return {key: value for key, value in changes.items() if before.get(key) != value}
 
 
 def note(subject: str, lines: Any, visible: bool = False) -> dict:
-    body = "\n".join("{0}: {1}".format(k, v) for k, v in lines if v not in (None, "", [])) if isinstance(lines, list) else str(lines)
+    body = "\n".join(f"{k}: {v}" for k, v in lines if v not in (None, "", [])) if isinstance(lines, list) else str(lines)
     return {"subject": clip(subject, 200), "body": body, "visible": visible}
 
 
@@ -245,7 +248,7 @@ def plan_incident_identify(ctx: Context) -> Plan:
         "detection_source": ctx.get("detection_source"), "affected_service": ctx.get("affected_service"),
         "category": ctx.get("category"), "opened_at": ctx.now_text, "correlation_key": key,
     }
-    plan.create = dict((k, v) for k, v in values.items() if v is not None)
+    plan.create = {k: v for k, v in values.items() if v is not None}
     plan.note = note("Incident identified", [("Reporter", ctx.get("reporter")), ("Detection source", ctx.get("detection_source")),
                                              ("Affected service", ctx.get("affected_service")), ("Description", ctx.get("description"))])
     plan.audit("identify", "incident", None, fields=deltas(None, plan.create),
@@ -265,7 +268,7 @@ def _dedupe(ctx: Context, plan: Plan, key: str, action: str, meta: Mapping[str, 
     plan.before = existing
     plan.unchanged = True
     plan.extra = {"duplicate_of": existing.get("id")}
-    snapshot = dict((name, existing.get(name)) for name in ("entity", "title", "correlation_key", "opened_at") if existing.get(name))
+    snapshot = {name: existing.get(name) for name in ("entity", "title", "correlation_key", "opened_at") if existing.get(name)}
     plan.creation_of_existing = audit_entry(action, "incident", existing.get("id"), deltas(None, snapshot), meta)
     return True
 
@@ -309,7 +312,7 @@ def _requested_level(ctx: Context) -> tuple:
     derived = prio.level_to_ims_priority(level)
     if priority is not None and priority != derived:
         raise policy.violation(ctx.sop, "priority_matrix_mismatch",
-                               "urgency {0} x impact {1} gives {2} ({3})".format(urgency, impact, level, derived), priority)
+                               f"urgency {urgency} x impact {impact} gives {level} ({derived})", priority)
     return derived, level
 
 
@@ -322,7 +325,7 @@ def plan_incident_prioritize(ctx: Context) -> Plan:
     if not plan.changes:
         plan.unchanged = True
         return plan
-    plan.note = note("Priority set to {0} ({1})".format(priority, level), [("Justification", ctx.get("justification"))])
+    plan.note = note(f"Priority set to {priority} ({level})", [("Justification", ctx.get("justification"))])
     plan.extra = {"sla": prio.sla_targets(level)}
     plan.audit("update", "incident", record["id"], fields=deltas(record, plan.changes),
                meta={"justification": clip(ctx.get("justification"), 300), "urgency": ctx.get("urgency"), "impact": ctx.get("impact")})
@@ -345,7 +348,7 @@ def plan_incident_assign(ctx: Context) -> Plan:
         return plan
     message = ctx.get("message_text") or "Your incident {0} is being worked on by {1}.".format(record["id"], team)
     recipients = ctx.get("recipients", "end_users")
-    plan.note = note("Acknowledgement: assigned to {0}".format(team), [("Recipients", recipients), ("Message", message),
+    plan.note = note(f"Acknowledgement: assigned to {team}", [("Recipients", recipients), ("Message", message),
                                                                        ("Reopen reason", ctx.get("reopen_reason"))],
                      visible=recipients in policy.EXTERNAL_RECIPIENTS)
     plan.audit("update", "incident", record["id"], fields=deltas(record, plan.changes),
@@ -432,7 +435,7 @@ def plan_change_approve(ctx: Context) -> Plan:
     policy.check_transition(ctx.sop, "change_request", change.get("status"), decision)
     plan = Plan(ctx.sop, "change_request", change)
     plan.changes = {"status": decision, "approver": ctx.actor}
-    plan.note = note("Change {0}".format(decision), [("Approver", ctx.actor), ("Justification", ctx.get("justification"))])
+    plan.note = note(f"Change {decision}", [("Approver", ctx.actor), ("Justification", ctx.get("justification"))])
     plan.audit("update", "change_request", change["id"], fields=deltas(change, plan.changes),
                meta={"justification": clip(ctx.get("justification"), 300)})
     return plan
@@ -473,7 +476,7 @@ def plan_incident_resolve(ctx: Context) -> Plan:
     lines = [("Resolution summary", ctx.get("resolution_summary")), ("Resolved at", ctx.now_text)]
     if acknowledgement is not None:
         team = acknowledgement.get("assigned_team", record.get("assigned_team"))
-        lines.insert(0, ("Acknowledged by", "{0}, assigned to {1} (SOP 6, with the resolution)".format(ctx.actor, team)))
+        lines.insert(0, ("Acknowledged by", f"{ctx.actor}, assigned to {team} (SOP 6, with the resolution)"))
         plan.audit("update", "incident", record["id"], fields=deltas(record, dict(acknowledgement, status="in_progress")),
                    meta={"communication": "acknowledgement", "sop": "incident_assign", "recipients": "IT_staff"})
     plan.note = note("Resolved", lines)
@@ -484,15 +487,15 @@ def plan_incident_resolve(ctx: Context) -> Plan:
     return plan
 
 
-def _acknowledgement_on_resolve(ctx: Context, record: Mapping[str, Any]) -> dict:
+def _acknowledgement_on_resolve(ctx: Context, record: Mapping[str, Any]) -> Optional[dict]:
     """With ``acknowledge``, an incident nobody has taken yet (``open``) is acknowledged (SOP 6's effects, under SOP
     6's authorisation and transition rules) and resolved in one write: the alert path resolves an alert that
     cleared before anyone picked it up. Returns the acknowledgement's field changes, or None when none applies."""
     if record.get("status") != "open" or not ctx.get("acknowledge"):
         return None
     if "incident_assign" not in policy.allowed_sops(ctx.role):
-        raise policy.violation(ctx.sop, "role_not_authorised", "acknowledging an open incident is SOP 6 incident_assign, which role {0} "
-                               "may not run".format(ctx.role), ctx.role)
+        raise policy.violation(ctx.sop, "role_not_authorised", f"acknowledging an open incident is SOP 6 incident_assign, which role {ctx.role} "
+                               "may not run", ctx.role)
     policy.check_transition(ctx.sop, "incident", "open", "in_progress")
     team = ctx.get("team") or record.get("assigned_team") or "service_desk"
     policy.check_choice(ctx.sop, "team", team, policy.ASSIGNMENT_TEAMS)
@@ -572,7 +575,7 @@ def plan_monitoring_intake(ctx: Context) -> Plan:
     severity = _event_severity(ctx.sop, event)
     threshold = ctx.get("min_severity", "medium")
     if SEVERITY_RANK[severity] < SEVERITY_RANK[threshold]:
-        raise policy.violation(ctx.sop, "below_threshold", "event severity is below min_severity {0}".format(threshold), severity)
+        raise policy.violation(ctx.sop, "below_threshold", f"event severity is below min_severity {threshold}", severity)
     level = prio.priority_matrix(severity, ctx.get("impact", "medium"))
     key = correlation_key_of(event.get("correlation_key") or event["event_id"])
     plan = Plan(ctx.sop, "incident")
@@ -673,7 +676,7 @@ def plan_problem_update(ctx: Context) -> Plan:
         raise policy.violation(ctx.sop, "missing_input", "one of {0} or description is required".format(", ".join(PROBLEM_UPDATE_FIELDS)))
     problem = ctx.load_active("problem", "problem_id")
     wanted = {"title": ctx.get("title"), "root_cause": clip(ctx.get("root_cause"), 500), "detection_source": ctx.get("detection_source")}
-    changes = dict((k, v) for k, v in wanted.items() if v is not None)
+    changes = {k: v for k, v in wanted.items() if v is not None}
     status = ctx.get("problem_status")
     if status is not None and status != problem.get("status"):
         if status not in ("under_investigation",):
@@ -721,7 +724,7 @@ def plan_problem_workaround(ctx: Context) -> Plan:
     kb_id = ctx.get("kb_article_id") or "KB-{0}".format(problem["id"])
     plan = Plan(ctx.sop, "problem", problem)
     plan.changes = only_changes(problem, {"status": "known_error", "workaround": clip(ctx.get("workaround"), 500), "kb_link": kb_id})
-    plan.note = note("Known error: workaround published as {0}".format(kb_id), [("Workaround", ctx.get("workaround"))])
+    plan.note = note(f"Known error: workaround published as {kb_id}", [("Workaround", ctx.get("workaround"))])
     plan.extra = {"kb_article_id": kb_id}
     plan.audit("kb_update", "problem", problem["id"], fields=deltas(problem, plan.changes),
                meta={"kb_article_id": kb_id, "kb_type": "workaround", "known_error": True})
@@ -748,8 +751,8 @@ def plan_problem_close(ctx: Context) -> Plan:
     resolved = prio.parse_time(problem.get("resolved_at"), "resolved_at")
     elapsed = (ctx.now - resolved).total_seconds() / 3600.0 if resolved else None
     if elapsed is None or elapsed < hours:
-        raise policy.violation(ctx.sop, "stability_window", "a problem is closed {0} h after its resolution".format(hours),
-                               None if elapsed is None else "{0:.1f} h".format(elapsed))
+        raise policy.violation(ctx.sop, "stability_window", f"a problem is closed {hours} h after its resolution",
+                               None if elapsed is None else f"{elapsed:.1f} h")
     policy.check_transition(ctx.sop, "problem", problem.get("status"), "closed")
     plan = Plan(ctx.sop, "problem", problem)
     plan.changes = {"status": "closed", "closed_by": ctx.actor}
@@ -770,7 +773,7 @@ def plan_audit_log(ctx: Context) -> Plan:
     fields = ctx.get("audit_fields") or {}
     for name, delta in fields.items():
         if not isinstance(delta, dict) or not set(delta) <= {"before", "after"}:
-            raise policy.violation(ctx.sop, "invalid_value", "audit_fields.{0} must be a mapping with before and/or after".format(name),
+            raise policy.violation(ctx.sop, "invalid_value", f"audit_fields.{name} must be a mapping with before and/or after",
                                    type(delta).__name__)
     plan.audit(ctx.get("audit_action"), ref_type, ref_id, fields=fields, meta=ctx.get("audit_meta") or {})
     return plan
@@ -780,7 +783,7 @@ def plan_audit_log(ctx: Context) -> Plan:
 
 # sop -> (required inputs, {input: allowed values}, planner)
 _INCIDENT = ("incident_id",)
-SOP_SPECS = {
+SOP_SPECS = {  # type: dict[str, Any]
     "entity_lookup": (("entity_type",), {"entity_type": policy.TICKET_ENTITIES}, plan_entity_lookup),
     "incident_identify": (("title", "reporter", "detection_source", "affected_service", "description"),
                           {"detection_source": policy.DETECTION_SOURCES, "category": policy.INCIDENT_CATEGORIES},
@@ -823,7 +826,7 @@ SOP_SPECS = {
 
 def validate_inputs(sop: str, inputs: Mapping[str, Any]) -> None:
     """Step 1: required inputs and enums of the SOP (raises PolicyViolation)."""
-    required, choices, dummy = SOP_SPECS[sop]
+    required, choices, _dummy = SOP_SPECS[sop]
     for name in required:
         if name == "incident_id" and inputs.get(name) is None and inputs.get("correlation_key") is not None:
             continue  # the incident is named by its correlation key (Context.load)
@@ -857,7 +860,7 @@ def run_sop(sop: str, inputs: Mapping[str, Any], *, actor: str, role: str, platf
                              hint=platform.unfindable_hint, warn=warn or ctx.warnings.append, what=plan.entity or "record")
     backfill = None
     if plan.creation_of_existing is not None:
-        backfill = governed.backfill_entry(plan.before, plan.creation_of_existing)
+        backfill = governed.backfill_entry(cast(dict, plan.before), plan.creation_of_existing)  # set together with before
         if backfill is not None:
             plan.audits.append(backfill)
     changed = (not plan.unchanged and (plan.has_writes() or bool(plan.audits))) or backfill is not None
@@ -900,11 +903,12 @@ def _apply(ctx: Context, plan: Plan, governed: GovernedWrite, written: dict) -> 
     if plan.create is not None:
         index = _creation_index(plan)
         first_note = plan.note or note(ctx.sop, ctx.sop)
-        record = governed.create(lambda: ctx.platform.create(plan.entity, plan.create, first_note),
+        entity, values = cast(str, plan.entity), plan.create  # a plan that creates names its entity
+        record = governed.create(lambda: ctx.platform.create(entity, values, first_note),
                                  key=plan.create.get("correlation_key"), creation=plan.audits[index])
         written[index] = True
     elif plan.changes:
-        record = ctx.platform.update(plan.before, plan.changes, plan.note)
+        record = ctx.platform.update(cast(dict, plan.before), plan.changes, plan.note)  # changes come with a record
     elif plan.note is not None and plan.before is not None:
         ctx.platform.add_note(plan.before, plan.note)
     for other, changes, other_note in plan.side:
@@ -915,7 +919,7 @@ def _apply(ctx: Context, plan: Plan, governed: GovernedWrite, written: dict) -> 
 def _apply_side(ctx: Context, record: Optional[Mapping[str, Any]], other: Mapping[str, Any], changes: Mapping[str, Any],
                 other_note: Mapping[str, Any]) -> None:
     """Secondary writes (the other side of a link); ``None`` values mean "the created record's id"."""
-    resolved = dict((k, (record or {}).get("id") if v is None else v) for k, v in changes.items())
+    resolved = {k: (record or {}).get("id") if v is None else v for k, v in changes.items()}
     if resolved:
         ctx.platform.update(other, resolved, other_note)
     else:
@@ -939,7 +943,7 @@ def ims_view(record: Optional[Mapping[str, Any]]) -> Optional[dict]:
     """The platform-neutral record returned to the caller (internal keys dropped)."""
     if record is None:
         return None
-    return dict((k, v) for k, v in record.items() if not k.startswith("_") and k != FOLLOW_UP_KEY)
+    return {k: v for k, v in record.items() if not k.startswith("_") and k != FOLLOW_UP_KEY}
 
 
-PLANNERS = dict((name, spec[2]) for name, spec in SOP_SPECS.items())
+PLANNERS = {name: spec[2] for name, spec in SOP_SPECS.items()}

@@ -41,7 +41,7 @@ def parse_time(value: Any, name: str = "timestamp") -> Optional[datetime.datetim
         try:
             moment = datetime.datetime.fromisoformat(text)
         except ValueError:
-            raise ValidationError("{0} {1!r} is not an ISO-8601 timestamp".format(name, value), value=str(value))
+            raise ValidationError(f"{name} {value!r} is not an ISO-8601 timestamp", value=str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.astimezone(datetime.timezone.utc)
@@ -72,7 +72,7 @@ def canonical_timestamp(value: str) -> str:
     """
     match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise ValueError("not an RFC 3339 timestamp: {0!r}".format(value))
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
     seconds, fraction, zone = match.groups()
     moment = datetime.datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S")
     fraction = (fraction or "").rstrip("0").rstrip(".")
@@ -81,8 +81,7 @@ def canonical_timestamp(value: str) -> str:
         try:
             moment -= datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
         except OverflowError:
-            raise ValueError("not an RFC 3339 timestamp in years 1-9999: {0!r}".format(value))
+            raise ValueError(f"not an RFC 3339 timestamp in years 1-9999: {value!r}")
     # strftime("%Y") does not zero-pad years below 1000 on glibc; format the fields ourselves.
-    text = "{0:04d}-{1:02d}-{2:02d}T{3:02d}:{4:02d}:{5:02d}".format(
-        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    text = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
     return text + fraction + "Z"

@@ -506,7 +506,8 @@ def _write_export(ledger, dest, previous, fail_on_broken):
 
 def _write_atomically(path, write, suffix):
     """Write through ``write(handle)`` into a temporary file in the same directory, mode 0600, then rename it."""
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=os.path.dirname(path), prefix=".ims_audit-", suffix=suffix, delete=False)
+    # closed by the ``with`` below; opened first so that its name is known to the cleanup on failure
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=os.path.dirname(path), prefix=".ims_audit-", suffix=suffix, delete=False)  # noqa: SIM115
     try:
         with handle:
             write(handle)

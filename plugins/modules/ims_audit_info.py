@@ -176,7 +176,7 @@ def argument_spec():
 def run(params, ledger):
     if params["limit"] is not None and params["limit"] < 1:
         raise ValidationError("limit must be a positive integer, got %d" % params["limit"])
-    filters = dict((name, params[name]) for name in FILTERS)
+    filters = {name: params[name] for name in FILTERS}
     return dict(changed=False, records=ledger.query(limit=params["limit"], **filters))
 
 

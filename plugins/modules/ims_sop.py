@@ -530,11 +530,11 @@ simulation_id:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.labops.itsm.plugins.module_utils import _platforms as platforms
+from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
-from ansible_collections.labops.itsm.plugins.module_utils import _platforms as platforms
-from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
 
 PLATFORM_ARGSPEC = dict(
@@ -554,12 +554,12 @@ def _str(choices=None):
 
 def input_spec():
     """The SOP inputs (enum choices come from the policy tables)."""
-    spec = dict((name, _str()) for name in (
+    spec = {name: _str() for name in (
         "incident_id", "problem_id", "change_id", "title", "description", "reporter", "affected_service", "subcategory",
         "justification", "message_text", "reopen_reason", "diagnosis", "workaround", "reason", "vendor", "vendor_reference",
         "vendor_context", "resolution_summary", "closure_notes", "timeline", "factors", "kb_article_id", "kb_title",
         "kb_content", "action_summary", "outcome", "usage_id", "scenario", "simulation_id", "root_cause",
-        "validation_evidence", "ref_id"))
+        "validation_evidence", "ref_id")}
     spec.update(
         detection_source=_str(policy.DETECTION_SOURCES), category=_str(policy.INCIDENT_CATEGORIES),
         correlation_key=dict(type="str", no_log=False), priority=_str(policy.PRIORITIES), severity=_str(policy.SEVERITIES),
@@ -587,7 +587,7 @@ def argument_spec():
 
 def sop_inputs(params):
     """The SOP inputs the user set (platform, ledger options and sop excluded)."""
-    return dict((name, value) for name, value in params.items() if name not in NOT_INPUTS and value is not None)
+    return {name: value for name, value in params.items() if name not in NOT_INPUTS and value is not None}
 
 
 def mask_platform_secrets(module):

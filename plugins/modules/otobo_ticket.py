@@ -380,10 +380,9 @@ def check_params(params):
         validate_correlation_key(params["correlation_key"])
     closing_state = params.get("ticket_state")
     if params["state"] == "closed" and closing_state and not is_closed_state(closing_state):
-        raise ValidationError("ticket_state {0!r} is not a closed state (state=closed needs e.g. 'closed successful')".format(closing_state))
-    if not (params.get("ticket_id") or params.get("ticket_number") or params.get("correlation_key")):
-        if params["state"] == "closed":
-            raise ValidationError("state=closed needs one of ticket_id, ticket_number or correlation_key")
+        raise ValidationError(f"ticket_state {closing_state!r} is not a closed state (state=closed needs e.g. 'closed successful')")
+    if params["state"] == "closed" and not (params.get("ticket_id") or params.get("ticket_number") or params.get("correlation_key")):
+        raise ValidationError("state=closed needs one of ticket_id, ticket_number or correlation_key")
 
 
 def desired_fields(params, current=None):
@@ -404,7 +403,7 @@ def desired_fields(params, current=None):
 
 
 def _carries_marker(title, key):
-    return "[ck:{0}]".format(key) in title
+    return f"[ck:{key}]" in title
 
 
 def desired_state(params, current):
@@ -432,7 +431,7 @@ def desired_article(params):
     article = params.get("article")
     if not article:
         return None
-    return dict((k, v) for k, v in article.items() if k != "dedupe" and v is not None)
+    return {k: v for k, v in article.items() if k != "dedupe" and v is not None}
 
 
 # -- comparison ------------------------------------------------------------------------------
@@ -466,11 +465,11 @@ def field_changes(current, wanted):
 
 def dynamic_field_changes(current, wanted):
     existing = current.get("dynamic_fields") or {}
-    return dict(
-        (name, {"before": existing.get(name), "after": value})
+    return {
+        name: {"before": existing.get(name), "after": value}
         for name, value in wanted.items()
         if not _same(existing.get(name), value)
-    )
+    }
 
 
 def article_needed(current, article, dedupe):
@@ -496,8 +495,8 @@ def predict(current, changes, df_changes, article):
     for name, delta in df_changes.items():
         record.setdefault("dynamic_fields", {})[name] = delta["after"]
     if article:
-        predicted = dict(article_id=None, article_number=None, **dict((k, article.get(k)) for k in (
-            "subject", "body", "content_type", "sender_type", "is_visible_for_customer")))
+        predicted = dict(article_id=None, article_number=None, **{k: article.get(k) for k in (
+            "subject", "body", "content_type", "sender_type", "is_visible_for_customer")})
         record.setdefault("articles", []).append(predicted)
     return record
 
@@ -505,7 +504,7 @@ def predict(current, changes, df_changes, article):
 def diff_view(record):
     if not record:
         return {}
-    view = dict((k, v) for k, v in record.items() if k not in DIFF_IGNORED)
+    view = {k: v for k, v in record.items() if k not in DIFF_IGNORED}
     view["articles"] = [a.get("subject") for a in record.get("articles") or []]
     return view
 
@@ -557,7 +556,7 @@ def audit_update(auditor, record, changes, df_changes, article_id, article):
     """update (field deltas), notify (article), close (closing state change), in that order."""
     number = record["ticket_number"]
     closing = "state" in changes and is_closed_state(changes["state"]["after"])
-    fields = dict((k, v) for k, v in changes.items() if not (closing and k == "state"))
+    fields = {k: v for k, v in changes.items() if not (closing and k == "state")}
     fields.update(("dynamic_field." + k, v) for k, v in df_changes.items())
     if fields:
         auditor.append(ticket_entry("update", record, fields), number)
@@ -597,12 +596,12 @@ def ensure_created(module, client, governed):
     dynamic_fields = desired_dynamic_fields(params)
     article = desired_article(params)
     payload = build_ticket_payload(ticket, article, dynamic_fields)
-    changes = dict((k, {"before": None, "after": v}) for k, v in ticket.items())
-    df_changes = dict((k, {"before": None, "after": v}) for k, v in dynamic_fields.items())
+    changes = {k: {"before": None, "after": v} for k, v in ticket.items()}
+    df_changes = {k: {"before": None, "after": v} for k, v in dynamic_fields.items()}
     if module.check_mode:
         return True, predict(None, changes, df_changes, article), payload
     governed.auditor.preflight()
-    fields = dict(changes, **dict(("dynamic_field." + k, v) for k, v in df_changes.items()))
+    fields = dict(changes, **{"dynamic_field." + k: v for k, v in df_changes.items()})
 
     def send():
         created = client.create_ticket(ticket, article, dynamic_fields)
@@ -643,15 +642,15 @@ def ensure_updated(module, client, auditor, current):
 
 
 def update_payload(changes, df_changes, article):
-    ticket = dict((k, v["after"]) for k, v in changes.items())
-    dynamic_fields = dict((k, v["after"]) for k, v in df_changes.items())
+    ticket = {k: v["after"] for k, v in changes.items()}
+    dynamic_fields = {k: v["after"] for k, v in df_changes.items()}
     return build_ticket_payload(ticket, article, dynamic_fields)
 
 
 def update_once(module, client, current, changes, df_changes, article):
     """TicketUpdate; after an ambiguous failure re-read and re-send only what is still missing (once)."""
-    ticket = dict((k, v["after"]) for k, v in changes.items())
-    dynamic_fields = dict((k, v["after"]) for k, v in df_changes.items())
+    ticket = {k: v["after"] for k, v in changes.items()}
+    dynamic_fields = {k: v["after"] for k, v in df_changes.items()}
     try:
         return client.update_ticket(current["ticket_id"], ticket, article, dynamic_fields)["article_id"]
     except AmbiguousWriteError:
@@ -671,7 +670,7 @@ def update_once(module, client, current, changes, df_changes, article):
 
 
 def update_payload_values(changes):
-    return dict((k, v["after"]) for k, v in changes.items())
+    return {k: v["after"] for k, v in changes.items()}
 
 
 def ensure_present(module, client, governed, current):
@@ -685,7 +684,7 @@ def ensure_present(module, client, governed, current):
 
 def ensure_closed(module, client, governed, current):
     if current is None:
-        module.warn("otobo: no ticket found for {0}; nothing to close".format(identity_text(module.params)))
+        module.warn(f"otobo: no ticket found for {identity_text(module.params)}; nothing to close")
         return False, None, None
     return ensure_updated(module, client, governed.auditor, current)
 
@@ -693,7 +692,7 @@ def ensure_closed(module, client, governed, current):
 def identity_text(params):
     for name in ("ticket_id", "ticket_number", "correlation_key"):
         if params.get(name) is not None:
-            return "{0}={1}".format(name, params[name])
+            return f"{name}={params[name]}"
     return "the given options"
 
 

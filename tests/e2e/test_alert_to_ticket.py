@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ RESOLVED_STATE = "pending auto close+"
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def incident_playbook_runs(stack: Stack, playbook: str) -> int:
@@ -40,7 +40,7 @@ def stack(tmp_path_factory):
 
 
 def test_firing_repeat_resolve(stack: Stack):
-    started = iso(datetime.now(timezone.utc) - timedelta(minutes=1))
+    started = iso(datetime.now(UTC) - timedelta(minutes=1))
     guest_down = alert("PveGuestDown", {"cluster": "pve-prod", "node": "pve02", "name": "erp-db-02", "id": "qemu/104",
                                         "severity": "critical", "team": "platform"},
                        "Proxmox guest erp-db-02 is down", started)
@@ -103,7 +103,7 @@ def test_firing_repeat_resolve(stack: Stack):
 
     # Resolve: AlertManager sends the resolved alert; SOP 1 finds the incident by its correlation key in the
     # queue the inventory routes it to, SOP 6 acknowledges it, SOP 11 resolves it with an article.
-    resolved = dict(guest_down, endsAt=iso(datetime.now(timezone.utc) - timedelta(seconds=1)))
+    resolved = dict(guest_down, endsAt=iso(datetime.now(UTC) - timedelta(seconds=1)))
     stack.alertmanager.post_alerts([resolved])
 
     def resolved_ticket():

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import DEFAULT_TICKET_TYPES, FIELD_MAP
-
 from scripts.labstack import IMS_DYNAMIC_FIELDS, ITSM_TICKET_TYPES, Stack, itsm_sim_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Seed 002 "halt on audit write failure" through real ``ansible-playbook`` runs.
 
@@ -10,9 +9,7 @@ written and ``ims_audit state=verify`` verifies the chain. The playbooks write t
 result to a JSON file (block/rescue), so nothing here parses the callback's text output.
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import json
 import os
@@ -24,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from simulators.harness import start_simulator
-
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.tests.pg import postgresql_dsn, postgresql_server  # noqa: F401 pylint: disable=unused-import
+from simulators.harness import start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -93,12 +89,12 @@ def play(sim, tmp_path, playbook, ledger_env, **extra):
 
 def tickets(sim):
     """Ticket ID -> (state, IMSStatus, article count) of every simulated ticket."""
-    return dict((t["TicketID"], (t["State"], t["DynamicField"].get("IMSStatus"), len(t["Article"]))) for t in sim.state()["tickets"])
+    return {t["TicketID"]: (t["State"], t["DynamicField"].get("IMSStatus"), len(t["Article"])) for t in sim.state()["tickets"]}
 
 
 def writes(sim):
     requests = sim.state()["requests"]
-    return dict((op, requests.get(op, 0)) for op in ("TicketCreate", "TicketUpdate"))
+    return {op: requests.get(op, 0) for op in ("TicketCreate", "TicketUpdate")}
 
 
 def assert_halted(run, sim, before_tickets, backend, location):

@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """ims_audit through real ansible-playbook runs: the lifecycle target and 8 parallel writers."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import json
 import os

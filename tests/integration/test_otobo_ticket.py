@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Real ansible-playbook runs of otobo_ticket / otobo_ticket_info against the OTOBO simulator.
 
@@ -7,9 +6,7 @@ JSON file (``ansible.builtin.copy``) that this driver cross-checks against the s
 its request counters and the audit ledger. Only ansible-core content is used (no json callback).
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import hashlib
 import json
@@ -235,7 +232,7 @@ def test_get_route_dynamic_field_trap(sim, tmp_path):
     decoy = correlation_key("ff66001122334455", "2025-06-11T16:00:00Z")
     results = run_playbook(sim, tmp_path, "df_trap.yml", keys=keys, decoy=decoy, queue="Platform")
 
-    by_id = dict((t["TicketID"], t) for t in sim.state()["tickets"])
+    by_id = {t["TicketID"]: t for t in sim.state()["tickets"]}
     assert results["updated"] == results["ids"][1]
     for index, ticket_id in enumerate(results["ids"]):
         ticket = by_id[ticket_id]

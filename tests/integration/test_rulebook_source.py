@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key
 
 pytestmark = pytest.mark.integration

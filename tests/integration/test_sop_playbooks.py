@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every playbooks/sop/*.yml (the labops.itsm.sop role) and the alert playbooks through a real ``ansible-playbook``.
 
@@ -9,9 +8,7 @@ The inputs are the role's ``sop_<input>`` extra vars; the platform options come 
 ``itsm_platform_options`` (as an inventory sets them), the password from OTOBO_PASSWORD.
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import json
 import os
@@ -23,10 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulators.harness import start_simulator
-
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._policy import SOPS
+from simulators.harness import start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +66,7 @@ def play(world, name, role="incident_manager", actor="im-bob", by_fqcn=False, ex
     """Run one SOP playbook with its inputs as ``sop_<input>`` extra vars; return the ims_sop task result (or the failure)."""
     RAN.add(name)
     WORLD["runs"] = WORLD.get("runs", 0) + 1
-    extra = dict(("sop_" + key, value) for key, value in inputs.items())
+    extra = {"sop_" + key: value for key, value in inputs.items()}
     extra.update(sop_actor=actor, sop_actor_role=role,
                  itsm_platform_options={"otobo": {"url": world["sim"].url, "customer_user": "monitoring"}})
     results = world["tmp"] / "results-{0}.jsonl".format(WORLD["runs"])
@@ -86,7 +82,7 @@ def _task_result(path, sop, failed):
         entry = json.loads(line)
         if failed and entry["status"] == "failed":
             return entry["result"]
-        if not failed and entry["task"].startswith("Run IMS SOP") and entry["task"].endswith("({0})".format(sop)):
+        if not failed and entry["task"].startswith("Run IMS SOP") and entry["task"].endswith(f"({sop})"):
             return entry["result"]
     raise AssertionError("no matching task result in " + str(path))
 

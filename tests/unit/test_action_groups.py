@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """meta/runtime.yml's action groups match what the modules take.
 
@@ -53,11 +52,10 @@ def test_membership_follows_the_options(module, group):
     takes = module_options(module) & GROUP_OPTIONS[group]
     member = module in action_groups()[group]
     if takes and not member:
-        pytest.fail("{0} takes the {1} options {2} but is not in group/labops.itsm.{1}: module_defaults for the group "
-                    "are silently ignored for it".format(module, group, sorted(takes)))
+        pytest.fail(f"{module} takes the {group} options {sorted(takes)} but is not in group/labops.itsm.{group}: module_defaults for the group "
+                    "are silently ignored for it")
     if member and takes != GROUP_OPTIONS[group]:
-        pytest.fail("{0} is in group/labops.itsm.{1} but does not take {2}".format(
-            module, group, sorted(GROUP_OPTIONS[group] - takes)))
+        pytest.fail(f"{module} is in group/labops.itsm.{group} but does not take {sorted(GROUP_OPTIONS[group] - takes)}")
 
 
 def _module_defaults(node):
@@ -82,12 +80,12 @@ def test_our_group_defaults_only_set_options_every_member_takes():
                 if not key.startswith("group/labops.itsm."):
                     continue
                 group = key[len("group/labops.itsm."):]
-                assert group in groups, "{0}: unknown action group {1}".format(path.name, key)
+                assert group in groups, f"{path.name}: unknown action group {key}"
                 foreign = set(options or {}) - GROUP_OPTIONS[group]
-                assert not foreign, "{0}: {1} sets {2}, not options of the group; set them on the task or in the module's own " \
-                                    "module_defaults".format(path.name, key, sorted(foreign))
+                assert not foreign, f"{path.name}: {key} sets {sorted(foreign)}, not options of the group; set them on the task or in the module's own " \
+                                    "module_defaults"
                 for member in groups[group]:
                     unknown = set(options or {}) - module_options(member)
-                    assert not unknown, "{0}: {1} sets {2}, which {3} does not take".format(path.name, key, sorted(unknown), member)
+                    assert not unknown, f"{path.name}: {key} sets {sorted(unknown)}, which {member} does not take"
                 checked += 1
     assert checked, "no group module_defaults found: the scan is broken"

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The labops.itsm.sop role, the SOP playbooks and the docs' input tables match the SOP table.
 
@@ -48,7 +47,7 @@ def test_optional_inputs_come_from_the_planners():
     assert [name for name, required in sop_role.sop_inputs("incident_assign") if not required] == [
         "message_text", "reopen_reason", "recipients"]
     # every ims_sop input is an input of some SOP's entry point, so every input is reachable through the role
-    taken = set(name for sop in SOPS for name, _required in sop_role.sop_inputs(sop))
+    taken = {name for sop in SOPS for name, _required in sop_role.sop_inputs(sop)}
     assert taken == set(input_spec())
 
 
@@ -64,7 +63,7 @@ def test_generated_task_passes_exactly_the_entry_points_inputs():
 def test_awx_survey_asks_for_every_input_of_the_sop():
     for sop in SOPS:
         survey = sop_role.survey_spec(sop)
-        questions = dict((q["variable"], q) for q in survey["spec"])
+        questions = {q["variable"]: q for q in survey["spec"]}
         inputs = sop_role.sop_inputs(sop)
         assert list(questions) == ["sop_" + name for name, _required in inputs] + ["sop_actor", "sop_actor_role", "sop_queue"], sop
         for name, required in inputs:

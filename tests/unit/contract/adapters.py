@@ -9,12 +9,10 @@ IMS record (``check_mapping``). ServiceNow and Jira join by adding a harness to 
 import json
 import urllib.request
 
-from simulators.harness import start_in_thread
-
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import DEFAULT_STATE_MAP, FIELD_MAP, OtoboPlatform
-
+from simulators.harness import start_in_thread
 from tests.unit.contract.fake_platform import FakePlatform
 
 OTOBO_SIM_CONFIG = {"dynamic_fields": [{"name": name, "type": "Text"} for name in sorted(FIELD_MAP.values())]}
@@ -84,12 +82,12 @@ class OtoboAdapter:
 
     def snapshot(self, platform):
         """Every ticket: state, non-empty dynamic fields, article count."""
-        return dict((t["TicketID"], (t["StateID"], sorted((k, v) for k, v in t["DynamicField"].items() if v), len(t["Article"])))
-                    for t in self.tickets())
+        return {t["TicketID"]: (t["StateID"], sorted((k, v) for k, v in t["DynamicField"].items() if v), len(t["Article"]))
+                    for t in self.tickets()}
 
     def raw_ticket(self, ticket_id):
         """TicketGet straight from the simulator (not through the code under test)."""
-        url = "{0}/Ticket/{1}?UserLogin=alertbot&Password=s3cret&DynamicFields=1&AllArticles=1".format(self.sim.otobo_base, ticket_id)
+        url = f"{self.sim.otobo_base}/Ticket/{ticket_id}?UserLogin=alertbot&Password=s3cret&DynamicFields=1&AllArticles=1"
         with urllib.request.urlopen(url) as response:
             data = json.loads(response.read())
         return (data.get("Ticket") or [None])[0]

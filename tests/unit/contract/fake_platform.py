@@ -90,11 +90,11 @@ class FakePlatform(TicketPlatform):
 
     def create(self, entity, values, note):
         if entity not in PREFIX:
-            raise ValidationError("fake: unknown entity {0!r}".format(entity))
+            raise ValidationError(f"fake: unknown entity {entity!r}")
         if not values.get("title"):
             raise ValidationError("fake: a record needs a title")
-        ref = "{0}{1:07d}".format(PREFIX[entity], next(self._numbers))
-        self.records[ref] = dict((key, [] if key in LIST_KEYS else None) for key in RECORD_KEYS)
+        ref = f"{PREFIX[entity]}{next(self._numbers):07d}"
+        self.records[ref] = {key: [] if key in LIST_KEYS else None for key in RECORD_KEYS}
         self.records[ref]["id"] = ref
         self.notes[ref] = []
         self._order.append(ref)
@@ -111,7 +111,7 @@ class FakePlatform(TicketPlatform):
     def update(self, record, changes, note=None):
         ref = record["id"]
         if ref not in self.records:
-            raise ValidationError("fake: {0} does not exist".format(ref))
+            raise ValidationError(f"fake: {ref} does not exist")
         self._apply(ref, changes)
         self._note(ref, note)
         return self._view(ref)
@@ -120,7 +120,7 @@ class FakePlatform(TicketPlatform):
         self._note(record["id"], note)
 
     def unfindable_hint(self, record):
-        return "the fake account lacks read permission on {0!r}".format(self.queue)
+        return f"the fake account lacks read permission on {self.queue!r}"
 
     # -- test helpers ----------------------------------------------------------------------
 

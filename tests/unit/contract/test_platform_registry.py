@@ -6,8 +6,6 @@ import sys
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from simulators.harness import start_in_thread
-
 from ansible_collections.labops.itsm.plugins.module_utils import _platforms as platforms
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC
@@ -15,6 +13,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import DEFA
 from ansible_collections.labops.itsm.plugins.module_utils._platform import TicketPlatform
 from ansible_collections.labops.itsm.plugins.modules import ims_sop
 from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import run_main_in_process
+from simulators.harness import start_in_thread
 
 SECRET = "pw-Zq81-not-in-results"
 OTOBO = {"url": "http://otobo.test", "username": "alertbot", "password": "s3cret"}
@@ -105,9 +104,8 @@ def identify_args(sim, tmp_path, **overrides):
 def test_platform_secrets_are_masked_by_ansible_module(sim, tmp_path, monkeypatch):
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    with patch_module_args(identify_args(sim, tmp_path)):
-        with pytest.raises(SystemExit):
-            ims_sop.main()
+    with patch_module_args(identify_args(sim, tmp_path)), pytest.raises(SystemExit):
+        ims_sop.main()
     monkeypatch.undo()
     result = json.loads(out.getvalue())
     assert result.get("failed") is not True, result

@@ -11,13 +11,15 @@ import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
-    AmbiguousWriteError, AuditWriteError, NotFoundError, PermissionDenied,
+    AmbiguousWriteError,
+    AuditWriteError,
+    NotFoundError,
+    PermissionDenied,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._governed import creation_record_key
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._priority import format_time, parse_time
 from ansible_collections.labops.itsm.plugins.module_utils._sop import SOP_SPECS
-
 from tests.unit.contract.adapters import ADAPTERS
 from tests.unit.contract.sop_env import ACTIVE, Env, FailingLedger, assert_audit, new_change, new_incident, new_problem
 
@@ -416,7 +418,7 @@ def test_invalid_enum_halts(env, sop, name, value, rule):
 
 @pytest.mark.parametrize("sop", sorted(UNAUTHORISED))
 def test_unauthorised_role_halts(env, sop):
-    status, inputs, role = VALID[sop]
+    status, inputs, _role = VALID[sop]
     ref = new_incident(env, status)
     exc = env.halt("role_not_authorised", sop, role=UNAUTHORISED[sop], incident_id=ref, **inputs)
     assert repr(UNAUTHORISED[sop]) in str(exc)
@@ -424,7 +426,7 @@ def test_unauthorised_role_halts(env, sop):
 
 @pytest.mark.parametrize("sop", sorted(WRONG_STATE))
 def test_wrong_prior_state_halts(env, sop):
-    dummy, inputs, role = VALID[sop]
+    _dummy, inputs, role = VALID[sop]
     ref = new_incident(env, WRONG_STATE[sop])
     exc = env.halt("wrong_state", sop, role=role, incident_id=ref, **inputs)
     assert repr(WRONG_STATE[sop]) in str(exc)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -137,7 +138,7 @@ def test_query_and_path_parameters_override_the_body(client: Client) -> None:
     assert "SessionID" in result
     sid = client.session()
     # GET ignores the body: credentials there are never seen.
-    status, _h, body = client.raw("GET", "/Ticket", raw_body=json.dumps({"SessionID": sid}).encode())
+    _status, _h, body = client.raw("GET", "/Ticket", raw_body=json.dumps({"SessionID": sid}).encode())
     assert error(json.loads(body)) == ("TicketSearch.AuthFail", "TicketSearch: Authorization failing!")
 
 

@@ -499,7 +499,7 @@ def _group_of(payload: Any) -> dict[str, Any]:
     truncated = payload.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or not 0 <= truncated <= _MAX_TRUNCATED:
         raise PayloadError("truncatedAlerts: expected a non-negative integer")
-    group = {
+    group: dict[str, Any] = {
         "key": key,
         "key_hash": hashlib.sha256(key.encode("utf-8")).hexdigest(),
         "status": status,
@@ -733,7 +733,7 @@ class GuardedSite(web.BaseSite):
         await super().start()
         factory = self._runner.server
         assert factory is not None
-        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self._handshake_timeout} if self._ssl_context else {}
+        tls: dict[str, Any] = {"ssl": self._ssl_context, "ssl_handshake_timeout": self._handshake_timeout} if self._ssl_context else {}
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: self._wrap(factory()), self._host, self._port, reuse_address=True, **tls)
 
@@ -973,7 +973,10 @@ async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
     receiver = AlertmanagerReceiver(queue, config)
     await receiver.start()
     try:
-        await receiver.pump
+        pump = receiver.pump
+        if pump is None:  # start() sets it
+            raise RuntimeError("labops.itsm.alertmanager: the receiver did not start its event hand-over")
+        await pump
         raise RuntimeError("labops.itsm.alertmanager: event hand-over stopped")
     except asyncio.CancelledError:
         LOGGER.info("alertmanager source cancelled, closing the listener")

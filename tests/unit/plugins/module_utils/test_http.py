@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """HttpClient against a real local HTTP server (port 0) with a scripted reply queue."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import email.utils
 import json

@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The hash-chained audit ledger on real SQLite files and a real throwaway PostgreSQL server."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import datetime
 import hashlib
@@ -18,11 +15,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils import _ledger
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import (
     ACTIONS,
     GENESIS_HASH,
@@ -48,7 +46,7 @@ TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 # --------------------------------------------------------------------------- fixtures
 
 
-class Target(object):
+class Target:
     """A ledger plus raw SQL access to its storage, for tampering."""
 
     def __init__(self, kind, location):
@@ -97,7 +95,7 @@ def fill(ledger, count, ref_type="incident"):
 
 def independent_hash(record):
     """The documented formula, written out without the module's helpers."""
-    body = dict((k, v) for k, v in record.items() if k != "hash")
+    body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
@@ -108,7 +106,7 @@ def test_argspec_options_and_env_fallbacks():
     assert set(LEDGER_ARGSPEC) == {"ledger_backend", "ledger_path", "ledger_dsn", "actor", "actor_role"}
     assert LEDGER_ARGSPEC["ledger_backend"]["choices"] == ["sqlite", "postgresql"]
     assert LEDGER_ARGSPEC["ledger_dsn"]["no_log"] is True
-    envs = dict((name, spec["fallback"][1][0]) for name, spec in LEDGER_ARGSPEC.items())
+    envs = {name: spec["fallback"][1][0] for name, spec in LEDGER_ARGSPEC.items()}
     assert envs == {"ledger_backend": "LABOPS_LEDGER_BACKEND", "ledger_path": "LABOPS_LEDGER_PATH", "ledger_dsn": "LABOPS_LEDGER_DSN",
                     "actor": "LABOPS_ACTOR", "actor_role": "LABOPS_ACTOR_ROLE"}
 
@@ -157,9 +155,8 @@ def test_unknown_action_is_rejected_naming_the_value(sqlite_target, action):
     ],
 )
 def test_invalid_entries_are_rejected(sqlite_target, kwargs, message):
-    with sqlite_target.ledger() as ledger:
-        with pytest.raises(ValidationError, match=message):
-            ledger.append("update", actor="bob", **kwargs)
+    with sqlite_target.ledger() as ledger, pytest.raises(ValidationError, match=message):
+        ledger.append("update", actor="bob", **kwargs)
 
 
 def test_actor_and_role_default_to_the_params(sqlite_target):
@@ -204,7 +201,7 @@ def test_secrets_never_reach_the_sqlite_file_or_export(sqlite_target, tmp_path):
     assert record["fields"]["password"] == {"before": "********", "after": "********"}
     assert record["meta"]["api_key"] == "********"
     directory = os.path.dirname(sqlite_target.location)
-    raw = b"".join(open(os.path.join(directory, name), "rb").read() for name in os.listdir(directory))
+    raw = b"".join(Path(directory, name).read_bytes() for name in os.listdir(directory))
     raw += export.read_bytes()
     assert b"XYZZY" not in raw
     assert b"otobo.example.com" in raw  # the record itself was written
@@ -227,15 +224,15 @@ def test_meta_strings_are_truncated(sqlite_target):
 
 
 def test_record_is_capped_at_8_kib(sqlite_target):
-    meta = dict(("line_%02d" % i, "x" * 500) for i in range(40))
-    fields = dict(("f%02d" % i, {"before": "b" * 400, "after": "a" * 400}) for i in range(4))
+    meta = {"line_%02d" % i: "x" * 500 for i in range(40)}
+    fields = {"f%02d" % i: {"before": "b" * 400, "after": "a" * 400} for i in range(4)}
     with sqlite_target.ledger() as ledger:
         record = ledger.append("tool_use", "incident", "1", fields=fields, meta=meta, record_key="rk-1")
         assert len(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()) <= MAX_RECORD_BYTES
         assert record["meta"]["_omitted"].startswith("meta exceeded") and record["meta"]["record_key"] == "rk-1"
         assert record["meta"]["_keys"][:2] == ["line_00", "line_01"]
         assert record["fields"]["f00"]["after"].startswith("a" * 128) and "truncated" in record["fields"]["f00"]["after"]
-        huge_fields = dict(("field_%03d" % i, {"before": "b" * 100, "after": "a" * 100}) for i in range(60))
+        huge_fields = {"field_%03d" % i: {"before": "b" * 100, "after": "a" * 100} for i in range(60)}
         with pytest.raises(ValidationError, match="exceeds 8192 bytes"):
             ledger.append("update", "incident", "1", fields=huge_fields)
         assert ledger.verify()["ok"]
@@ -287,25 +284,22 @@ def test_newer_schema_version_is_refused(sqlite_target):
     with sqlite_target.ledger() as ledger:
         ledger.append("read", "incident", "1")
     sqlite_target.sql("UPDATE audit_meta SET value = '99' WHERE key = 'schema_version'")
-    with sqlite_target.ledger() as ledger:
-        with pytest.raises(AuditWriteError, match="schema version 99"):
-            ledger.append("read", "incident", "2")
+    with sqlite_target.ledger() as ledger, pytest.raises(AuditWriteError, match="schema version 99"):
+        ledger.append("read", "incident", "2")
 
 
 def test_parent_path_is_a_regular_file(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    with ledger_from_params(dict(ledger_path=str(blocker / "sub" / "ledger.sqlite3"))) as ledger:
-        with pytest.raises(AuditWriteError) as err:
-            ledger.preflight()
+    with ledger_from_params(dict(ledger_path=str(blocker / "sub" / "ledger.sqlite3"))) as ledger, pytest.raises(AuditWriteError) as err:
+        ledger.preflight()
     assert "not a directory" in str(err.value).lower() and "halts" in str(err.value)
     assert err.value.fail_kwargs()["backend"] == "sqlite"
 
 
 def test_path_is_a_directory(tmp_path):
-    with ledger_from_params(dict(ledger_path=str(tmp_path))) as ledger:
-        with pytest.raises(AuditWriteError, match="is a directory"):
-            ledger.append("read", "incident", "1")
+    with ledger_from_params(dict(ledger_path=str(tmp_path))) as ledger, pytest.raises(AuditWriteError, match="is a directory"):
+        ledger.append("read", "incident", "1")
 
 
 def test_not_a_database(tmp_path):
@@ -457,7 +451,7 @@ def test_query_filters(target):
         assert seqs(since=middle["ts"]) == [4, 5]
         assert seqs(until=middle["ts"]) == [1, 2, 3]
         moment = datetime.datetime.strptime(middle["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
-        assert seqs(since=moment.replace(tzinfo=datetime.timezone.utc).astimezone(datetime.timezone(datetime.timedelta(hours=2))).isoformat()) == [4, 5]
+        assert seqs(since=moment.replace(tzinfo=datetime.UTC).astimezone(datetime.timezone(datetime.timedelta(hours=2))).isoformat()) == [4, 5]
         assert seqs(since=moment) == [4, 5]  # naive means UTC
         assert seqs(ref_id="nope") == []
         with pytest.raises(ValidationError, match="'delete'"):
@@ -643,9 +637,8 @@ def test_sqlite_busy_timeout_becomes_audit_write_error(tmp_path):
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        with Ledger(SqliteBackend(path, busy_timeout=0.2)) as ledger:
-            with pytest.raises(AuditWriteError, match="locked"):
-                ledger.append("read", "incident", "2")
+        with Ledger(SqliteBackend(path, busy_timeout=0.2)) as ledger, pytest.raises(AuditWriteError, match="locked"):
+            ledger.append("read", "incident", "2")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
@@ -763,12 +756,10 @@ def test_writes_halt_instead_of_restarting_a_wiped_chain(target, statements, mis
         fill(ledger, 3)
     for statement in statements:
         target.sql(statement)
-    with target.ledger() as ledger:
-        with pytest.raises(AuditWriteError, match="exists without its metadata \\(%s\\).*the governed action halts" % missing):
-            ledger.preflight()
-    with target.ledger() as ledger:
-        with pytest.raises(AuditWriteError, match="without its metadata"):
-            ledger.append("read", "incident", "after-the-wipe")
+    with target.ledger() as ledger, pytest.raises(AuditWriteError, match="exists without its metadata \\(%s\\).*the governed action halts" % missing):
+        ledger.preflight()
+    with target.ledger() as ledger, pytest.raises(AuditWriteError, match="without its metadata"):
+        ledger.append("read", "incident", "after-the-wipe")
     assert verify(target)["ok"] is False
 
 
@@ -776,9 +767,8 @@ def test_unreadable_head_halts_an_append_with_an_audit_error(target):
     with target.ledger() as ledger:
         fill(ledger, 1)
     target.sql("UPDATE audit_meta SET value = '{\"seq\": \"x\"}' WHERE key = 'head'")
-    with target.ledger() as ledger:
-        with pytest.raises(AuditWriteError, match="chain head in audit_meta .* is missing or unreadable"):
-            ledger.append("read", "incident", "2")
+    with target.ledger() as ledger, pytest.raises(AuditWriteError, match="chain head in audit_meta .* is missing or unreadable"):
+        ledger.append("read", "incident", "2")
 
 
 def test_wiped_records_with_a_genesis_head(target):
@@ -880,9 +870,8 @@ def test_postgresql_database_without_a_ledger(postgresql_dsn):  # noqa: F811 pyl
     ({"seq": 0, "hash": "a" * 64}, "genesis hash"),
 ])
 def test_malformed_anchor_is_rejected(sqlite_target, anchor, message):
-    with sqlite_target.ledger() as ledger:
-        with pytest.raises(ValidationError, match=message):
-            ledger.verify(anchor=anchor)
+    with sqlite_target.ledger() as ledger, pytest.raises(ValidationError, match=message):
+        ledger.verify(anchor=anchor)
 
 
 def test_export_snapshot_returns_its_anchor_and_checks_the_previous_one(target, tmp_path):

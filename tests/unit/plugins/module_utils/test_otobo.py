@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """OtoboClient against a small local fake of GenericTicketConnectorREST (contract §1-§4 behaviours).
 
@@ -7,9 +6,7 @@ read from the query string on GET, ids as strings, AccessDenied for unknown tick
 for no hits, DynamicField criteria silently dropped on the GET search route.
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import json
 import re
@@ -63,7 +60,7 @@ class FakeOtobo:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                query = dict((k, v if len(v) > 1 else v[0]) for k, v in parse_qs(parts.query).items())
+                query = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(parts.query).items()}
                 data = dict(query)
                 if self.command != "GET" and raw:
                     data = dict(json.loads(raw), **query)
@@ -141,7 +138,7 @@ class FakeOtobo:
         ticket = self.tickets.get(int(tid)) if tid.isdigit() else None
         if ticket is None:
             return error("TicketGet.AccessDenied", "TicketGet: User does not have access to the ticket!")
-        result = dict((k, v) for k, v in ticket.items() if k not in ("DynamicField", "Article"))
+        result = {k: v for k, v in ticket.items() if k not in ("DynamicField", "Article")}
         if data.get("DynamicFields") == "1":
             result["DynamicField"] = ticket["DynamicField"]
         if data.get("AllArticles") == "1":
@@ -152,7 +149,7 @@ class FakeOtobo:
         hits = sorted(self.tickets, reverse=True)
         if data.get("Title"):
             pattern = re.escape(data["Title"]).replace(r"\*", ".*")
-            hits = [t for t in hits if re.match("^" + pattern + "$", self.tickets[t]["Title"], re.I)]
+            hits = [t for t in hits if re.match("^" + pattern + "$", self.tickets[t]["Title"], re.IGNORECASE)]
         if data.get("States"):
             states = data["States"] if isinstance(data["States"], list) else [data["States"]]
             hits = [t for t in hits if self.tickets[t]["State"] in states]
@@ -317,7 +314,7 @@ def test_find_by_correlation_key_dynamic_field_route(fake, sleeps):
     client.create_ticket(dict(TICKET, title="no marker"), ARTICLE, {"LabopsCorrelationKey": KEY})
     found = client.find_by_correlation_key(KEY)
     assert found["ticket_id"] == 101
-    search = [c for c in fake.calls if c[0] == "TicketSearch"][0]
+    search = next(c for c in fake.calls if c[0] == "TicketSearch")
     assert search[1] == "POST" and search[2]["DynamicField_LabopsCorrelationKey"] == {"Equals": KEY}
 
 

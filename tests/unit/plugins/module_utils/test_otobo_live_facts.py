@@ -1,17 +1,12 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """OtoboClient against the simulator for what a live OTOBO 11.0 did (issue 6): the 191-character
 title, the ticket-type switch, wrong-case queues, create-only rights and the session table."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import os
 
 import pytest
-
-from simulators.harness import start_in_thread
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AmbiguousWriteError, AuthError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
@@ -20,6 +15,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
     marker,
     title_with_marker,
 )
+from simulators.harness import start_in_thread
 
 KEY = "3f9c2a7b1d0e4c55aa00bb11"
 ARTICLE = {"subject": "Disk full", "body": "97%", "content_type": "text/plain; charset=utf8"}

@@ -1,11 +1,8 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """_http against real local sockets: TLS verification with CA-bundle environment variables, the
 InsecureRequestWarning, and readable messages for refused, unresolvable, plain-HTTP and untrusted peers."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import datetime
 import json
@@ -30,7 +27,7 @@ NO_RETRY = RetryPolicy(retries=0)
 def _write_cert(tmp_path, common_name, sans):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -48,7 +45,7 @@ def _write_cert(tmp_path, common_name, sans):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = json.dumps({"ok": True}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -108,27 +105,27 @@ def _client(url, **kwargs):
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_validate_certs_false_wins_over_ca_bundle_environment(tls_server, other_ca, monkeypatch, variable):
     monkeypatch.setenv(variable, other_ca)
-    client = _client("https://127.0.0.1:{0}".format(tls_server.port), validate_certs=False)
+    client = _client(f"https://127.0.0.1:{tls_server.port}", validate_certs=False)
     assert client.request("GET", "/x", operation="Probe").json() == {"ok": True}
 
 
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_ca_path_wins_over_ca_bundle_environment(tls_server, other_ca, monkeypatch, variable):
     monkeypatch.setenv(variable, other_ca)
-    client = _client("https://127.0.0.1:{0}".format(tls_server.port), ca_path=tls_server.cert)
+    client = _client(f"https://127.0.0.1:{tls_server.port}", ca_path=tls_server.cert)
     assert client.request("GET", "/x", operation="Probe").json() == {"ok": True}
 
 
 def test_default_verification_still_uses_the_environment_bundle(tls_server, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_server.cert)
-    client = _client("https://127.0.0.1:{0}".format(tls_server.port))
+    client = _client(f"https://127.0.0.1:{tls_server.port}")
     assert client.request("GET", "/x", operation="Probe").json() == {"ok": True}
 
 
 def test_untrusted_certificate_names_url_and_ca_path(tls_server, monkeypatch):
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    url = "https://127.0.0.1:{0}".format(tls_server.port)
+    url = f"https://127.0.0.1:{tls_server.port}"
     with pytest.raises(CommunicationError) as caught:
         _client(url).request("GET", "/x", operation="TicketGet")
     message = str(caught.value)
@@ -137,7 +134,7 @@ def test_untrusted_certificate_names_url_and_ca_path(tls_server, monkeypatch):
 
 
 def test_insecure_request_warning_is_suppressed_for_our_requests_only(tls_server):
-    client = _client("https://127.0.0.1:{0}".format(tls_server.port), validate_certs=False)
+    client = _client(f"https://127.0.0.1:{tls_server.port}", validate_certs=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         client.request("GET", "/x", operation="Probe")
@@ -150,7 +147,7 @@ def test_connection_refused(monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = "http://127.0.0.1:{0}".format(port)
+    url = f"http://127.0.0.1:{port}"
     with pytest.raises(CommunicationError) as caught:
         _client(url).request("POST", "/Ticket", operation="TicketCreate", json={"a": 1})
     assert not isinstance(caught.value, AmbiguousWriteError)  # never sent
@@ -167,7 +164,7 @@ def test_dns_failure():
 
 
 def test_https_to_a_plain_http_port(plain_server):
-    url = "https://127.0.0.1:{0}".format(plain_server.port)
+    url = f"https://127.0.0.1:{plain_server.port}"
     with pytest.raises(CommunicationError) as caught:
         _client(url).request("GET", "/x", operation="TicketGet")
     message = str(caught.value)
@@ -175,7 +172,7 @@ def test_https_to_a_plain_http_port(plain_server):
 
 
 def test_plain_http_to_a_tls_port(tls_server):
-    url = "http://127.0.0.1:{0}".format(tls_server.port)
+    url = f"http://127.0.0.1:{tls_server.port}"
     with pytest.raises(CommunicationError) as caught:
         _client(url).request("GET", "/x", operation="TicketGet")
     message = str(caught.value)

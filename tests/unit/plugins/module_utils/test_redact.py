@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Secret redaction and meta minimisation (_redact)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import pytest
 
@@ -103,12 +100,12 @@ def test_minimise_caps_strings_lists_and_depth():
 
 
 def test_minimise_caps_number_of_keys():
-    result = minimise(dict(("k%03d" % i, i) for i in range(60)))
+    result = minimise({"k%03d" % i: i for i in range(60)})
     assert len(result) == 51 and result["_omitted_keys"] == 10
 
 
 def test_unknown_objects_become_strings():
-    class Thing(object):
+    class Thing:
         def __str__(self):
             return "thing password=abc"
 

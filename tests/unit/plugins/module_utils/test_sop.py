@@ -8,11 +8,14 @@ import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import (
-    DEFAULT_PENDING_MINUTES, DEFAULT_TICKET_TYPES, OtoboPlatform, missing_read_permission_hint, pending_minutes,
+    DEFAULT_PENDING_MINUTES,
+    DEFAULT_TICKET_TYPES,
+    OtoboPlatform,
+    missing_read_permission_hint,
+    pending_minutes,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._priority import parse_time
 from ansible_collections.labops.itsm.plugins.module_utils._sop import DEFAULT_STABILITY_HOURS
-
 from tests.unit.contract.adapters import NO_TYPES, OTOBO_SIM_CONFIG, OtoboAdapter
 from tests.unit.contract.sop_env import Env, new_change, new_incident
 

@@ -6,13 +6,9 @@ new ticket back the way the next run will look for it and, when it cannot, audit
 error that names the missing permission; a second run then does not open a second ticket silently either.
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import pytest
-
-from simulators.harness import start_in_thread
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import PermissionDenied
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
@@ -20,7 +16,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_f
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import FIELD_MAP, OtoboPlatform
 from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
 from ansible_collections.labops.itsm.plugins.modules import otobo_ticket
-
+from simulators.harness import start_in_thread
 from tests.unit.plugins.modules.test_otobo_ticket import FakeModule, with_params
 
 KEY = "3f9c2a7b1d0e4c55aa00bb11"

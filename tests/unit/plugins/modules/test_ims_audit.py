@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """ims_audit / ims_audit_info: run() against a real SQLite ledger, argspec through main()."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import hashlib
 import json
@@ -19,7 +16,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_
 from ansible_collections.labops.itsm.plugins.modules import ims_audit, ims_audit_info
 
 
-class FakeModule(object):
+class FakeModule:
     """The only things run() may touch: params, check_mode, _diff."""
 
     def __init__(self, params, check_mode=False, diff=False):
@@ -156,9 +153,8 @@ def test_exported_into_a_missing_directory(path, tmp_path):
 
 
 def call_main(module, args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            module.main()
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
     return json.loads(capsys.readouterr().out)
 
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """otobo_ticket at run()/ensure_* level against the OTOBO simulator (real HTTP) and a real ledger.
 
@@ -6,15 +5,11 @@ Only the module object is a stand-in (params, check mode, warnings); lost replie
 fault injection (``drop``, before or ``after_apply``), so the governed write is tested as OTOBO behaves.
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import copy
 
 import pytest
-
-from simulators.harness import start_in_thread
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AmbiguousWriteError,
@@ -26,6 +21,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._governed import creat
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.modules import otobo_ticket
+from simulators.harness import start_in_thread
 
 KEY = "3f9c2a7b1d0e4c55aa00bb11"
 TITLE = "Disk full nas1 [ck:%s]" % KEY
@@ -46,7 +42,7 @@ class FakeModule:
 
 
 def base_params(**overrides):
-    params = dict((name, None) for name in otobo_ticket.argument_spec())
+    params = {name: None for name in otobo_ticket.argument_spec()}
     params.update(state="present", url="http://otobo", username="alertbot", password="s3cret", actor="eda", actor_role="automation")
     params.update(overrides)
     if params.get("article"):
@@ -394,9 +390,8 @@ def test_argspec_via_main(monkeypatch):
 
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     with patch_module_args(dict(url="http://127.0.0.1:9", username="u", password="topsecret", correlation_key=KEY,
-                                ledger_path="/nonexistent/dir/ledger.db", timeout=1)):
-        with pytest.raises(SystemExit):
-            otobo_ticket.main()
+                                ledger_path="/nonexistent/dir/ledger.db", timeout=1)), pytest.raises(SystemExit):
+        otobo_ticket.main()
     assert results["error_class"] in ("CommunicationError", "AuditWriteError")
     assert "topsecret" not in repr(results)
 
@@ -412,7 +407,6 @@ def test_argspec_mutually_exclusive(monkeypatch):
         raise SystemExit(1)
 
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with patch_module_args(dict(url="http://h", username="u", password="p", ticket_id=1, ticket_number="2")):
-        with pytest.raises(SystemExit):
-            otobo_ticket.main()
+    with patch_module_args(dict(url="http://h", username="u", password="p", ticket_id=1, ticket_number="2")), pytest.raises(SystemExit):
+        otobo_ticket.main()
     assert "mutually exclusive" in results["msg"]

@@ -1,10 +1,7 @@
-# -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """otobo_ticket_info at run() level with Mock(spec=OtoboClient) and a module stand-in."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 from unittest.mock import Mock
 
@@ -19,7 +16,7 @@ KEY = "3f9c2a7b1d0e4c55aa00bb11"
 
 class FakeModule:
     def __init__(self, **params):
-        self.params = dict((name, None) for name in otobo_ticket_info.argument_spec())
+        self.params = {name: None for name in otobo_ticket_info.argument_spec()}
         self.params.update(open_only=False, limit=50, articles=False, history=False)
         self.params.update(params)
         self.check_mode = True
