@@ -84,14 +84,14 @@ def test_missing_ticket_type_says_what_to_set():
             client.create_ticket(ticket(), ARTICLE)
         message = str(caught.value)
         assert "TicketCreate.MissingParameter" in message and "required by sysconfig option" in message
-        assert "ticket type" in message and "itsm_ticket_types" in message
+        assert "ticket type" in message and "ticket_types in" in message and "platform_options" in message
         assert client.create_ticket(ticket(type="Incident"), ARTICLE)["ticket_id"]
 
 
 def test_unknown_ticket_type_says_how_to_fix(sim):
     with pytest.raises(ValidationError) as caught:
         make_client(sim).create_ticket(ticket(type="Incident"), ARTICLE)
-    assert "does not exist in OTOBO" in str(caught.value) and "itsm_ticket_types" in str(caught.value)
+    assert "does not exist in OTOBO" in str(caught.value) and "ticket_types in platform_options" in str(caught.value)
 
 
 # -- C3: a definite refusal is never ambiguous ---------------------------------------------------------------
