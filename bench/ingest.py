@@ -346,7 +346,8 @@ def validation_only(load: list[dict[str, Any]], rounds: int) -> int:
             source["build_events"](source["decode_body"](body), config)
         timings.append(time.perf_counter() - started)
     best = min(timings)
-    print(f"validation only: {alerts} alerts in {len(bodies)} bodies, best of {len(timings)}: {best:.3f} s = {best / alerts * 1e6:.1f} us/alert ({alerts / best:,.0f} alerts/s)")
+    print(f"validation only: {alerts} alerts in {len(bodies)} bodies, best of {len(timings)}: {best:.3f} s = "
+          f"{best / alerts * 1e6:.1f} us/alert ({alerts / best:,.0f} alerts/s)")
     return 0
 
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from simulators.otobo_lab import IMS_DYNAMIC_FIELDS, lab_overrides  # noqa: F401 (re-exported)
+# IMS_DYNAMIC_FIELDS and ITSM_TICKET_TYPES are re-exported for callers of the lab stack
+from simulators.otobo_lab import IMS_DYNAMIC_FIELDS, lab_overrides  # noqa: F401 pylint: disable=unused-import
+from simulators.otobo_lab import LAB_TICKET_TYPES as ITSM_TICKET_TYPES  # noqa: F401 pylint: disable=unused-import
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The bootstrap links this checkout into <venv>/collections; that makes

@@ -468,7 +468,8 @@ class OtoboSimulator(SimulatorApp):
     def _create(self, principal: Principal, fields: TicketInput, article: ArticleInput, dfs: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
         now, writer = self.now(), principal.writer_id
         assert fields.title is not None and fields.queue_id is not None and fields.state_id and fields.priority_id
-        ticket = self.store.new_ticket(self.store.next_ticket_number(now), self._stored_title(fields.title), fields.queue_id, fields.state_id, fields.priority_id, writer, now)
+        ticket = self.store.new_ticket(self.store.next_ticket_number(now), self._stored_title(fields.title), fields.queue_id, fields.state_id,
+                                       fields.priority_id, writer, now)
         ticket["TypeID"] = fields.type_id or 1
         ticket["LockID"] = fields.lock_id or 1
         ticket["ResponsibleID"] = fields.responsible_id or ROOT_USER_ID

@@ -2,7 +2,8 @@
 
 A stock OTOBO plus what README.md ("Running against a real OTOBO") tells an admin to set up for
 the governed alert path: the ticket types of ims_sop's default ``ticket_types``, the IMS dynamic
-fields of the SOP engine's OTOBO mapping and ``AlertFingerprint`` for the FIRING details.  The queues (Infrastructure, Platform, Storage), the agent ``alertbot`` and the
+fields of the SOP engine's OTOBO mapping and ``AlertFingerprint`` for the FIRING details.  The queues
+(Infrastructure, Platform, Storage), the agent ``alertbot`` and the
 customer user ``monitoring`` of the inventory are in the simulator's default config already and
 stay as they are.  ``scripts/labstack.py`` (``make demo``, the end-to-end test) starts this profile.
 """

@@ -345,7 +345,8 @@ class Store:
     # -- persistence
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": 1, "tickets": list(self.tickets.values()), "sessions": self.sessions, "sessions_created": self.sessions_created, "next_ticket_id": self.next_ticket_id,
+            "format": 1, "tickets": list(self.tickets.values()), "sessions": self.sessions, "sessions_created": self.sessions_created,
+            "next_ticket_id": self.next_ticket_id,
             "next_article_id": self.next_article_id, "tn_date": self.tn_date, "tn_counter": self.tn_counter,
         }
 

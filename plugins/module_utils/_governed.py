@@ -155,7 +155,8 @@ class GovernedWrite:
                 self._fail_unfindable(record, key, creation)
             record = found
         if record is None:
-            raise NotFoundError(f"{self.platform}: the {self.what} was created but cannot be read back: {self.hint(None)}; it is NOT audited, check {self.platform}", platform=self.platform)
+            raise NotFoundError(f"{self.platform}: the {self.what} was created but cannot be read back: {self.hint(None)}; "
+                                f"it is NOT audited, check {self.platform}", platform=self.platform)
         self._audit_creation(record, creation)
         return dict(record)
 
@@ -174,7 +175,8 @@ class GovernedWrite:
         self._audit_creation(record, creation)
         ref_id = self.ref(record)
         raise PermissionDenied(
-            f"{self.platform}: {self.what} {ref_id} was created (and audited) but is not found by its correlation key {key}: {self.hint(record)}; every later run "
+            f"{self.platform}: {self.what} {ref_id} was created (and audited) but is not found by its correlation key {key}: "
+            f"{self.hint(record)}; every later run "
             "would open a duplicate, so this run fails",
             platform=self.platform, ref_id=ref_id, correlation_key=key)
 

@@ -151,7 +151,7 @@ def deltas(before: Optional[Mapping[str, Any]], changes: Mapping[str, Any]) -> d
     """``{name: {before, after}}`` of the keys that really change."""
     before = before or {}
     return {key: {"before": before.get(key), "after": value} for key, value in sorted(changes.items())
-                if before.get(key) != value}
+            if before.get(key) != value}
 
 
 def only_changes(before: Mapping[str, Any], changes: Mapping[str, Any]) -> dict:
@@ -349,7 +349,7 @@ def plan_incident_assign(ctx: Context) -> Plan:
     message = ctx.get("message_text") or "Your incident {0} is being worked on by {1}.".format(record["id"], team)
     recipients = ctx.get("recipients", "end_users")
     plan.note = note(f"Acknowledgement: assigned to {team}", [("Recipients", recipients), ("Message", message),
-                                                                       ("Reopen reason", ctx.get("reopen_reason"))],
+                                                              ("Reopen reason", ctx.get("reopen_reason"))],
                      visible=recipients in policy.EXTERNAL_RECIPIENTS)
     plan.audit("update", "incident", record["id"], fields=deltas(record, plan.changes),
                meta={"reopen_reason": clip(ctx.get("reopen_reason"), 300)} if status == "resolved" else None)

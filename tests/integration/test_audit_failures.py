@@ -10,7 +10,6 @@ result to a JSON file (block/rescue), so nothing here parses the callback's text
 """
 
 
-
 import json
 import os
 import shutil

@@ -2,7 +2,6 @@
 """ims_audit through real ansible-playbook runs: the lifecycle target and 8 parallel writers."""
 
 
-
 import json
 import os
 import sqlite3

@@ -7,7 +7,6 @@ its request counters and the audit ledger. Only ansible-core content is used (no
 """
 
 
-
 import hashlib
 import json
 import os

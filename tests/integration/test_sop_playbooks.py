@@ -9,7 +9,6 @@ The inputs are the role's ``sop_<input>`` extra vars; the platform options come 
 """
 
 
-
 import json
 import os
 import shutil

@@ -83,7 +83,7 @@ class OtoboAdapter:
     def snapshot(self, platform):
         """Every ticket: state, non-empty dynamic fields, article count."""
         return {t["TicketID"]: (t["StateID"], sorted((k, v) for k, v in t["DynamicField"].items() if v), len(t["Article"]))
-                    for t in self.tickets()}
+                for t in self.tickets()}
 
     def raw_ticket(self, ticket_id):
         """TicketGet straight from the simulator (not through the code under test)."""

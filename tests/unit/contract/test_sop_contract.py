@@ -221,7 +221,7 @@ def test_incident_resolve_by_correlation_key_acknowledges_an_open_incident(env):
              resolution_summary="s", fix_applied=True, service_restored=True)
     # acknowledging is SOP 6's business: a role without it (devops) may resolve taken incidents, not acknowledge open ones
     other = env.run("monitoring_intake", role="automation", actor="eda", event=dict(event, event_id="ev-ack2",
-                                                                                  correlation_key="1123456789abcdef01234567"))["record"]
+                                                                                    correlation_key="1123456789abcdef01234567"))["record"]
     env.halt("role_not_authorised", "incident_resolve", role="devops", actor="dev", incident_id=other["id"], acknowledge=True,
              resolution_summary="s", fix_applied=True, service_restored=True)
 
@@ -511,10 +511,7 @@ def test_entity_lookup_filters_before_the_limit(env):
     assert newest["match"] == "many" and newest["matches"][0]["id"] == last
 
 
-
-
 # --------------------------------------------------------------------------- the governed write (every adapter)
-
 EVENT = {"event_id": "ev-lost", "service": "pve-node3", "source": "automated_alert", "alert_type": "HostDown", "severity": "critical",
          "correlation_key": "c0ffee00c0ffee00c0ffee00"}
 KEY = EVENT["correlation_key"]

@@ -91,14 +91,18 @@ def strict_json(body: bytes) -> Any:
 
 def expected_events(payload: Any) -> list[dict[str, Any]] | None:
     """What the source must queue for ``payload``, or None when it must be rejected (4xx)."""
-    string_map = lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
-    optional_str = lambda value: value is None or isinstance(value, str)
+    def string_map(value: Any) -> bool:
+        return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
+
+    def optional_str(value: Any) -> bool:
+        return value is None or isinstance(value, str)
+
     if not isinstance(payload, dict) or payload.get("version") != "4":
         return None
     key, status, truncated = payload.get("groupKey"), payload.get("status", "firing"), payload.get("truncatedAlerts", 0)
     if not isinstance(key, str) or not key or status not in ("firing", "resolved") or not isinstance(status, str):
         return None
-    if type(truncated) is not int or truncated < 0 or truncated >= 1 << 63:
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0 or truncated >= 1 << 63:
         return None
     if not all(optional_str(payload.get(name)) for name in ("receiver", "notification_reason", "externalURL")):
         return None
@@ -274,7 +278,10 @@ def gen_constants(rng: random.Random) -> Iterator[Case]:
         for place in ("truncated", "top-unknown", "alert-unknown", "label"):
             text = json.dumps(valid_payload(rng))
             if place == "truncated":
-                text = text.replace('"truncatedAlerts": 0', f'"truncatedAlerts": {token}') if '"truncatedAlerts": 0' in text else text[:-1] + f', "truncatedAlerts": {token}}}'
+                if '"truncatedAlerts": 0' in text:
+                    text = text.replace('"truncatedAlerts": 0', f'"truncatedAlerts": {token}')
+                else:
+                    text = text[:-1] + f', "truncatedAlerts": {token}}}'
             elif place == "top-unknown":
                 text = "{" + f'"future": {token}, ' + text[1:]
             elif place == "alert-unknown":
@@ -405,7 +412,7 @@ def test_corpus_is_deterministic_and_bounded() -> None:
     }
 
 
-@pytest.mark.parametrize("value", [value for value in bad_timestamps(random.Random(SEED))])
+@pytest.mark.parametrize("value", list(bad_timestamps(random.Random(SEED))))
 def test_oracle_and_source_agree_that_bad_timestamps_are_invalid(value: str) -> None:
     assert oracle_canonical(value) is None
     with pytest.raises(ValueError):

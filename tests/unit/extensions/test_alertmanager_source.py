@@ -735,7 +735,8 @@ def _random_valid_timestamps(count: int) -> list[str]:
     for _index in range(count):
         moment = datetime.datetime(1000, 1, 1) + datetime.timedelta(seconds=rng.randrange(int(9.0e5) * 86400 * 3))
         fraction = rng.choice(["", ".0", ".5", ".118", ".000", ".120", "." + str(rng.randrange(10**9)).zfill(9)])
-        zone = rng.choice(["Z", "Z", "+00:00", "-00:00", f"+{rng.randrange(24):02d}:{rng.randrange(60):02d}", f"-{rng.randrange(24):02d}:{rng.randrange(60):02d}"])
+        zone = rng.choice(["Z", "Z", "+00:00", "-00:00", f"+{rng.randrange(24):02d}:{rng.randrange(60):02d}",
+                           f"-{rng.randrange(24):02d}:{rng.randrange(60):02d}"])
         values.append(moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone)
     return values
 

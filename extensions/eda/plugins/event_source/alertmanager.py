@@ -717,7 +717,8 @@ class HeaderDeadline(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections go through :class:`HeaderDeadline`."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, ssl_context: ssl.SSLContext | None, protocol_wrapper: Callable[[asyncio.Protocol], asyncio.Protocol], handshake_timeout: float) -> None:
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
+                 protocol_wrapper: Callable[[asyncio.Protocol], asyncio.Protocol], handshake_timeout: float) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port

@@ -2,7 +2,6 @@
 """HttpClient against a real local HTTP server (port 0) with a scripted reply queue."""
 
 
-
 import email.utils
 import json
 import socket

@@ -2,7 +2,6 @@
 """The hash-chained audit ledger on real SQLite files and a real throwaway PostgreSQL server."""
 
 
-
 import datetime
 import hashlib
 import io

@@ -7,7 +7,6 @@ for no hits, DynamicField criteria silently dropped on the GET search route.
 """
 
 
-
 import json
 import re
 import threading

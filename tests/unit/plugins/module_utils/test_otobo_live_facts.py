@@ -3,7 +3,6 @@
 title, the ticket-type switch, wrong-case queues, create-only rights and the session table."""
 
 
-
 import os
 
 import pytest

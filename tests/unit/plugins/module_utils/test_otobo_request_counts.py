@@ -8,7 +8,6 @@ docs/simulators.md and otobo_ticket_info's notes.
 """
 
 
-
 import json
 import os
 import subprocess
@@ -76,7 +75,8 @@ def test_module_request_counts_and_no_sessions(tmp_path):
                    LABOPS_LEDGER_PATH=str(tmp_path / "ledger.sqlite3"), LABOPS_ACTOR="request-count-test",
                    ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
                    LABOPS_OTOBO_SESSION_CACHE=str(tmp_path / "sessions"))
-        run = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)], env=env, capture_output=True, check=False,
+        run = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)],
+                             env=env, capture_output=True, check=False,
                              text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
         data = json.loads(out.read_text())

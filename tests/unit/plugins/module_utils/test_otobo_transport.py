@@ -3,7 +3,6 @@
 InsecureRequestWarning, and readable messages for refused, unresolvable, plain-HTTP and untrusted peers."""
 
 
-
 import datetime
 import json
 import socket

@@ -2,7 +2,6 @@
 """Secret redaction and meta minimisation (_redact)."""
 
 
-
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils._redact import (

@@ -145,7 +145,8 @@ def typed_sim():
     adapter.stop()
 
 
-def typed_platform(adapter, ticket_types=DEFAULT_TICKET_TYPES, reset=True):
+def typed_platform(adapter, ticket_types=None, reset=True):
+    ticket_types = DEFAULT_TICKET_TYPES if ticket_types is None else ticket_types
     if reset:
         adapter.sim.reset()
     return OtoboPlatform(adapter.client(), queue="Raw", customer_user="monitoring", ticket_types=ticket_types)

@@ -7,7 +7,6 @@ error that names the missing permission; a second run then does not open a secon
 """
 
 
-
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import PermissionDenied

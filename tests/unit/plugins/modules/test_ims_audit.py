@@ -2,7 +2,6 @@
 """ims_audit / ims_audit_info: run() against a real SQLite ledger, argspec through main()."""
 
 
-
 import hashlib
 import json
 import os

@@ -6,7 +6,6 @@ fault injection (``drop``, before or ``after_apply``), so the governed write is 
 """
 
 
-
 import copy
 
 import pytest

@@ -2,7 +2,6 @@
 """otobo_ticket_info at run() level with Mock(spec=OtoboClient) and a module stand-in."""
 
 
-
 from unittest.mock import Mock
 
 import pytest

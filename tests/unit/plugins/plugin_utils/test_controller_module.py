@@ -284,7 +284,7 @@ def test_an_untested_ansible_core_uses_the_module_process(monkeypatch):
 
 
 @pytest.mark.parametrize(("version", "tested"), [("2.19.14", True), ("2.21.5", True), ("2.21.0rc1", True), ("2.18.9", False),
-                                                   ("2.22.0.dev0", False), ("3.0.0", False)])
+                                                 ("2.22.0.dev0", False), ("3.0.0", False)])
 def test_tested_core_range(version, tested):
     assert controller_module.is_tested_core(version) is tested
 

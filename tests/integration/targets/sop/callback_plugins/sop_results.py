@@ -2,7 +2,6 @@
 """Test-only callback: append every task result as one JSON line to $SOP_RESULTS_FILE."""
 
 
-
 DOCUMENTATION = r"""
 name: sop_results
 type: aggregate
