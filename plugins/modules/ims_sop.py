@@ -81,7 +81,7 @@ options:
   incident_id:
     description:
       - Ticket number of the incident.
-      - The incident SOPs may name the incident by O(correlation_key) instead; it is then found with the platform's
+      - The incident SOPs may name the incident by its C(correlation_key) instead; it is then found with the platform's
         correlation lookup (one search and one read), whatever queue it is in.
     type: str
   problem_id:
@@ -125,11 +125,11 @@ options:
   correlation_key:
     description:
       - Correlation key (8 to 64 lowercase hex) of V(incident_identify); an active incident with the key is not duplicated.
-      - For the SOPs that take O(incident_id), names the incident instead of O(incident_id).
+      - For the SOPs that take C(incident_id), names the incident instead of C(incident_id).
     type: str
   priority:
     description:
-      - IMS priority (V(incident_prioritize)); give it or O(urgency) and O(impact), or both when they agree.
+      - IMS priority (V(incident_prioritize)); give it or C(urgency) and C(impact), or both when they agree.
     type: str
     choices: [low, medium, high]
   severity:
@@ -153,7 +153,7 @@ options:
     type: str
   team:
     description:
-      - Team to assign (V(incident_assign)); with O(acknowledge), the team V(incident_resolve) acknowledges an open incident
+      - Team to assign (V(incident_assign)); with C(acknowledge), the team V(incident_resolve) acknowledges an open incident
         for (default its assigned team, else V(service_desk)).
     type: str
     choices: [service_desk, L1, L2, L3, facilities, change_mgmt, devops]

@@ -204,7 +204,7 @@ def test_auth_expiry_mid_run_relogs_in_once(sim, tmp_path, operation):
 
     assert len(tickets_with_key(sim, key)) == 1
     counts = request_counts(sim)
-    assert counts["SessionCreate"] == 5  # one session per task (four) plus exactly one re-login
+    assert counts["SessionCreate"] == 2  # one cached session for all four tasks, plus exactly one re-login
     assert counts["TicketCreate"] == (2 if operation == "TicketCreate" else 1)
     assert results["created"].get("warnings", []) == []
     assert ledger_actions(tmp_path) == ["create", "notify", "close"]
