@@ -388,6 +388,12 @@ options:
       - Minimal context of V(audit_log).
     type: dict
 notes:
+  - "OTOBO requests per run (measured against the OTOBO simulator, stock GET search route): V(monitoring_intake) that
+    creates 5 (TicketSearch; TicketCreate and TicketGet; TicketSearch and TicketGet to check that the next run finds the
+    incident), a repeated V(monitoring_intake) 2 (TicketSearch, TicketGet), V(incident_resolve) by O(correlation_key)
+    with O(acknowledge) 4 (TicketSearch, TicketGet, TicketUpdate, TicketGet), the same by O(incident_id) 4. The first run of
+    a controller user adds 1 (SessionCreate); later runs reuse the session kept in the platform option C(session_cache).
+    The alert path's resolve playbook asserts at most 6 (tests/integration/test_sop_playbooks.py)."
   - "OTOBO: required dynamic fields (Text): IMSEntity, IMSStatus, IMSCategory, IMSSubcategory, IMSPriority, IMSSeverity,
     IMSSeverityLevel, IMSDetectionSource, IMSReporter, IMSAffectedService, IMSAssignedTeam, IMSChangeLink,
     IMSProblemLink, IMSIncidentLinks, IMSWorkaround, IMSRootCause, IMSPIR, IMSKBLink, IMSOpenedAt, IMSRespondedAt,

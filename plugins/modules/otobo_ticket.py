@@ -146,6 +146,10 @@ options:
         type: bool
         default: true
 notes:
+  - "Requests per task (measured against the OTOBO simulator, stock GET search route): a create costs 4 (TicketSearch,
+    TicketCreate, then TicketSearch and TicketGet: the new ticket is read back the way the next run looks it up), a run that
+    changes nothing 2 (TicketSearch, TicketGet), an update 4 (TicketSearch, TicketGet, TicketUpdate, TicketGet). The first
+    run of a controller user adds 1 (SessionCreate); later runs reuse the session kept in O(session_cache)."
   - Runs on the controller (use C(delegate_to) V(localhost)) and needs the Python C(requests) library.
   - OTOBO cannot search dynamic fields on its stock GET search route (the criterion is silently dropped); set
     O(search_route) to a POST TicketSearch route to search by O(correlation_field). Every search hit is verified

@@ -286,9 +286,14 @@ def test_alert_playbooks_take_platform_and_options_from_the_inventory(custom_sim
     tickets = [t for t in custom_sim.state()["tickets"] if "PveGuestDown erp-db-02" in t["Title"]]
     assert len(tickets) == 1 and tickets[0]["Queue"] == "Platform" and tickets[0]["CustomerUserID"] == "monitoring"
     assert tickets[0]["DynamicField"]["IMSStatus"] == "open"
+    # issue 6 B4: the whole resolve playbook (acknowledge + resolve an open incident) costs at most 6 requests and
+    # opens no session of its own (the open playbook's session is reused from the cache)
+    custom_sim.clear_requests()
     resolved = run_playbook(str(REPO / "playbooks" / "incident_resolve.yml"), _alert_event("resolved", ends_at="2026-11-30T08:05:00Z"),
                             tmp_path / "resolve.jsonl", env=env, inventory=inventory)
     assert resolved.returncode == 0, resolved.stdout[-3000:] + resolved.stderr[-2000:]
+    operations = [entry["operation"] for entry in custom_sim.requests()]
+    assert len(operations) <= 6 and "SessionCreate" not in operations, operations
     ticket = next(t for t in custom_sim.state()["tickets"] if t["TicketNumber"] == tickets[0]["TicketNumber"])
     assert ticket["DynamicField"]["IMSStatus"] == "resolved", resolved.stdout[-3000:]
     assert ticket["State"] == "pending auto close+"  # contract item 5: IMS resolved on OTOBO
