@@ -21,6 +21,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.modules import otobo_ticket
 from simulators.harness import start_in_thread
+from tests.unit.contract.sop_env import FailingLedger
 
 KEY = "3f9c2a7b1d0e4c55aa00bb11"
 TITLE = "Disk full nas1 [ck:%s]" % KEY
@@ -50,23 +51,6 @@ def base_params(**overrides):
         article.update(params["article"])
         params["article"] = article
     return params
-
-
-class FailingLedger:
-    """The real ledger, except that the next ``failures`` appends fail (a full disk after the OTOBO write)."""
-
-    def __init__(self, real, failures=1):
-        self.real = real
-        self.failures = failures
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def append(self, *args, **kwargs):
-        if self.failures:
-            self.failures -= 1
-            raise AuditWriteError("disk full")
-        return self.real.append(*args, **kwargs)
 
 
 CREATE = dict(correlation_key=KEY, title="Disk full nas1", queue="Storage", priority="3 normal", customer_user="monitoring",
@@ -279,14 +263,14 @@ def test_ledger_preflight_failure_halts_before_write(env, tmp_path):
 
 def test_ledger_append_failure_after_write_says_unaudited(env):
     with pytest.raises(AuditWriteError, match=r"otobo ticket \d+ \(id \d+\): the create was applied on OTOBO but is UNAUDITED"):
-        env.run(FakeModule(**CREATE), FailingLedger(env.ledger))
+        env.run(FakeModule(**CREATE), FailingLedger(env.ledger, failures=1))
     assert len(env.tickets()) == 1 and env.audit() == []
 
 
 def test_missing_create_record_is_back_filled_by_the_next_run(env):
     """The run that created the ticket failed before its audit: the next run writes the create record, once."""
     with pytest.raises(AuditWriteError):
-        env.run(FakeModule(**CREATE), FailingLedger(env.ledger))
+        env.run(FakeModule(**CREATE), FailingLedger(env.ledger, failures=1))
     number = env.only_ticket()["TicketNumber"]
     checked = env.run(FakeModule(check_mode=True, **CREATE))
     assert checked["changed"] is True and env.audit() == []
@@ -303,7 +287,7 @@ def test_missing_create_record_is_back_filled_by_the_next_run(env):
 def test_create_record_of_the_legacy_key_is_not_back_filled_again(env):
     """A ledger written before the governed write (record_key otobo:create:<ticket id>) already audits the creation."""
     with pytest.raises(AuditWriteError):
-        env.run(FakeModule(**CREATE), FailingLedger(env.ledger))
+        env.run(FakeModule(**CREATE), FailingLedger(env.ledger, failures=1))
     ticket = env.only_ticket()
     env.ledger.append("create", "incident", ticket["TicketNumber"], "eda", platform="otobo", record_key="otobo:create:%s" % ticket["TicketID"])
     assert env.run(FakeModule(**CREATE))["changed"] is False and len(env.audit("create")) == 1
