@@ -81,7 +81,8 @@ def _task_result(path, sop, failed):
         entry = json.loads(line)
         if failed and entry["status"] == "failed":
             return entry["result"]
-        if not failed and entry["task"].startswith("Run IMS SOP") and entry["task"].endswith(f"({sop})"):
+        task = entry["task"].split(" : ", 1)[-1]  # ansible-core 2.21 prefixes the role ("labops.itsm.sop : Run ...")
+        if not failed and task.startswith("Run IMS SOP") and task.endswith(f"({sop})"):
             return entry["result"]
     raise AssertionError("no matching task result in " + str(path))
 
