@@ -428,6 +428,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def wait_listening(port: int) -> None:
+    """Until the source accepts connections on ``port`` (at most about 4 s)."""
+    for _attempt in range(200):
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.02)
+
+
 async def raw_post(port: int, body: bytes, authorization: bytes) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = b"POST /alertmanager HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
@@ -462,13 +473,7 @@ async def test_fuzz_corpus_never_5xx_and_queues_only_valid_notifications() -> No
     port = free_port()
     queue: asyncio.Queue = asyncio.Queue()
     task = asyncio.create_task(am.main(queue, {"port": port, "token": TOKEN, "max_body_bytes": 262144, "header_timeout": 5, "body_timeout": 5}))
-    for _attempt in range(200):
-        try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
+    await wait_listening(port)
     outcomes: Counter[tuple[str, int]] = Counter()
     queued_total = 0
     started = time.monotonic()
@@ -533,13 +538,7 @@ async def fixture_server() -> Any:
     queue: asyncio.Queue = asyncio.Queue()
     args = {"port": port, "token": TOKEN, "header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT}
     task = asyncio.create_task(am.main(queue, args))
-    for _attempt in range(200):
-        try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
+    await wait_listening(port)
     yield Server(queue, port, task)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
