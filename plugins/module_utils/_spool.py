@@ -133,7 +133,7 @@ def _short(text: Any) -> str:
 def _event_fields(event: Any) -> Tuple[str, str, str, str]:
     """(event_uuid, correlation_key, status, canonical JSON) of a source event; ValueError when it is not one."""
     if not isinstance(event, dict):
-        raise ValueError("a spool event must be a dict")
+        raise ValueError("a spool event must be a dict")  # noqa: TRY004  # one error type for every malformed event
     key = event.get("correlation_key")
     alert = event.get("alert")
     status = alert.get("status") if isinstance(alert, dict) else None
@@ -202,9 +202,8 @@ class Spool:
 
     @contextlib.contextmanager
     def _txn(self, operation: str) -> Iterator[None]:
-        with self._guard(operation):
-            with self._write():
-                yield
+        with self._guard(operation), self._write():
+            yield
 
     def _create_schema(self) -> None:
         self._execute(_TABLE.format(id=self._id_column))
@@ -297,6 +296,12 @@ class Spool:
         back-off, or become dead letters once ``retry_for`` has passed since acceptance."""
         now = _now() if now is None else now
         counts = {"requeued": 0, "dead": 0, "timed_out": 0}
+        with self._guard("read"):
+            # Read first: the dispatcher calls this every second, and a write transaction would contend with runs.
+            due = self._execute("SELECT count(*) FROM intake_entries WHERE state = 'failed' OR (state = 'running' AND run_deadline < ?)",
+                                (now,)).fetchone()[0]
+        if not due:
+            return counts
         with self._txn("settle"):
             for entry in self._rows("state = 'running' AND run_deadline < ?", (now,)):
                 self._execute("UPDATE intake_entries SET state = 'failed', last_error = ?, updated_at = ? WHERE id = ?",
@@ -418,16 +423,12 @@ class Spool:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection
                 self._conn.close()
-            except Exception:  # noqa: BLE001 pylint: disable=broad-except  # closing a broken connection
-                pass
             self._conn = None
         if self._lock_handle is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._lock_handle.close()
-            except Exception:  # noqa: BLE001 pylint: disable=broad-except
-                pass
             self._lock_handle = None
 
     def __enter__(self) -> "Spool":  # noqa: PYI034 (typing.Self needs Python 3.11; module_utils run on 3.8)
@@ -499,7 +500,7 @@ class SqliteSpool(Spool):
         self.ensure_ready()
         if fcntl is None:
             return
-        handle = open(self.path + ".lock", "a")  # pylint: disable=consider-using-with  # held for the daemon's life
+        handle = open(self.path + ".lock", "a")  # noqa: SIM115  # pylint: disable=consider-using-with  # held for the daemon's life
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -558,10 +559,10 @@ class PostgresSpool(Spool):
             raise SpoolError("intake spool %s is already dispatched by another running daemon (advisory lock)" % self.describe())
 
 
-def open_spool(backend: str = "sqlite", path: Optional[str] = None, dsn: Optional[str] = None) -> Spool:
-    """A spool on ``backend``; nothing is opened until first use."""
+def open_spool(backend: str = "sqlite", path: Optional[str] = None, dsn: Optional[str] = None, busy_timeout: float = BUSY_TIMEOUT) -> Spool:
+    """A spool on ``backend``; nothing is opened until first use. ``busy_timeout``: how long a SQLite writer waits for the lock."""
     if backend == "sqlite":
-        return SqliteSpool(path or DEFAULT_SPOOL_PATH)
+        return SqliteSpool(path or DEFAULT_SPOOL_PATH, busy_timeout)
     if backend == "postgresql":
         if not dsn:
             raise SpoolError("the postgresql intake spool needs spool_dsn (or LABOPS_SPOOL_DSN)")

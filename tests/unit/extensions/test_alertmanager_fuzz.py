@@ -472,7 +472,7 @@ async def test_fuzz_corpus_never_5xx_and_queues_only_valid_notifications() -> No
     cases = corpus()
     port = free_port()
     queue: asyncio.Queue = asyncio.Queue()
-    task = asyncio.create_task(am.main(queue, {"port": port, "token": TOKEN, "max_body_bytes": 262144, "header_timeout": 5, "body_timeout": 5}))
+    task = asyncio.create_task(am.main(queue, {"port": port, "token": TOKEN, "delivery": "event", "max_body_bytes": 262144, "header_timeout": 5, "body_timeout": 5}))
     await wait_listening(port)
     outcomes: Counter[tuple[str, int]] = Counter()
     queued_total = 0
@@ -536,7 +536,7 @@ class Server:
 async def fixture_server() -> Any:
     port = free_port()
     queue: asyncio.Queue = asyncio.Queue()
-    args = {"port": port, "token": TOKEN, "header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT}
+    args = {"port": port, "token": TOKEN, "delivery": "event", "header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT}
     task = asyncio.create_task(am.main(queue, args))
     await wait_listening(port)
     yield Server(queue, port, task)

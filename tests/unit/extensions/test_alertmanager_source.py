@@ -107,7 +107,7 @@ async def wait_listening(port: int) -> None:
 @asynccontextmanager
 async def running(args: dict[str, Any] | None = None, queue: asyncio.Queue | None = None, client_ssl: ssl.SSLContext | None = None) -> AsyncIterator[Source]:
     port = free_port()
-    options = {"port": port, "token": TOKEN, **(args or {})}
+    options = {"port": port, "token": TOKEN, "delivery": "event", **(args or {})}
     options = {key: value for key, value in options.items() if value is not None}
     queue = queue if queue is not None else asyncio.Queue()
     task = asyncio.create_task(am.main(queue, options))
@@ -506,7 +506,7 @@ async def test_waiting_notifications_are_admitted_in_arrival_order() -> None:
 async def test_cancel_answers_waiting_request_503_and_closes_listener() -> None:
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
     port = free_port()
-    options = {"port": port, "token": TOKEN, "queue_timeout": 60, "max_alerts": 2, "max_pending_events": 2}
+    options = {"port": port, "token": TOKEN, "delivery": "event", "queue_timeout": 60, "max_alerts": 2, "max_pending_events": 2}
     task = asyncio.create_task(am.main(queue, options))
     await asyncio.wait_for(wait_listening(port), 10)
     async with aiohttp.ClientSession() as session:
@@ -669,9 +669,12 @@ def test_documentation_schema_and_config_agree() -> None:
     schema = json.loads((SOURCE_DIR / "schemas" / "alertmanager.json").read_text(encoding="utf-8"))
     documented = _documented_options()
     config_fields = set(am.Config.__dataclass_fields__)
-    assert set(documented) == set(schema["properties"]) == config_fields
+    # *_file options are read into their secret's field at start-up; they have no field of their own.
+    assert set(documented) == set(schema["properties"]) == config_fields | am._FILE_OPTIONS
     defaults = am.Config()
     for name, spec in documented.items():
+        if name in am._FILE_OPTIONS or name == "max_concurrent_runs":  # the CPU count, at most 4
+            continue
         assert spec.get("default") == schema["properties"][name].get("default") == getattr(defaults, name), name
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate({"port": 5443, "token": "t", "certfile": "/c.pem", "cafile": "/ca.pem"}, schema)

@@ -74,7 +74,8 @@ options:
     default: 5000
   queue_timeout:
     description:
-      - Seconds one request may wait for room in the hand-over buffer for all its events.
+      - Seconds one request may wait for room in the hand-over buffer for all its events (O(delivery=event)),
+        or for the intake spool's write lock (O(delivery=batch), SQLite).
       - When it runs out the request answers 503, nothing of it is queued, and AlertManager retries.
         Keep it below the receiver's C(webhook_config.timeout).
     type: float
@@ -97,6 +98,100 @@ options:
     description:
       - Alert label whose value (without C(:port)) becomes C(meta.hosts), the C(--limit) of
         C(run_playbook). Unset by default, so no host limit is ever derived from labels.
+        Only with O(delivery=event).
+    type: str
+  token_file:
+    description:
+      - File holding the bearer token (one trailing newline is ignored). Keeps the token out of
+        ansible-rulebook's environment and variables, which ansible-rulebook hands to every playbook run.
+      - Mutually exclusive with O(token).
+    type: path
+  basic_auth_password_file:
+    description: File holding the HTTP basic password; mutually exclusive with O(basic_auth_password).
+    type: path
+  delivery:
+    description:
+      - V(batch) (default) is the durable intake. A notification is answered 2xx only after its events are
+        committed to the intake spool, all or nothing; a dispatcher hands due spool entries to the rulebook
+        as C(intake_batch) events (one per batch, entry ids only), at most O(max_concurrent_runs) at a time;
+        the run records each entry's outcome in the spool; failed entries come back after a back-off until
+        O(retry_for) has passed and then stay as dead letters (C(labops.itsm.intake_spool) lists and replays
+        them). A repeat of an alert episode already queued or handled (same correlation key and status) is
+        absorbed before it costs a run. Entries a stopped daemon left unhandled are dispatched again on start.
+      - V(event) puts one event per alert on the rulebook queue from an in-memory buffer; nothing is persisted
+        and a daemon restart loses what was not handled. For rulebooks that match single alerts and need no
+        incident bookkeeping.
+    type: str
+    choices: [batch, event]
+    default: batch
+  spool_backend:
+    description: Intake spool backend (O(delivery=batch)); the same backends as the audit ledger.
+    type: str
+    choices: [sqlite, postgresql]
+    default: sqlite
+    env:
+      - name: LABOPS_SPOOL_BACKEND
+  spool_path:
+    description: SQLite file of the intake spool.
+    type: path
+    default: ~/.local/state/labops/intake_spool.sqlite3
+    env:
+      - name: LABOPS_SPOOL_PATH
+  spool_dsn:
+    description:
+      - PostgreSQL connection string of the intake spool. The playbook runs read it from
+        C(LABOPS_SPOOL_DSN); keep passwords in a C(PGPASSFILE), not in the DSN.
+    type: str
+    env:
+      - name: LABOPS_SPOOL_DSN
+  max_concurrent_runs:
+    description:
+      - Most playbook runs (batches) in flight at once. Each run is an C(ansible-playbook) process of about
+        0.8 s CPU before any work; the default (or 0) fits the machine, its CPU count but at most 4.
+    type: int
+  max_batch_events:
+    description: Most spool entries in one batch (one playbook run, one module call).
+    type: int
+    default: 200
+  retry_initial_delay:
+    description: Seconds before the first retry of an entry whose run failed; doubles per failed run.
+    type: float
+    default: 10
+  retry_max_delay:
+    description: Longest back-off between two runs of one entry, in seconds.
+    type: float
+    default: 300
+  retry_for:
+    description:
+      - Seconds after acceptance during which a failing entry is retried; then it becomes a dead letter.
+    type: float
+    default: 3600
+  run_timeout:
+    description:
+      - Seconds a dispatched batch may take to record its outcomes; entries still without one then count as
+        a failed run (a run lost by the rule engine, a hung playbook).
+    type: float
+    default: 900
+  shutdown_grace:
+    description:
+      - On SIGTERM the source answers 503 at once, dispatches nothing new and waits up to this many seconds
+        for the runs in flight before it lets ansible-rulebook stop; whatever is not done stays in the spool.
+    type: float
+    default: 30
+  spool_retention:
+    description: Seconds a handled entry is kept to absorb repeats (AlertManager repeats a firing alert every C(repeat_interval)).
+    type: float
+    default: 604800
+  reconcile_interval:
+    description:
+      - Seconds between C(intake_reconcile) events (the rulebook runs C(labops.itsm.alert_reconcile) on them);
+        0 turns them off. Needs O(alertmanager_url).
+    type: float
+    default: 0
+  alertmanager_url:
+    description:
+      - AlertManager's base URL, passed to reconciliation runs in the C(intake_reconcile) event. An empty
+        string means unset.
     type: str
 """
 
@@ -123,18 +218,25 @@ import asyncio
 import base64
 import binascii
 import collections
+import concurrent.futures
 import datetime
 import functools
 import hashlib
 import hmac
+import importlib
 import ipaddress
 import json
 import logging
+import os
 import re
+import signal
 import ssl
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -203,6 +305,20 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     hosts_from_label: str | None = None
+    delivery: str = "batch"
+    spool_backend: str = "sqlite"
+    spool_path: str = "~/.local/state/labops/intake_spool.sqlite3"
+    spool_dsn: str | None = field(default=None, repr=False)
+    max_concurrent_runs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    max_batch_events: int = 200
+    retry_initial_delay: float = 10.0
+    retry_max_delay: float = 300.0
+    retry_for: float = 3600.0
+    run_timeout: float = 900.0
+    shutdown_grace: float = 30.0
+    spool_retention: float = 604800.0
+    reconcile_interval: float = 0.0
+    alertmanager_url: str | None = None
 
     @property
     def health_path(self) -> str:
@@ -257,6 +373,35 @@ def _option_float(args: dict[str, Any], name: str, default: float) -> float:
     return number
 
 
+def _option_seconds(args: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = args.get(name, default)
+    try:
+        number = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        number = -1.0
+    if not low <= number <= high or number != number:  # noqa: PLR0124  # NaN
+        raise ConfigError(f"option '{name}' must be a number of seconds in [{low:g}, {high:g}]")
+    return number
+
+
+def _secret_file(args: dict[str, Any], name: str, value_option: str) -> str | None:
+    """The secret held in the file named by option ``name`` (one trailing newline dropped), or None."""
+    path = _option_str(args, name)
+    if path is None:
+        return None
+    if args.get(value_option) is not None:
+        raise ConfigError(f"options '{value_option}' and '{name}' are mutually exclusive")
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            secret = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"option '{name}': cannot read {path} ({type(exc).__name__})") from None
+    secret = secret.removesuffix("\n")
+    if not secret or "\n" in secret:
+        raise ConfigError(f"option '{name}': {path} must hold the secret on one line")
+    return secret
+
+
 def _option_bool(args: dict[str, Any], name: str) -> bool:
     value = args.get(name, False)
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
@@ -266,8 +411,20 @@ def _option_bool(args: dict[str, Any], name: str) -> bool:
     return value
 
 
+def _option_choice(args: dict[str, Any], name: str, choices: tuple[str, ...], fallback: str | None = None) -> str:
+    value = args.get(name)
+    if value is None:
+        value = fallback or choices[0]
+    if value not in choices:
+        raise ConfigError(f"option '{name}' must be one of {', '.join(choices)}")
+    return str(value)
+
+
+_FILE_OPTIONS = frozenset(("token_file", "basic_auth_password_file"))
+
+
 def _check_unknown(args: dict[str, Any]) -> None:
-    known = {item.name for item in fields(Config)}
+    known = {item.name for item in fields(Config)} | _FILE_OPTIONS
     unknown = sorted(str(key) for key in args if key not in known and key not in _IGNORED_ARGS)
     if "feedback" in unknown:
         raise ConfigError("option 'feedback' is not supported by this source")
@@ -293,6 +450,12 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("option 'basic_auth_user' must not contain ':'")
     if (config.keyfile or config.cafile) and not config.certfile:
         raise ConfigError("options 'keyfile' and 'cafile' need 'certfile'")
+    if config.retry_max_delay < config.retry_initial_delay:
+        raise ConfigError("option 'retry_max_delay' must be at least 'retry_initial_delay'")
+    if config.delivery == "batch" and config.spool_backend == "postgresql" and not config.spool_dsn:
+        raise ConfigError("spool_backend postgresql needs 'spool_dsn' (or LABOPS_SPOOL_DSN)")
+    if config.reconcile_interval and not config.alertmanager_url:
+        raise ConfigError("option 'reconcile_interval' needs 'alertmanager_url'")
     if config.max_pending_events < config.max_alerts:
         raise ConfigError("option 'max_pending_events' must be at least 'max_alerts' (a notification is accepted whole)")
     if not config.authenticated and not config.allow_unauthenticated and not _is_loopback(config.host):
@@ -312,9 +475,9 @@ def parse_config(args: dict[str, Any]) -> Config:
         host=_option_str(args, "host") or Config.host,
         port=_option_int(args, "port", Config.port, 0, 65535),
         path=_option_str(args, "path") or Config.path,
-        token=_option_str(args, "token"),
+        token=_secret_file(args, "token_file", "token") or _option_str(args, "token"),
         basic_auth_user=_option_str(args, "basic_auth_user"),
-        basic_auth_password=_option_str(args, "basic_auth_password"),
+        basic_auth_password=_secret_file(args, "basic_auth_password_file", "basic_auth_password") or _option_str(args, "basic_auth_password"),
         allow_unauthenticated=_option_bool(args, "allow_unauthenticated"),
         certfile=_option_str(args, "certfile"),
         keyfile=_option_str(args, "keyfile"),
@@ -326,6 +489,21 @@ def parse_config(args: dict[str, Any]) -> Config:
         header_timeout=_option_float(args, "header_timeout", Config.header_timeout),
         body_timeout=_option_float(args, "body_timeout", Config.body_timeout),
         hosts_from_label=_option_str(args, "hosts_from_label"),
+        delivery=_option_choice(args, "delivery", ("batch", "event")),
+        spool_backend=_option_choice(args, "spool_backend", ("sqlite", "postgresql"), os.environ.get("LABOPS_SPOOL_BACKEND")),
+        spool_path=_option_str(args, "spool_path") or os.environ.get("LABOPS_SPOOL_PATH") or Config.spool_path,
+        spool_dsn=_option_str(args, "spool_dsn") or os.environ.get("LABOPS_SPOOL_DSN") or None,
+        max_concurrent_runs=_option_int(args, "max_concurrent_runs", 0, 0, 64) or min(4, os.cpu_count() or 1),
+        max_batch_events=_option_int(args, "max_batch_events", Config.max_batch_events, 1, 100000),
+        retry_initial_delay=_option_seconds(args, "retry_initial_delay", Config.retry_initial_delay, 0.01, 86400),
+        retry_max_delay=_option_seconds(args, "retry_max_delay", Config.retry_max_delay, 0.01, 86400),
+        retry_for=_option_seconds(args, "retry_for", Config.retry_for, 0, 30 * 86400),
+        run_timeout=_option_seconds(args, "run_timeout", Config.run_timeout, 1, 86400),
+        shutdown_grace=_option_seconds(args, "shutdown_grace", Config.shutdown_grace, 0, 3600),
+        spool_retention=_option_seconds(args, "spool_retention", Config.spool_retention, 60, 365 * 86400),
+        reconcile_interval=_option_seconds(args, "reconcile_interval", Config.reconcile_interval, 0, 86400),
+        # Empty means unset here: a rulebook passes "{{ alertmanager_url | default('') }}".
+        alertmanager_url=_option_str(args, "alertmanager_url") if args.get("alertmanager_url") != "" else None,
     )
     _check_consistency(config)
     return config
@@ -564,6 +742,172 @@ def build_events(payload: Any, config: Config) -> list[dict[str, Any]]:
     return events
 
 
+# --------------------------------------------------------------------------- durable intake
+
+
+def load_spool_module() -> Any:
+    """The collection's intake spool (plugins/module_utils/_spool.py), the one the playbook runs write to.
+
+    ansible-rulebook runs this file from the collections path (``.../ansible_collections/labops/itsm/
+    extensions/eda/plugins/event_source/``) without Ansible's collection loader, so the collections root is put
+    on ``sys.path`` when ``ansible_collections`` is not importable already.
+    """
+    name = "ansible_collections.labops.itsm.plugins.module_utils._spool"
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pass
+    parents = Path(os.path.abspath(__file__)).parents
+    if len(parents) > 7 and parents[6].name == "ansible_collections" and str(parents[7]) not in sys.path:
+        sys.path.append(str(parents[7]))
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"delivery 'batch' cannot load the intake spool ({exc})") from None
+    raise ConfigError("delivery 'batch' needs this source to run from the labops.itsm collection (plugins/module_utils/_spool.py)")
+
+
+class SpoolDispatcher:
+    """Persists accepted events and hands due spool entries to the rule engine in batches.
+
+    All spool calls run on one worker thread (one connection, never the event loop). A batch is in flight
+    from its ``intake_batch`` event until none of its entries is ``running`` any more (the run recorded every
+    outcome, or ``run_timeout`` passed); at most ``max_concurrent_runs`` are in flight.
+    """
+
+    def __init__(self, queue: Any, config: Config) -> None:
+        module = load_spool_module()
+        self._queue = queue
+        self._config = config
+        # A notification waits at most queue_timeout for the spool's write lock, then answers 503 (AlertManager retries).
+        self._spool = module.open_spool(config.spool_backend, config.spool_path, config.spool_dsn, busy_timeout=config.queue_timeout)
+        self._policy = module.RetryPolicy(config.retry_initial_delay, config.retry_max_delay, config.retry_for, config.run_timeout)
+        self._error = module.SpoolError
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labops-spool")
+        self._inflight: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self.dispatching = True
+        self.counters = {"batches": 0, "dispatched_entries": 0, "absorbed_repeats": 0, "recovered": 0, "spool_errors": 0}
+        self.spool_stats: dict[str, Any] = {}
+
+    @property
+    def inflight(self) -> int:
+        """Batches dispatched whose run has not recorded every outcome yet."""
+        return len(self._inflight)
+
+    @property
+    def spool_error(self) -> type[Exception]:
+        """The spool's error class (a failed read or write)."""
+        return self._error
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(function, *args))
+
+    async def open(self) -> None:
+        """Take the spool (one dispatcher per spool) and queue what a previous daemon left running."""
+        try:
+            await self._call(self._spool.lock_dispatcher)
+            recovered = await self._call(self._spool.recover)
+            self.spool_stats = await self._call(self._spool.stats)
+        except self._error as exc:
+            raise ConfigError(str(exc)) from None
+        self.counters["recovered"] = recovered
+        waiting = self.spool_stats["entries"]
+        LOGGER.info("alertmanager source: intake spool %s: %d queued (%d interrupted runs recovered), %d failed, %d dead letters",
+                    self._spool.describe(), waiting["queued"], recovered, waiting["failed"], waiting["dead"])
+        if waiting["dead"]:
+            LOGGER.warning("alertmanager source: %d dead letters wait in the intake spool (labops.itsm.intake_spool lists and replays them)", waiting["dead"])
+
+    async def accept(self, events: list[dict[str, Any]]) -> dict[str, int]:
+        """Commit ``events`` to the spool (all or nothing); raises the spool's error when it cannot."""
+        counts = await self._call(self._spool.accept, events)
+        self.counters["absorbed_repeats"] += counts["absorbed"]
+        if counts["new"] or counts["revived"]:
+            self._wake.set()
+        return counts
+
+    async def run(self) -> None:
+        """Dispatch forever; spool errors are logged and retried (nothing accepted is lost while they last)."""
+        last_settle = last_stats = last_purge = 0.0
+        next_reconcile = time.monotonic() + self._config.reconcile_interval
+        while True:
+            timeout = 1.0
+            try:
+                now = time.monotonic()
+                finished = await self._reap()
+                if finished or now - last_settle >= 1.0:
+                    await self._call(self._spool.settle, self._policy)
+                    last_settle = now
+                if now - last_stats >= 5.0:
+                    self.spool_stats = await self._call(self._spool.stats)
+                    last_stats = now
+                if now - last_purge >= 3600.0:
+                    await self._call(self._spool.purge, self._config.spool_retention)
+                    last_purge = now
+                await self._dispatch()
+                if self._config.reconcile_interval and now >= next_reconcile and self.dispatching:
+                    await self._queue.put({"intake_reconcile": {"alertmanager_url": self._config.alertmanager_url, "spool": self._spool.location()}})
+                    next_reconcile = now + self._config.reconcile_interval
+                timeout = 0.1 if self._inflight else await self._idle_timeout()
+            except self._error as exc:
+                self.counters["spool_errors"] += 1
+                LOGGER.error("alertmanager source: %s; retrying in 5 s", exc)
+                timeout = 5.0
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _reap(self) -> int:
+        finished = 0
+        for batch_id in list(self._inflight):
+            if await self._call(self._spool.running_of, batch_id) == 0:
+                del self._inflight[batch_id]
+                finished += 1
+        return finished
+
+    async def _dispatch(self) -> None:
+        config = self._config
+        while self.dispatching and len(self._inflight) < config.max_concurrent_runs:
+            claimed = await self._call(self._spool.claim, config.max_batch_events, self._policy)
+            if claimed is None:
+                return
+            batch_id, entries = claimed
+            statuses = collections.Counter(entry.status for entry in entries)
+            event = {"intake_batch": {"id": batch_id, "count": len(entries), "entries": [entry.id for entry in entries],
+                                      "firing": statuses.get("firing", 0), "resolved": statuses.get("resolved", 0),
+                                      "retries": sum(1 for entry in entries if entry.attempts), "spool": self._spool.location()},
+                     "meta": {"uuid": str(uuid.uuid5(EVENT_UUID_NAMESPACE, batch_id))}}
+            self._inflight[batch_id] = time.monotonic()
+            self.counters["batches"] += 1
+            self.counters["dispatched_entries"] += len(entries)
+            await self._queue.put(event)
+
+    async def _idle_timeout(self) -> float:
+        waiting, next_due = await self._call(self._spool.pending_waiting)
+        if not waiting or next_due is None:
+            return 1.0  # entries replayed or reconciled by other processes show up within a second
+        return max(0.05, min(1.0, next_due - time.time()))
+
+    async def drain(self, grace: float) -> int:
+        """Stop dispatching; wait up to ``grace`` seconds for the runs in flight. Returns the batches still running."""
+        self.dispatching = False
+        deadline = time.monotonic() + grace
+        while self._inflight and time.monotonic() < deadline:
+            try:
+                await self._reap()
+            except self._error:
+                break
+            await asyncio.sleep(0.2)
+        return len(self._inflight)
+
+    def close(self) -> None:
+        """Close the spool connection and release the dispatcher lock."""
+        self._executor.submit(self._spool.close).result(timeout=10)
+        self._executor.shutdown(wait=True)
+
+
 # --------------------------------------------------------------------------- HTTP
 
 
@@ -747,9 +1091,10 @@ class AlertmanagerReceiver:
     moves pending events to the rulebook queue in order, one ``await queue.put`` at a time.
     """
 
-    def __init__(self, queue: Any, config: Config) -> None:
+    def __init__(self, queue: Any, config: Config, dispatcher: SpoolDispatcher | None = None) -> None:
         self._queue = queue
         self._config = config
+        self._dispatcher = dispatcher
         self._auth = Authenticator(config)
         self._accepting = True
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
@@ -769,6 +1114,14 @@ class AlertmanagerReceiver:
     def pump(self) -> asyncio.Task | None:
         """The task handing events to the rulebook queue (ends only with an unexpected error)."""
         return self._pump_task
+
+    def stop_accepting(self) -> None:
+        """Answer 503 from now on (shutdown); requests waiting for buffer room are released with 503."""
+        self._accepting = False
+        while self._admissions:
+            _events, admitted = self._admissions.popleft()
+            if not admitted.done():
+                admitted.set_result(False)
 
     def application(self) -> web.Application:
         """Routes: POST path, GET path/health; everything else 404/405 with a JSON body."""
@@ -796,7 +1149,10 @@ class AlertmanagerReceiver:
         except BaseException:
             await self._runner.cleanup()
             raise
-        self._pump_task = asyncio.create_task(self._pump(), name="labops.itsm.alertmanager pump")
+        if self._dispatcher is not None:
+            self._pump_task = asyncio.create_task(self._dispatcher.run(), name="labops.itsm.alertmanager dispatcher")
+        else:
+            self._pump_task = asyncio.create_task(self._pump(), name="labops.itsm.alertmanager pump")
         scheme = "https" if config.certfile else "http"
         LOGGER.info("alertmanager source listening on %s://%s:%s%s", scheme, config.host, config.port, config.path)
         if not self._auth.enabled:
@@ -804,11 +1160,7 @@ class AlertmanagerReceiver:
 
     async def stop(self) -> None:
         """Answer 503 from now on, release waiting requests, stop the pump, close the server."""
-        self._accepting = False
-        while self._admissions:
-            _events, admitted = self._admissions.popleft()
-            if not admitted.done():
-                admitted.set_result(False)
+        self.stop_accepting()
         if self._pump_task is not None:
             self._pump_task.cancel()
             await asyncio.gather(self._pump_task, return_exceptions=True)
@@ -871,12 +1223,31 @@ class AlertmanagerReceiver:
                 # 408: the client is too slow to wait for; 415: aiohttp would fail decoding the rest.
                 await self._send_and_close(request, response)
             return response
+        if self._dispatcher is not None:
+            return await self._persist(request, events)
         if not await self._admit(events):
             reason = "shutting down" if not self._accepting else f"no room for {len(events)} events within queue_timeout={self._config.queue_timeout:g}s"
             return self._reject(request, 503, reason)
         self.stats.accepted_requests += 1
         self.stats.accepted_events += len(events)
         return web.json_response({"status": "accepted", "accepted": len(events)})
+
+    async def _persist(self, request: web.Request, events: list[dict[str, Any]]) -> web.Response:
+        """Durable intake: 200 only once the spool committed every event of the notification."""
+        dispatcher = self._dispatcher
+        assert dispatcher is not None  # only called in batch delivery
+        try:
+            counts = await dispatcher.accept(events)
+        except dispatcher.spool_error as exc:
+            LOGGER.error("alertmanager source: %s", exc)
+            return self._reject(request, 503, "the intake spool cannot store the notification now")
+        if not self._accepting:
+            # Committed while shutting down: it is safe in the spool; AlertManager may still get 200.
+            LOGGER.info("alertmanager source: a notification was committed during shutdown; it is handled after the restart")
+        self.stats.accepted_requests += 1
+        self.stats.accepted_events += len(events)
+        return web.json_response({"status": "accepted", "accepted": len(events), "new": counts["new"],
+                                  "absorbed": counts["absorbed"], "revived": counts["revived"]})
 
     async def _events_of(self, request: web.Request) -> list[dict[str, Any]]:
         config = self._config
@@ -952,6 +1323,11 @@ class AlertmanagerReceiver:
 
     async def _health(self, _request: web.Request) -> web.Response:
         body = {"status": "ok" if self._accepting else "stopping", "pending_events": len(self._pending), **self.stats.as_dict()}
+        if self._dispatcher is not None:
+            body["delivery"] = "batch"
+            body["inflight_runs"] = self._dispatcher.inflight
+            body["dispatch"] = dict(self._dispatcher.counters)
+            body["spool"] = self._dispatcher.spool_stats
         return web.json_response(body, status=200 if self._accepting else 503)
 
     async def _method_not_allowed(self, request: web.Request) -> web.Response:
@@ -971,9 +1347,15 @@ async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
     and exits with status 1 ("One of the source plugins failed").
     """
     config = parse_config(args)
-    receiver = AlertmanagerReceiver(queue, config)
-    await receiver.start()
+    dispatcher = SpoolDispatcher(queue, config) if config.delivery == "batch" else None
+    if dispatcher is not None:
+        await dispatcher.open()
+    receiver = AlertmanagerReceiver(queue, config, dispatcher)
+    terminate: GracefulTermination | None = None
     try:
+        await receiver.start()
+        terminate = GracefulTermination(receiver, dispatcher, config.shutdown_grace)
+        terminate.install()
         pump = receiver.pump
         if pump is None:  # start() sets it
             raise RuntimeError("labops.itsm.alertmanager: the receiver did not start its event hand-over")
@@ -983,7 +1365,64 @@ async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
         LOGGER.info("alertmanager source cancelled, closing the listener")
         raise
     finally:
+        if terminate is not None:
+            terminate.uninstall()
         await receiver.stop()
+        if dispatcher is not None:
+            dispatcher.close()
+
+
+class GracefulTermination:
+    """SIGTERM: answer 503 at once, let the runs in flight finish (``shutdown_grace``), then hand the signal on.
+
+    ansible-rulebook's own SIGTERM handler stops everything at once; this one runs first and re-raises the
+    signal to it once the source is quiet. What is not handled stays in the spool for the next start.
+    """
+
+    def __init__(self, receiver: AlertmanagerReceiver, dispatcher: SpoolDispatcher | None, grace: float) -> None:
+        self._receiver = receiver
+        self._dispatcher = dispatcher
+        self._grace = grace
+        self._previous: Any = None
+        self._task: asyncio.Task | None = None
+
+    def install(self) -> None:
+        """Take SIGTERM over on the running loop (only possible in the main thread)."""
+        try:
+            self._previous = signal.getsignal(signal.SIGTERM)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_signal)
+        except (RuntimeError, ValueError, NotImplementedError):
+            LOGGER.debug("alertmanager source: SIGTERM stays with the host process (not the main thread)")
+            self._previous = None
+
+    def uninstall(self) -> None:
+        """Give SIGTERM back (the source stops for another reason, e.g. a test cancels it)."""
+        if self._previous is None or self._task is not None:
+            return
+        try:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._previous)
+        except (RuntimeError, ValueError):
+            pass
+        self._previous = None
+
+    def _on_signal(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._terminate(), name="labops.itsm.alertmanager SIGTERM")
+
+    async def _terminate(self) -> None:
+        LOGGER.info("alertmanager source: SIGTERM, answering 503 from now on")
+        self._receiver.stop_accepting()
+        if self._dispatcher is not None:
+            left = await self._dispatcher.drain(self._grace)
+            stats = self._dispatcher.spool_stats.get("entries", {})
+            LOGGER.info("alertmanager source: stopping with %d runs unfinished; the intake spool keeps every unhandled entry "
+                        "(%d queued at the last count) for the next start", left, stats.get("queued", 0))
+        loop = asyncio.get_running_loop()
+        loop.remove_signal_handler(signal.SIGTERM)
+        previous = self._previous if self._previous is not None else signal.SIG_DFL
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)
 
 
 if __name__ == "__main__":
