@@ -514,6 +514,50 @@ async def test_fuzz_corpus_never_5xx_and_queues_only_valid_notifications() -> No
     assert elapsed < 60
 
 
+async def test_fuzz_corpus_in_batch_delivery_persists_only_valid_notifications(tmp_path: Path) -> None:
+    """The same corpus against the durable intake: a rejected request leaves the spool untouched, an accepted one
+    adds (or absorbs) exactly its alerts, and every stored event is valid UTF-8 JSON."""
+    spool_lib = importlib.import_module("ansible_collections.labops.itsm.plugins.module_utils._spool")
+    cases = corpus()
+    port = free_port()
+    spool_path = tmp_path / "spool.sqlite3"
+    queue: asyncio.Queue = asyncio.Queue()
+    options = {"port": port, "token": TOKEN, "spool_path": str(spool_path), "max_concurrent_runs": 1,
+               "max_body_bytes": 262144, "header_timeout": 5, "body_timeout": 5}
+    task = asyncio.create_task(am.main(queue, options))
+    await wait_listening(port)
+    reader = spool_lib.open_spool("sqlite", str(spool_path))
+
+    def stored() -> int:
+        stats = reader.stats()
+        return sum(stats["entries"].values()) + stats["absorbed_repeats"]
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            for case in cases:
+                before = stored()
+                if case.raw_authorization is not None:
+                    status = await raw_post(port, case.body, case.raw_authorization)
+                else:
+                    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **case.headers}
+                    async with session.post(f"http://127.0.0.1:{port}/alertmanager", data=case.body, headers=headers) as resp:
+                        status = resp.status
+                        await resp.read()
+                assert status < 500, f"{case.kind} answered {status}: {case.body[:300]!r}"
+                if case.must_reject or status >= 400:
+                    assert stored() == before, f"{case.kind}: a rejected request changed the spool"
+                else:
+                    expected = expected_events(strict_json(case.body))
+                    assert expected is not None, f"{case.kind}: accepted an invalid notification: {case.body[:300]!r}"
+                    assert stored() - before == len(expected), case.body[:300]
+        for entry in reader.list(limit=100000):
+            json.dumps(entry.event, ensure_ascii=False).encode("utf-8")
+    finally:
+        reader.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 # --------------------------------------------------------------------------- slow loris (real sockets)
 
 
