@@ -60,6 +60,14 @@ def keys_in_alertmanager(stack: Stack, name: str) -> set[str]:
     return {correlation_key(item["fingerprint"], item["startsAt"]) for item in active if item["labels"]["alertname"] == name}
 
 
+def when(probe: Any, accept: Any) -> Any:
+    """A wait_until predicate: the probe's value once ``accept(value)`` holds, else None."""
+    def check() -> Any:
+        value = probe()
+        return value if accept(value) else None
+    return check
+
+
 def tickets_by_key(stack: Stack, name: str) -> Counter:
     """How many tickets carry each correlation key, for the incidents of alert ``name``."""
     counts: Counter = Counter()
@@ -99,7 +107,7 @@ def test_a_group_of_100_alerts_gives_100_tickets(stack: Stack) -> None:
     runs_before = runs_started(stack)
     started = iso(datetime.now(UTC) - timedelta(minutes=1))
     stack.alertmanager.post_alerts(group_alerts("ZlGroupHundred", 100, started))
-    keys = wait_until(lambda: (found := keys_in_alertmanager(stack, "ZlGroupHundred")) if len(found) == 100 else None, 30,
+    keys = wait_until(when(lambda: keys_in_alertmanager(stack, "ZlGroupHundred"), lambda found: len(found) == 100), 30,
                       what="AlertManager to hold 100 alerts")
     counts = wait_for_tickets(stack, "ZlGroupHundred", keys, 240)
     assert set(counts) == keys and max(counts.values()) == 1, "duplicate tickets"
@@ -155,7 +163,7 @@ def test_a_resolve_alertmanager_never_delivers_is_reconciled(stack: Stack) -> No
     # AlertManager restarts without the alert (alerts are not persisted): it will never send the resolve.
     stack.alertmanager.stop()
     stack.alertmanager.start()
-    states = wait_until(lambda: (found := resolved_states(stack, "ZlLostResolve")) if found.get("resolved") == 1 else None, 120,
+    states = wait_until(when(lambda: resolved_states(stack, "ZlLostResolve"), lambda found: found.get("resolved") == 1), 120,
                         what="reconciliation to resolve the incident")
     assert states == Counter({"resolved": 1})
     # The alerts of the earlier tests are gone from AlertManager too: reconciliation resolves them as well, which
@@ -165,7 +173,7 @@ def test_a_resolve_alertmanager_never_delivers_is_reconciled(stack: Stack) -> No
 def _kill_in_the_middle(stack: Stack, name: str, sig: signal.Signals) -> None:
     started = iso(datetime.now(UTC) - timedelta(minutes=1))
     stack.alertmanager.post_alerts(group_alerts(name, 100, started))
-    keys = wait_until(lambda: (found := keys_in_alertmanager(stack, name)) if len(found) == 100 else None, 30,
+    keys = wait_until(when(lambda: keys_in_alertmanager(stack, name), lambda found: len(found) == 100), 30,
                       what="AlertManager to hold 100 alerts")
     wait_until(lambda: len(tickets_by_key(stack, name)) >= 5 or None, 120, interval=0.1, what="the first tickets")
     proc = stack.rulebook_proc.proc
@@ -195,7 +203,7 @@ def test_itsm_outage_during_100_alerts_and_20_resolves(stack: Stack) -> None:
     started = iso(datetime.now(UTC) - timedelta(minutes=1))
     before = group_alerts("ZlOutage", 20, started)
     stack.alertmanager.post_alerts(before)
-    first_keys = wait_until(lambda: (found := keys_in_alertmanager(stack, "ZlOutage")) if len(found) == 20 else None, 30,
+    first_keys = wait_until(when(lambda: keys_in_alertmanager(stack, "ZlOutage"), lambda found: len(found) == 20), 30,
                             what="AlertManager to hold 20 alerts")
     wait_for_tickets(stack, "ZlOutage", first_keys, 120)
 
@@ -216,7 +224,7 @@ def test_itsm_outage_during_100_alerts_and_20_resolves(stack: Stack) -> None:
                              http_json("GET", f"{stack.alertmanager.url}/api/v2/alerts")[1] if item["labels"]["alertname"] == "ZlOutage"}
     counts = wait_for_tickets(stack, "ZlOutage", all_keys, 300)
     assert len(counts) == 100 and max(counts.values()) == 1, "duplicates after the outage"
-    states = wait_until(lambda: (found := resolved_states(stack, "ZlOutage")) if found.get("resolved") == 20 else None, 300,
+    states = wait_until(when(lambda: resolved_states(stack, "ZlOutage"), lambda found: found.get("resolved") == 20), 300,
                         what="the 20 resolves after the outage")
     assert states == Counter({"resolved": 20, "open": 80})
     # The incidents handled late say so.

@@ -472,7 +472,8 @@ async def test_fuzz_corpus_never_5xx_and_queues_only_valid_notifications() -> No
     cases = corpus()
     port = free_port()
     queue: asyncio.Queue = asyncio.Queue()
-    task = asyncio.create_task(am.main(queue, {"port": port, "token": TOKEN, "delivery": "event", "max_body_bytes": 262144, "header_timeout": 5, "body_timeout": 5}))
+    options = {"port": port, "token": TOKEN, "delivery": "event", "max_body_bytes": 262144, "header_timeout": 5, "body_timeout": 5}
+    task = asyncio.create_task(am.main(queue, options))
     await wait_listening(port)
     outcomes: Counter[tuple[str, int]] = Counter()
     queued_total = 0

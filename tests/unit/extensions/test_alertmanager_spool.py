@@ -219,11 +219,11 @@ async def test_spool_that_cannot_be_written_answers_503_and_keeps_serving(tmp_pa
         # Another process holds the spool's write lock beyond queue_timeout: the notification is refused whole.
         blocker = spool_lib.open_spool("sqlite", str(tmp_path / "spool" / "intake.sqlite3"))
         blocker.ensure_ready()
-        blocker._conn.execute("BEGIN EXCLUSIVE")  # noqa: SLF001  # a stuck writer
+        blocker._conn.execute("BEGIN EXCLUSIVE")  # a stuck writer
         try:
             status, body = await asyncio.wait_for(src.post(notification(3, first=10)), 30)
         finally:
-            blocker._conn.execute("ROLLBACK")  # noqa: SLF001
+            blocker._conn.execute("ROLLBACK")
             blocker.close()
         assert status == 503 and "intake spool" in body["reason"]
         assert src.spool.list(correlation_key=None, limit=10) and len(src.spool.list(limit=100)) == 1
