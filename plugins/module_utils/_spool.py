@@ -106,13 +106,24 @@ class Entry:
     __slots__ = _COLUMNS
 
     def __init__(self, row: Sequence[Any]) -> None:
-        for name, value in zip(_COLUMNS, row):
-            setattr(self, name, value)
-        self.id = int(self.id)
-        self.attempts = int(self.attempts)
-        self.repeats = int(self.repeats)
-        self.event = json.loads(self.event)
-        self.result = json.loads(self.result) if self.result else None
+        values = dict(zip(_COLUMNS, row))
+        self.id = int(values["id"])
+        self.event_uuid = str(values["event_uuid"])
+        self.correlation_key = str(values["correlation_key"])
+        self.status = str(values["status"])
+        self.event = json.loads(values["event"])  # type: dict
+        self.origin = str(values["origin"])
+        self.state = str(values["state"])
+        self.attempts = int(values["attempts"])
+        self.repeats = int(values["repeats"])
+        self.accepted_at = float(values["accepted_at"])
+        self.next_attempt = float(values["next_attempt"])
+        self.updated_at = float(values["updated_at"])
+        self.handled_at = float(values["handled_at"]) if values["handled_at"] is not None else None  # type: Optional[float]
+        self.batch = values["batch"]  # type: Optional[str]
+        self.run_deadline = float(values["run_deadline"]) if values["run_deadline"] is not None else None  # type: Optional[float]
+        self.last_error = values["last_error"]  # type: Optional[str]
+        self.result = json.loads(values["result"]) if values["result"] else None  # type: Optional[dict]
 
     def as_dict(self, with_event: bool = True) -> dict:
         data = {name: getattr(self, name) for name in _COLUMNS if with_event or name != "event"}
@@ -139,7 +150,9 @@ def _event_fields(event: Any) -> Tuple[str, str, str, str]:
     status = alert.get("status") if isinstance(alert, dict) else None
     if not isinstance(key, str) or not key or status not in STATUSES:
         raise ValueError("a spool event needs correlation_key and alert.status firing|resolved")
-    meta = event.get("meta") if isinstance(event.get("meta"), dict) else {}
+    meta = event.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
     event_uuid = meta.get("uuid") or str(uuid.uuid5(uuid.NAMESPACE_URL, "labops.itsm:" + key + "|" + status))
     return str(event_uuid), key, status, json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -267,7 +280,7 @@ class Spool:
                 # The oldest entry of an episode goes first: a resolve never overtakes its open, even one
                 # that waits for a later attempt.
                 keys.add(entry.correlation_key)
-                if float(entry.next_attempt) <= now:
+                if entry.next_attempt <= now:
                     chosen.append(entry)
                     if len(chosen) >= limit:
                         break
@@ -309,7 +322,7 @@ class Spool:
                 counts["timed_out"] += 1
             for entry in self._rows("state = 'failed'"):
                 attempts = entry.attempts + 1
-                if now - float(entry.accepted_at) >= policy.retry_for:
+                if now - entry.accepted_at >= policy.retry_for:
                     self._execute("UPDATE intake_entries SET state = 'dead', attempts = ?, batch = NULL, run_deadline = NULL, updated_at = ?"
                                   " WHERE id = ?", (attempts, now, entry.id))
                     counts["dead"] += 1
