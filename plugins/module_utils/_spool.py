@@ -353,7 +353,7 @@ class Spool:
         if not ids:
             return []
         with self._guard("read"):
-            return self._rows("id IN (%s)" % ", ".join("?" for _ in ids), ids, "ORDER BY id")
+            return self._rows("id IN (%s)" % ", ".join("?" for dummy in ids), ids, "ORDER BY id")
 
     def complete(self, entry_id: int, batch_id: str, result: dict, now: Optional[float] = None) -> bool:
         """running -> done when the batch still owns the entry; False when it does not (recovered, timed out)."""
@@ -389,7 +389,7 @@ class Spool:
             unknown = [state for state in states if state not in STATES]
             if unknown:
                 raise ValueError("unknown spool state(s): %s" % ", ".join(unknown))
-            where.append("state IN (%s)" % ", ".join("?" for _ in states))
+            where.append("state IN (%s)" % ", ".join("?" for dummy in states))
             params.extend(states)
         if correlation_key:
             where.append("correlation_key = ?")
@@ -404,12 +404,12 @@ class Spool:
         if not allowed:
             raise ValueError("replay takes dead, failed or done entries")
         with self._txn("replay"):
-            where = "state IN (%s)" % ", ".join("?" for _ in allowed)
+            where = "state IN (%s)" % ", ".join("?" for dummy in allowed)
             params = list(allowed)  # type: List[Any]
             if ids is not None:
                 if not ids:
                     return []
-                where += " AND id IN (%s)" % ", ".join("?" for _ in ids)
+                where += " AND id IN (%s)" % ", ".join("?" for dummy in ids)
                 params.extend(int(value) for value in ids)
             chosen = [int(row[0]) for row in self._execute("SELECT id FROM intake_entries WHERE " + where, params).fetchall()]
             for entry_id in chosen:

@@ -227,6 +227,7 @@ import importlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -379,7 +380,7 @@ def _option_seconds(args: dict[str, Any], name: str, default: float, low: float,
         number = float(value) if not isinstance(value, bool) else -1.0
     except (TypeError, ValueError):
         number = -1.0
-    if not low <= number <= high or number != number:  # noqa: PLR0124  # NaN
+    if math.isnan(number) or not low <= number <= high:
         raise ConfigError(f"option '{name}' must be a number of seconds in [{low:g}, {high:g}]")
     return number
 
