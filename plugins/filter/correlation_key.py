@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.labops.itsm.plugins.module_utils import _time
-
-_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
-_PREFIX = "alertmanager|"
-_LENGTH = 24
+from ansible_collections.labops.itsm.plugins.module_utils import _correlation, _time
 
 
 def canonical_timestamp(value: str) -> str:
@@ -25,13 +19,15 @@ def canonical_timestamp(value: str) -> str:
 
 
 def correlation_key(fingerprint: Any, starts_at: Any) -> str:
-    """Return sha256("alertmanager|<fingerprint>|<canonical startsAt>") as 24 lowercase hex characters."""
-    if not isinstance(fingerprint, str) or _FINGERPRINT.fullmatch(fingerprint) is None:
-        raise AnsibleFilterError("correlation_key: fingerprint must be 16 lowercase hex characters (AlertManager alert fingerprint)")
-    if not isinstance(starts_at, str) or not starts_at:
-        raise AnsibleFilterError("correlation_key: starts_at must be the alert's startsAt string (RFC 3339)")
-    canonical = canonical_timestamp(starts_at)
-    return hashlib.sha256((_PREFIX + fingerprint + "|" + canonical).encode("utf-8")).hexdigest()[:_LENGTH]
+    """Return sha256("alertmanager|<fingerprint>|<canonical startsAt>") as 24 lowercase hex characters.
+
+    The implementation lives in module_utils/_correlation.py, so that modules (which may only import
+    module_utils) compute the same key.
+    """
+    try:
+        return _correlation.correlation_key(fingerprint, starts_at)
+    except ValueError as exc:
+        raise AnsibleFilterError("correlation_key: %s" % exc) from None
 
 
 class FilterModule:
