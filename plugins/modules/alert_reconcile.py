@@ -82,16 +82,16 @@ options:
       - A file holding the bearer token (its first line).
       - If not set, the value of the E(LABOPS_ALERTMANAGER_TOKEN_FILE) environment variable is used.
     type: path
-  validate_certs:
+  alertmanager_validate_certs:
     description:
       - Verify AlertManager's TLS certificate.
     type: bool
     default: true
-  ca_path:
+  alertmanager_ca_path:
     description:
       - CA certificate (PEM) that signed AlertManager's certificate.
     type: path
-  timeout:
+  alertmanager_timeout:
     description:
       - Seconds to wait for AlertManager per request. Requests are retried with the collection's HTTP retry policy.
     type: int
@@ -251,9 +251,9 @@ def argument_spec():
         alertmanager_password_file=dict(type="path", no_log=False, fallback=(env_fallback, ["LABOPS_ALERTMANAGER_PASSWORD_FILE"])),
         alertmanager_token=dict(type="str", no_log=True, fallback=(env_fallback, ["LABOPS_ALERTMANAGER_TOKEN"])),
         alertmanager_token_file=dict(type="path", no_log=False, fallback=(env_fallback, ["LABOPS_ALERTMANAGER_TOKEN_FILE"])),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
-        timeout=dict(type="int", default=30),
+        alertmanager_validate_certs=dict(type="bool", default=True),
+        alertmanager_ca_path=dict(type="path"),
+        alertmanager_timeout=dict(type="int", default=30),
         receiver=dict(type="str"),
         resolve_after=dict(type="int", default=300),
         open_after=dict(type="int", default=300),
@@ -307,7 +307,8 @@ def alertmanager_from_params(params, register_secret):
     if password and not params.get("alertmanager_username"):
         raise ValidationError("alertmanager_password needs alertmanager_username")
     return reconcile.AlertManagerClient(params["alertmanager_url"], username=params.get("alertmanager_username"), password=password, token=token,
-                                        validate_certs=params["validate_certs"], ca_path=params.get("ca_path"), timeout=params["timeout"])
+                                        validate_certs=params["alertmanager_validate_certs"], ca_path=params.get("alertmanager_ca_path"),
+                                        timeout=params["alertmanager_timeout"])
 
 
 def check_params(params):
