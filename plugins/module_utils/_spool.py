@@ -199,18 +199,23 @@ class Spool:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-                with self._write():
-                    self._create_schema()
+                try:
+                    with self._write():
+                        self._create_schema()
+                except BaseException:
+                    # Never keep a connection whose schema was refused (the next call would skip the check).
+                    self._drop_connection()
+                    raise
             yield
         except SpoolError:
             raise
         except (OSError, sqlite3.Error) as exc:
-            self.close()
+            self._drop_connection()
             raise SpoolError("intake spool %s failed (%s %s): %s" % (operation, self.name, self.describe(), _short(exc))) from None
         except Exception as exc:  # pylint: disable=broad-except
             if not self._is_db_error(exc):
                 raise
-            self.close()
+            self._drop_connection()
             raise SpoolError("intake spool %s failed (%s %s): %s" % (operation, self.name, self.describe(), _short(exc))) from None
 
     @contextlib.contextmanager
@@ -413,8 +418,9 @@ class Spool:
                 params.extend(int(value) for value in ids)
             chosen = [int(row[0]) for row in self._execute("SELECT id FROM intake_entries WHERE " + where, params).fetchall()]
             for entry_id in chosen:
-                self._execute("UPDATE intake_entries SET state = 'queued', attempts = 0, next_attempt = ?, batch = NULL, run_deadline = NULL,"
-                              " updated_at = ? WHERE id = ?", (now, now, entry_id))
+                # accepted_at restarts the retry period (settle measures retry_for from it), as a revived dead letter's does.
+                self._execute("UPDATE intake_entries SET state = 'queued', attempts = 0, next_attempt = ?, accepted_at = ?, batch = NULL,"
+                              " run_deadline = NULL, updated_at = ? WHERE id = ?", (now, now, now, entry_id))
         return chosen
 
     def purge(self, older_than: float, now: Optional[float] = None) -> int:
@@ -434,11 +440,15 @@ class Spool:
             repeats = self._execute("SELECT COALESCE(sum(repeats), 0) FROM intake_entries").fetchone()[0]
         return {"entries": counts, "absorbed_repeats": int(repeats), "oldest_unhandled_age": round(now - float(oldest), 3) if oldest is not None else None}
 
-    def close(self) -> None:
+    def _drop_connection(self) -> None:
+        """Close the working connection (the next operation reconnects); a held dispatcher lock stays held."""
         if self._conn is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
                 self._conn.close()
             self._conn = None
+
+    def close(self) -> None:
+        self._drop_connection()
         if self._lock_handle is not None:
             with contextlib.suppress(Exception):
                 self._lock_handle.close()
@@ -565,11 +575,22 @@ class PostgresSpool(Spool):
             yield
 
     def lock_dispatcher(self) -> None:
+        # A session lock on a connection of its own: the working connection is dropped and reopened after a
+        # database error, which must not release the lock.
         self.ensure_ready()
-        with self._guard("lock"):
-            held = self._execute("SELECT pg_try_advisory_lock(?)", (PG_DISPATCHER_LOCK,)).fetchone()[0]
+        try:
+            conn = self._connect()
+        except self._psycopg.Error as exc:
+            raise SpoolError("intake spool lock failed (%s %s): %s" % (self.name, self.describe(), _short(exc))) from None
+        try:
+            held = conn.execute(self.sql("SELECT pg_try_advisory_lock(?)"), (PG_DISPATCHER_LOCK,)).fetchone()[0]
+        except self._psycopg.Error as exc:
+            conn.close()
+            raise SpoolError("intake spool lock failed (%s %s): %s" % (self.name, self.describe(), _short(exc))) from None
         if not held:
+            conn.close()
             raise SpoolError("intake spool %s is already dispatched by another running daemon (advisory lock)" % self.describe())
+        self._lock_handle = conn
 
 
 def open_spool(backend: str = "sqlite", path: Optional[str] = None, dsn: Optional[str] = None, busy_timeout: float = BUSY_TIMEOUT) -> Spool:
