@@ -95,11 +95,12 @@ class AmAlert:
         self.labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
         self.annotations = {str(k): str(v) for k, v in (raw.get("annotations") or {}).items()}
         self.generator_url = raw.get("generatorURL") or ""
-        status = raw.get("status") if isinstance(raw.get("status"), dict) else {}
+        raw_status = raw.get("status")
+        status = raw_status if isinstance(raw_status, dict) else {}  # type: Dict[str, Any]
         self.state = status.get("state") or "unprocessed"
         self.silenced_by = list(status.get("silencedBy") or [])
         self.inhibited_by = list(status.get("inhibitedBy") or [])
-        self.receivers = [r.get("name") for r in raw.get("receivers") or [] if isinstance(r, dict) and r.get("name")]
+        self.receivers = [str(r["name"]) for r in raw.get("receivers") or [] if isinstance(r, dict) and r.get("name")]  # type: List[str]
 
     @property
     def alertname(self) -> Optional[str]:
@@ -117,7 +118,7 @@ def parse_alerts(raw_alerts: Sequence[Any]) -> Tuple[List[AmAlert], List[str]]:
     for index, raw in enumerate(raw_alerts):
         try:
             if not isinstance(raw, dict):
-                raise ValueError("not an object")
+                raise TypeError("not an object")
             alerts.append(AmAlert(raw))
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             problems.append("alertmanager alert %d skipped: %s" % (index, exc))
@@ -171,15 +172,15 @@ def resolved_event(key: str, firing: Optional[Mapping[str, Any]], record: Mappin
             meta["uuid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "labops.itsm:reconciliation:%s|resolved" % key))
         event.update(meta=meta, correlation_key=key)
         return event
-    alert = {"status": "resolved", "labels": {}, "endsAt": _iso(now)}  # type: Dict[str, Any]
+    minimal = {"status": "resolved", "labels": {}, "endsAt": _iso(now)}  # type: Dict[str, Any]
     if isinstance(record.get("fingerprint"), str) and FINGERPRINT_RE.fullmatch(record["fingerprint"]):
-        alert["fingerprint"] = record["fingerprint"]
+        minimal["fingerprint"] = record["fingerprint"]
     alertname = _record_alertname(record)
     if alertname:
-        alert["labels"]["alertname"] = alertname
+        minimal["labels"]["alertname"] = alertname
     opened = parse_time(record.get("opened_at"), "opened_at") if record.get("opened_at") else None
-    alert["startsAt"] = _iso(opened) if opened else None
-    return {"correlation_key": key, "alert": alert, "meta": {"uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "labops.itsm:reconciliation:%s|resolved" % key))}}
+    minimal["startsAt"] = _iso(opened) if opened else None
+    return {"correlation_key": key, "alert": minimal, "meta": {"uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "labops.itsm:reconciliation:%s|resolved" % key))}}
 
 
 class Plan:

@@ -12,11 +12,11 @@ module: alert_reconcile
 short_description: Compare AlertManager's alerts with the open incidents and enqueue the missing events into the intake spool
 version_added: 0.2.0
 description:
-  - Reads every alert AlertManager holds (C(GET /api/v2/alerts): the alerts that are not resolved, in every state,
+  - "Reads every alert AlertManager holds (C(GET /api/v2/alerts): the alerts that are not resolved, in every state,
     C(active), C(suppressed) by a silence or an inhibition, or C(unprocessed)) and the open incidents the alert path
     opened on the ticket platform(s) (a correlation key, detection source C(monitoring_tool) or C(automated_alert),
     IMS status neither C(resolved) nor C(closed)), and puts synthetic events into the intake spool (origin
-    C(reconciliation)).
+    C(reconciliation))."
   - "An open incident whose alert episode (correlation key) is no longer among AlertManager's alerts, in any state,
     gets a C(resolved) event: a resolve AlertManager never delivered. A silenced or inhibited alert still fires, so its
     incident stays open. The event is the spool's firing event of the episode turned resolved (ended now) when the spool

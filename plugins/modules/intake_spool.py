@@ -15,13 +15,13 @@ description:
   - The intake spool holds every alert event the C(labops.itsm.alertmanager) event source accepted until it is
     handled (see the collection's C(docs/intake.md)). Failed entries are retried with a back-off; after the retry
     period they stay as B(dead letters) until an operator replays them. This module is the operator's view of it.
-  - O(state=list) returns entries (by default the dead letters) and O(state=stats) the number of entries per state.
+  - O(action=list) returns entries (by default the dead letters) and O(action=stats) the number of entries per state.
     Both only read (C(changed) is always false); a SQLite spool that does not exist yet is reported empty and is not
     created.
-  - O(state=replay) queues dead letters again (all of them, or those named by O(ids) / O(correlation_key)): attempts
-    start again at 0 and the entry is due at once. The running intake daemon picks replayed entries up by itself (its
-    dispatcher polls the spool); nothing else has to be restarted.
-  - O(state=purge) deletes entries that were handled (state C(done)) more than O(older_than) seconds ago. A later
+  - "O(action=replay) queues dead letters again (all of them, or those named by O(ids) / O(correlation_key)): attempts
+    start again at 0, a new retry period begins and the entry is due at once. The running intake daemon picks replayed
+    entries up by itself (its dispatcher polls the spool); nothing else has to be restarted."
+  - O(action=purge) deletes entries that were handled (state C(done)) more than O(older_than) seconds ago. A later
     repeat of a purged alert is handled again, idempotently.
 author:
   - labops.itsm developers (@labops)
@@ -33,24 +33,24 @@ attributes:
   check_mode:
     support: full
     details:
-      - O(state=replay) and O(state=purge) report what they would replay or delete.
+      - O(action=replay) and O(action=purge) report what they would replay or delete.
   diff_mode:
     support: full
     details:
-      - O(state=replay) shows the entries' state and attempts before and after, O(state=purge) the entries deleted.
+      - O(action=replay) shows the entries' state and attempts before and after, O(action=purge) the entries deleted.
 seealso:
   - module: labops.itsm.alert_reconcile
 options:
-  state:
+  action:
     description:
-      - V(list) returns entries, V(stats) counts them, V(replay) queues dead letters again, V(purge) deletes old handled entries.
+      - What to do. V(list) returns entries, V(stats) counts them, V(replay) queues dead letters again, V(purge) deletes old handled entries.
     type: str
     choices: [list, stats, replay, purge]
     default: list
   states:
     description:
-      - With O(state=list), the entry states to list; an empty list lists entries in every state.
-      - With O(state=replay), the states of the entries to queue again (V(dead), V(failed) or V(done)); replaying a
+      - With O(action=list), the entry states to list; an empty list lists entries in every state.
+      - With O(action=replay), the states of the entries to queue again (V(dead), V(failed) or V(done)); replaying a
         V(done) entry handles its alert again.
       - Entry states are V(queued) (waiting for a run, possibly for its back-off), V(running) (owned by a playbook run),
         V(done) (handled), V(failed) (the last run failed; the retry policy queues it again or makes it a dead letter)
@@ -70,12 +70,12 @@ options:
     type: str
   limit:
     description:
-      - With O(state=list), return at most this many entries (oldest first).
+      - With O(action=list), return at most this many entries (oldest first).
     type: int
     default: 100
   older_than:
     description:
-      - With O(state=purge), delete entries handled more than this many seconds ago.
+      - With O(action=purge), delete entries handled more than this many seconds ago.
     type: int
     default: 604800
 """
@@ -83,42 +83,42 @@ options:
 EXAMPLES = r"""
 - name: The dead letters (alert events whose handling failed for the whole retry period)
   labops.itsm.intake_spool:
-    state: list
+    action: list
   register: dead
 
 - name: Every entry of one alert episode, whatever its state
   labops.itsm.intake_spool:
-    state: list
+    action: list
     states: []
     correlation_key: 3f9c2a7b1d0e4c55aa00bb11
 
 - name: Counts per state and the age of the oldest unhandled entry
   labops.itsm.intake_spool:
-    state: stats
+    action: stats
 
 - name: Replay every dead letter (the running daemon picks them up)
   labops.itsm.intake_spool:
-    state: replay
+    action: replay
 
 - name: Replay two dead letters of a PostgreSQL spool
   labops.itsm.intake_spool:
-    state: replay
+    action: replay
     ids: [11, 12]
     spool_backend: postgresql
     spool_dsn: "{{ vault_spool_dsn }}"
 
 - name: Forget entries handled more than 30 days ago
   labops.itsm.intake_spool:
-    state: purge
+    action: purge
     older_than: 2592000
 """
 
 RETURN = r"""
 entries:
   description:
-    - O(state=list) the matching entries; O(state=replay) the entries replayed (would be replayed in check mode), as
+    - O(action=list) the matching entries; O(action=replay) the entries replayed (would be replayed in check mode), as
       they were before. No secret is ever part of an entry.
-  returned: state is list or replay
+  returned: action is list or replay
   type: list
   elements: dict
   contains:
@@ -176,19 +176,19 @@ entries:
       sample: alertmanager
 stats:
   description: Entry counts per state, absorbed repeats and the age in seconds of the oldest entry not handled yet.
-  returned: state is stats
+  returned: action is stats
   type: dict
   sample: {"entries": {"queued": 0, "running": 1, "done": 120, "failed": 0, "dead": 2}, "absorbed_repeats": 40,
            "oldest_unhandled_age": 12.5}
 replayed:
   description: Ids of the entries queued again (that would be queued in check mode).
-  returned: state is replay
+  returned: action is replay
   type: list
   elements: int
   sample: [11, 12]
 purged:
   description: Number of handled entries deleted (that would be deleted in check mode).
-  returned: state is purge
+  returned: action is purge
   type: int
   sample: 130
 spool:
@@ -214,7 +214,7 @@ EVERYTHING = 2 ** 31 - 1
 
 def argument_spec():
     spec = dict(
-        state=dict(type="str", default="list", choices=["list", "stats", "replay", "purge"]),
+        action=dict(type="str", default="list", choices=["list", "stats", "replay", "purge"]),
         states=dict(type="list", elements="str", default=["dead"], choices=list(STATES)),
         ids=dict(type="list", elements="int"),
         correlation_key=dict(type="str", no_log=False),
@@ -250,7 +250,7 @@ def spool_missing(params):
     if (params.get("spool_backend") or "sqlite") != "sqlite":
         return False
     path = params.get("spool_path")
-    return bool(path) and not os.path.exists(os.path.abspath(os.path.expanduser(path)))
+    return bool(path) and not os.path.exists(path)  # type path: already expanded
 
 
 def select(spool, params, states, limit):
@@ -269,17 +269,17 @@ def empty_stats():
 
 def run(params, spool, check_mode=False, diff=False, now=None):
     """The module's result for ``params`` on ``spool`` (the caller opens and closes it)."""
-    state = params["state"]
+    action = params["action"]
     location = spool.location()
     result = dict(changed=False, spool=location)
     missing = spool_missing(params)
-    if state == "list":
+    if action == "list":
         if params["limit"] < 1:
             raise ValidationError("limit must be a positive integer, got %d" % params["limit"])
         result["entries"] = [] if missing else [entry_view(entry) for entry in select(spool, params, params["states"], params["limit"])]
-    elif state == "stats":
+    elif action == "stats":
         result["stats"] = empty_stats() if missing else spool.stats(now=now)
-    elif state == "replay":
+    elif action == "replay":
         result.update(replay(params, spool, check_mode, diff, missing, now))
     else:
         result.update(purge(params, spool, check_mode, diff, missing, now))

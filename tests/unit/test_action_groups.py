@@ -7,7 +7,8 @@ unfiltered: a module missing from a group silently ignores the defaults (ims_aud
 does not take fails with "Unsupported parameters". So:
 
 * a module taking the ledger's storage options is in ``ledger``, a module taking the flat OTOBO
-  connection options is in ``otobo``, a module taking the intake spool's storage options is in ``intake``, and a member of a group takes all of the group's options;
+  connection options is in ``otobo``, a module taking the intake spool's storage options is in
+  ``intake``, and a member of a group takes all of the group's options;
 * the collection's own playbooks and roles set in ``group/labops.itsm.<group>`` only the group's options
   (``actor_role`` is not an ims_audit_info option and its ``actor`` is a query filter, so who acts belongs to
   the task or the module's own module_defaults, not to group/labops.itsm.ledger).

@@ -45,7 +45,7 @@ def test_accept_new_absorbed_revived_and_forced(spool):
     assert first[0].event == event(1) and first[0].event_uuid == "u-1-firing" and first[0].as_dict()["alertname"] == "A1"
     # a done entry absorbs repeats; force queues it again
     batch, claimed = spool.claim(10, POLICY, now=T0 + 2)
-    done = [e for e in claimed if e.correlation_key.endswith("02")][0]
+    done = next(e for e in claimed if e.correlation_key.endswith("02"))
     assert spool.complete(done.id, batch, {"action": "created"}, now=T0 + 3)
     assert spool.accept([event(2)], now=T0 + 4) == {"new": 0, "absorbed": 1, "revived": 0}
     assert spool.accept([event(2)], origin="manual", force=True, now=T0 + 5) == {"new": 0, "absorbed": 0, "revived": 1}
@@ -84,7 +84,7 @@ def test_claim_order_one_per_episode_and_resolve_waits_for_open(spool):
 def test_limit_and_pending(spool):
     spool.accept([event(n) for n in range(1, 6)], now=T0)
     assert spool.pending_waiting() == (5, T0)
-    batch, claimed = spool.claim(2, POLICY, now=T0)
+    claimed = spool.claim(2, POLICY, now=T0)[1]
     assert [e.correlation_key[-2:] for e in claimed] == ["01", "02"]
     assert spool.pending_waiting() == (3, T0)
 
@@ -195,9 +195,8 @@ def test_a_second_dispatcher_is_refused(spool, tmp_path, request):
 def test_a_database_error_does_not_release_the_dispatcher_lock(spool):
     """A failed operation drops the spool's connection; the running dispatcher must keep its lock (no second daemon)."""
     spool.lock_dispatcher()
-    with pytest.raises(SpoolError):
-        with spool._guard("read"):  # noqa: SLF001  # what any statement failing on the database does
-            spool._execute("SELECT * FROM no_such_table")  # noqa: SLF001
+    with pytest.raises(SpoolError), spool._guard("read"):  # what any statement failing on the database does
+        spool._execute("SELECT * FROM no_such_table")
     other = open_spool("sqlite", spool.path) if spool.name == "sqlite" else open_spool("postgresql", dsn=spool.dsn)
     try:
         with pytest.raises(SpoolError):
@@ -209,8 +208,8 @@ def test_a_database_error_does_not_release_the_dispatcher_lock(spool):
 
 def test_a_spool_of_another_schema_version_stays_refused(spool):
     spool.ensure_ready()
-    with spool._txn("test"):  # noqa: SLF001
-        spool._execute("UPDATE intake_meta SET value = '99' WHERE key = 'schema_version'")  # noqa: SLF001
+    with spool._txn("test"):
+        spool._execute("UPDATE intake_meta SET value = '99' WHERE key = 'schema_version'")
     spool.close()
     for dummy in range(2):
         with pytest.raises(SpoolError, match="schema version 99"):

@@ -5,7 +5,6 @@ a real temporary SQLite spool."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import http.server
 import json
@@ -29,7 +28,7 @@ from ansible_collections.labops.itsm.plugins.modules import alert_reconcile
 from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import run_main_in_process
 from simulators.harness import start_in_thread
 
-NOW = datetime.datetime(2026, 12, 3, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 3, 12, 0, 0, tzinfo=datetime.UTC)
 LONG_AGO = "2026-12-03T10:00:00.000Z"  # the v2 API's millisecond spelling
 RECENT = "2026-12-03T11:59:00.000Z"
 TOKEN = "t0ken-" + uuid.uuid4().hex
@@ -63,8 +62,8 @@ class FakeAlertManager:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
-                path, _, query = self.path.partition("?")
+            def do_GET(self) -> None:
+                path, query = (self.path.split("?", 1) + [""])[:2]
                 if owner.token and self.headers.get("Authorization") != "Bearer " + owner.token:
                     return self._send(401, {"error": "unauthorized"})
                 if owner.fail_next:
@@ -292,7 +291,7 @@ def test_alertmanager_errors_fail_and_credentials_are_checked(env):
 
 
 def test_main_masks_secrets_and_reads_token_files(env, tmp_path):
-    env.open_incident("00000000000000a9", "HostDown", opened=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1))
+    env.open_incident("00000000000000a9", "HostDown", opened=datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1))
     token_file = tmp_path / "am.token"
     token_file.write_text(TOKEN + "\n")
     args = {"alertmanager_url": env.am.url, "alertmanager_token_file": str(token_file), "platform_options": env.options, "queue": "Infrastructure",
@@ -318,7 +317,7 @@ def test_against_a_real_alertmanager(sim, tmp_path):
     real = AlertManager(tmp_path / "am", webhook_url="http://127.0.0.1:9/nowhere", token_file=token).start()
     try:
         env = Env(sim, real, tmp_path)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         start = now - datetime.timedelta(minutes=30)
         starts_at = start.strftime("%Y-%m-%dT%H:%M:%SZ")
         real.post_alerts([{"labels": {"alertname": "Firing", "node": "n1"}, "startsAt": starts_at},

@@ -64,8 +64,8 @@ def run(path, check_mode=False, diff=False, now=T0 + 300, **overrides):
 
 def test_reads_of_a_missing_spool_are_empty_and_create_nothing(path):
     assert run(path) == {"changed": False, "spool": {"backend": "sqlite", "path": str(path)}, "entries": []}
-    assert run(path, state="stats")["stats"]["entries"] == dict.fromkeys(("queued", "running", "done", "failed", "dead"), 0)
-    assert run(path, state="replay")["replayed"] == [] and run(path, state="purge")["purged"] == 0
+    assert run(path, action="stats")["stats"]["entries"] == dict.fromkeys(("queued", "running", "done", "failed", "dead"), 0)
+    assert run(path, action="replay")["replayed"] == [] and run(path, action="purge")["purged"] == 0
     assert not path.parent.exists()
 
 
@@ -101,7 +101,7 @@ def test_stats_counts_states(spool, path):
     make_done(spool, 2, T0 + 210)
     spool.accept([event(3)], now=T0 + 250)
     spool.accept([event(3)], now=T0 + 260)
-    result = run(path, state="stats", now=T0 + 300)
+    result = run(path, action="stats", now=T0 + 300)
     assert result["changed"] is False
     assert result["stats"] == {"entries": {"queued": 1, "running": 0, "done": 1, "failed": 0, "dead": 1}, "absorbed_repeats": 1,
                                "oldest_unhandled_age": 50.0}
@@ -109,7 +109,7 @@ def test_stats_counts_states(spool, path):
 
 def test_replay_check_mode_reports_and_changes_nothing(spool, path):
     ids = make_dead(spool, 1, 2)
-    result = run(path, state="replay", check_mode=True, diff=True)
+    result = run(path, action="replay", check_mode=True, diff=True)
     assert result["changed"] is True and result["replayed"] == ids
     assert [entry["state"] for entry in result["entries"]] == ["dead", "dead"]
     assert result["diff"]["before"] == {str(i): {"state": "dead", "attempts": 1} for i in ids}
@@ -119,49 +119,49 @@ def test_replay_check_mode_reports_and_changes_nothing(spool, path):
 
 def test_replay_all_queues_every_dead_letter_and_is_then_unchanged(spool, path):
     ids = make_dead(spool, 1, 2)
-    result = run(path, state="replay", diff=True)
+    result = run(path, action="replay", diff=True)
     assert result["changed"] is True and result["replayed"] == ids
     entries = spool.get(ids)
     assert [(e.state, e.attempts, float(e.next_attempt)) for e in entries] == [("queued", 0, T0 + 300)] * 2
     assert entries[0].origin == "alertmanager"
     # the daemon's dispatcher picks them up: they are due
-    batch, claimed = spool.claim(10, POLICY, now=T0 + 300)
+    claimed = spool.claim(10, POLICY, now=T0 + 300)[1]
     assert [e.id for e in claimed] == ids
-    again = run(path, state="replay", check_mode=True)
+    again = run(path, action="replay", check_mode=True)
     assert again["changed"] is False and again["replayed"] == [] and again["entries"] == []
 
 
 def test_replay_by_ids_and_key_only_touches_those(spool, path):
     ids = make_dead(spool, 1, 2, 3)
-    assert run(path, state="replay", ids=[ids[0]])["replayed"] == [ids[0]]
-    assert run(path, state="replay", correlation_key=event(3)["correlation_key"])["replayed"] == [ids[2]]
+    assert run(path, action="replay", ids=[ids[0]])["replayed"] == [ids[0]]
+    assert run(path, action="replay", correlation_key=event(3)["correlation_key"])["replayed"] == [ids[2]]
     assert [e.state for e in spool.get(ids)] == ["queued", "dead", "queued"]
     # an id that is not a dead letter (now queued) is not replayed
-    assert run(path, state="replay", ids=[ids[0]])["changed"] is False
+    assert run(path, action="replay", ids=[ids[0]])["changed"] is False
 
 
 def test_replay_refuses_states_that_cannot_be_replayed(spool, path):
     with pytest.raises(ValidationError):
-        run(path, state="replay", states=["queued"])
+        run(path, action="replay", states=["queued"])
 
 
 def test_purge_deletes_only_old_handled_entries(spool, path):
     old = make_done(spool, 1, T0)
     new = make_done(spool, 2, T0 + 250)
     make_dead(spool, 3)
-    predicted = run(path, state="purge", older_than=100, check_mode=True, diff=True)
+    predicted = run(path, action="purge", older_than=100, check_mode=True, diff=True)
     assert predicted["changed"] is True and predicted["purged"] == 1
     assert list(predicted["diff"]["before"]) == [str(old)]
     assert len(spool.list(states=["done"])) == 2
-    result = run(path, state="purge", older_than=100)
+    result = run(path, action="purge", older_than=100)
     assert result == {"changed": True, "purged": 1, "spool": {"backend": "sqlite", "path": str(path)}}
     assert [e.id for e in spool.list(states=["done"])] == [new]
-    assert run(path, state="purge", older_than=100)["changed"] is False
+    assert run(path, action="purge", older_than=100)["changed"] is False
     assert len(spool.list(states=["dead"])) == 1
 
 
 def test_main_masks_the_dsn_and_reports_spool_errors(path):
-    result = run_main_in_process("intake_spool", {"state": "stats", "spool_backend": "postgresql",
+    result = run_main_in_process("intake_spool", {"action": "stats", "spool_backend": "postgresql",
                                                   "spool_dsn": "host=127.0.0.1 port=1 password=Sup3rS3cret connect_timeout=1"},
                                  check_mode=False, diff=False)
     assert result["failed"] is True
@@ -172,5 +172,5 @@ def test_main_lists_through_the_controller_module(spool, path):
     make_dead(spool, 1)
     result = run_main_in_process("intake_spool", {"spool_path": str(path)}, check_mode=False, diff=False)
     assert result["changed"] is False and [e["state"] for e in result["entries"]] == ["dead"]
-    replay = run_main_in_process("intake_spool", {"spool_path": str(path), "state": "replay"}, check_mode=True, diff=True)
+    replay = run_main_in_process("intake_spool", {"spool_path": str(path), "action": "replay"}, check_mode=True, diff=True)
     assert replay["changed"] is True and replay["diff"]["after"]
