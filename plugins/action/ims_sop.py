@@ -16,12 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import ControllerModuleAction
-from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import (  # noqa: F401 (re-exported)
-    _PLATFORMS_MODULE,
-    fold_platform_defaults,
-    platform_option_names,
-    with_platform_defaults,
-)
+from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import with_platform_defaults
 
 DEFAULT_PLATFORM = "otobo"
 

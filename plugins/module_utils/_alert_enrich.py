@@ -63,13 +63,13 @@ def correlation_key(fingerprint: Any, starts_at: Any) -> str:
     The same function as the ``labops.itsm.correlation_key`` filter and the event source.
     """
     if not isinstance(fingerprint, str) or _FINGERPRINT.match(fingerprint) is None:
-        raise ValidationError("alert.fingerprint must be 16 lowercase hex characters, got {0!r}".format(fingerprint))
+        raise ValidationError(f"alert.fingerprint must be 16 lowercase hex characters, got {fingerprint!r}")
     if not isinstance(starts_at, str) or not starts_at:
-        raise ValidationError("alert.startsAt must be an RFC 3339 timestamp, got {0!r}".format(starts_at))
+        raise ValidationError(f"alert.startsAt must be an RFC 3339 timestamp, got {starts_at!r}")
     try:
         canonical = _time.canonical_timestamp(starts_at)
     except ValueError:
-        raise ValidationError("alert.startsAt must be an RFC 3339 timestamp, got {0!r}".format(starts_at))
+        raise ValidationError(f"alert.startsAt must be an RFC 3339 timestamp, got {starts_at!r}")
     return hashlib.sha256((_KEY_PREFIX + fingerprint + "|" + canonical).encode("utf-8")).hexdigest()[:_KEY_LENGTH]
 
 
@@ -101,19 +101,19 @@ def event_correlation_key(event: Mapping[str, Any]) -> str:
 def asset_name(event: Mapping[str, Any]) -> str:
     """The CMDB name of the alert's asset: label ``name``, else ``node``, else ``instance`` without its port."""
     labels = alert_of(event).get("labels") or {}
-    return str(_pick((labels, "name"), (labels, "node"), str(_pick((labels, "instance"), "")).split(":")[0]))
+    return str(_pick((labels, "name"), (labels, "node"), str(_pick((labels, "instance"), "")).split(":", 1)[0]))
 
 
 def _labels_text(labels: Mapping[str, Any]) -> str:
     """Jinja ``labels | dictsort | map('join', '=') | join(', ')`` (dictsort is case-insensitive)."""
-    return ", ".join("{0}={1}".format(key, labels[key]) for key in sorted(labels, key=lambda key: str(key).lower()))
+    return ", ".join(f"{key}={labels[key]}" for key in sorted(labels, key=lambda key: str(key).lower()))
 
 
 def _routing(labels: Mapping[str, Any], settings: Mapping[str, Any], asset: Mapping[str, Any], name: str) -> dict:
     """Platform, its options and the queue of an alert (shared by firing and resolved)."""
     platform = _pick((asset, "itsm_platform"), (settings, "itsm_platform"), None)
     if not platform:
-        raise ValidationError("no ticket platform for asset {0!r}: set itsm_platform in the inventory".format(name))
+        raise ValidationError(f"no ticket platform for asset {name!r}: set itsm_platform in the inventory")
     options = (settings.get("itsm_platform_options") or {}).get(platform) or {}
     team_queues = settings.get("itsm_team_queues") or {}
     queue = _pick((asset, "itsm_queue"), (team_queues, str(_pick((labels, "team"), ""))),
@@ -143,12 +143,12 @@ def firing_request(event: Mapping[str, Any], settings: Mapping[str, Any], asset:
         "",
         "Alert:       {0} ({1})".format(alertname, _pick((labels, "severity"), "unknown")),
         "Started:     {0}".format(alert.get("startsAt")),
-        "Asset:       {0} (service {1},".format(name, service),
-        "             team {0},".format(team),
-        "             location {0})".format(location),
+        f"Asset:       {name} (service {service},",
+        f"             team {team},",
+        f"             location {location})",
         "Queue:       {0}".format(routing["queue"]),
-        "Priority:    {0} (urgency {1} x impact {2})".format(level, urgency, impact),
-        "Labels:      {0}".format(_labels_text(labels)),
+        f"Priority:    {level} (urgency {urgency} x impact {impact})",
+        f"Labels:      {_labels_text(labels)}",
         "Runbook:     {0}".format(_pick((annotations, "runbook_url"), "none")),
         "Source:      {0}".format(_pick((alert, "generatorURL"), "")),
         "Fingerprint: {0}  correlation key {1}".format(alert.get("fingerprint"), key),
@@ -158,8 +158,8 @@ def firing_request(event: Mapping[str, Any], settings: Mapping[str, Any], asset:
         "event": {
             "event_id": str(_pick((meta, "uuid"), key)), "service": service, "source": "automated_alert", "alert_type": alertname,
             "severity": urgency, "occurred_at": alert.get("startsAt"), "summary": summary, "correlation_key": key,
-            "title": "[{0}] {1} {2}: {3}".format(level, alertname, name, summary),
-            "subject": "FIRING {0} {1}".format(alertname, name), "details": details,
+            "title": f"[{level}] {alertname} {name}: {summary}",
+            "subject": f"FIRING {alertname} {name}", "details": details,
         },
         "impact": impact,
         "min_severity": str(_pick((settings, "itsm_min_severity"), DEFAULT_MIN_SEVERITY)),
@@ -206,10 +206,9 @@ def request_for(event: Mapping[str, Any], settings: Mapping[str, Any], asset: Op
 
 def delay_note(accepted_at: float, handled_at: float, attempts: int, last_error: Optional[str]) -> str:
     """The text an incident carries when its alert event was handled late or after failed attempts."""
-    text = "Delayed: accepted by the intake at {0}, handled at {1} after {2} failed attempt(s)".format(
-        _epoch_text(accepted_at), _epoch_text(handled_at), int(attempts))
+    text = f"Delayed: accepted by the intake at {_epoch_text(accepted_at)}, handled at {_epoch_text(handled_at)} after {int(attempts)} failed attempt(s)"
     if last_error:
-        text += "; last error: {0}".format(last_error)
+        text += f"; last error: {last_error}"
     return text
 
 

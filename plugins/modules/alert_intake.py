@@ -499,20 +499,22 @@ def run_batch(module, ledger):
             results = Intake(module, ledger, spool, batch_id).run(items)
         except Exception as exc:  # noqa: BLE001 pylint: disable=broad-except  # release first, then fail
             released = _release_after(spool, batch_id, exc)
-            kwargs = exc.fail_kwargs() if isinstance(exc, LabopsError) else {"msg": "alert_intake: unexpected {0}: {1}".format(
-                type(exc).__name__, scrub_string(str(exc))), "exception": traceback.format_exc()}
-            kwargs["msg"] = "{0} (batch {1} released: {2} entries)".format(kwargs["msg"], batch_id, released)
+            if isinstance(exc, LabopsError):
+                kwargs = exc.fail_kwargs()
+            else:
+                kwargs = {"msg": f"alert_intake: unexpected {type(exc).__name__}: {scrub_string(str(exc))}", "exception": traceback.format_exc()}
+            kwargs["msg"] = f"{kwargs['msg']} (batch {batch_id} released: {released} entries)"
             module.fail_json(batch=batch_id, released=released, **kwargs)
     for entry_id in gone:
         results.append({"entry": entry_id, "correlation_key": None, "alert_status": None, "status": "skipped", "action": None,
                         "ticket": None, "platform": None, "queue": None, "changed": False, "delayed": False, "error": None,
-                        "message": "skipped: batch {0} no longer owns entry {1}".format(batch_id, entry_id)})
+                        "message": f"skipped: batch {batch_id} no longer owns entry {entry_id}"})
     finish(module, results, {"batch": batch_id})
 
 
 def _release_after(spool, batch_id, exc):
     try:
-        return spool.release(batch_id, "alert_intake: {0}: {1}".format(type(exc).__name__, scrub_string(str(exc))))
+        return spool.release(batch_id, f"alert_intake: {type(exc).__name__}: {scrub_string(str(exc))}")
     except Exception:  # noqa: BLE001 pylint: disable=broad-except  # the spool itself is broken: the source's run timeout recovers
         return 0
 
