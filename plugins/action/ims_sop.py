@@ -13,33 +13,12 @@ in-process execution.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import ControllerModuleAction
-from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import group_module_defaults
+from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import with_platform_defaults
 
 DEFAULT_PLATFORM = "otobo"
-COLLECTION = "labops.itsm"
-_PLATFORMS_MODULE = "ansible_collections.labops.itsm.plugins.module_utils._platforms"
-
-
-def platform_option_names(platform: str) -> frozenset[str] | None:
-    """The adapter's option names from the platform registry; None for a platform it does not know."""
-    platforms = importlib.import_module(_PLATFORMS_MODULE)
-    try:
-        return frozenset(platforms.option_names(platform))
-    except (KeyError, ValueError):
-        return None
-
-
-def fold_platform_defaults(args: dict[str, Any], group_defaults: dict[str, Any], option_names: frozenset[str]) -> dict[str, Any]:
-    """``args`` with the group defaults that are platform options under ``platform_options``; task keys win."""
-    folded = {key: value for key, value in group_defaults.items() if key in option_names}
-    own = args.get("platform_options")
-    if not folded or not (own is None or isinstance(own, dict)):
-        return args  # nothing to add, or a malformed value the module's validation reports
-    return dict(args, platform_options={**folded, **(own or {})})
 
 
 class ActionModule(ControllerModuleAction):
@@ -49,13 +28,4 @@ class ActionModule(ControllerModuleAction):
 
     def module_args(self, task_vars: dict[str, Any]) -> dict[str, Any]:
         args = super().module_args(task_vars)
-        platform = args.get("platform") or DEFAULT_PLATFORM
-        if not isinstance(platform, str):
-            return args
-        group_defaults = group_module_defaults(self._task, self._templar, f"{COLLECTION}.{platform}")
-        if not group_defaults:
-            return args  # the registry is consulted only when there is something to fold
-        option_names = platform_option_names(platform)
-        if option_names is None:
-            return args  # an unknown platform: the module's choices validation reports it
-        return fold_platform_defaults(args, group_defaults, option_names)
+        return with_platform_defaults(self._task, self._templar, args, args.get("platform") or DEFAULT_PLATFORM)

@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import datetime
 import math
 from typing import Any, Callable, Mapping, Optional, cast
@@ -225,6 +226,14 @@ class OtoboPlatform(TicketPlatform):
 
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         return missing_read_permission_hint(self.queue, getattr(self.client, "username", None))
+
+    def routed(self, queue: Optional[str]) -> "OtoboPlatform":
+        """The adapter for ``queue`` sharing this one's client (and so its OTOBO session)."""
+        if not queue or queue == self.queue:
+            return self
+        other = copy.copy(self)
+        other.queue = queue
+        return other
 
 
 def platform_from_params(params: Mapping[str, Any], client: Any) -> OtoboPlatform:

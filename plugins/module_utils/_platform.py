@@ -82,3 +82,8 @@ class TicketPlatform:
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         """Why a record this account just created is not found by ``find_by_correlation_key`` (names the permission)."""
         return f"the {self.name} account can create records but cannot find them again; grant it read access where it creates them"
+
+    def routed(self, queue: Optional[str]) -> "TicketPlatform":
+        """This adapter (same connection and session) creating and searching in ``queue``; ``self`` when the
+        platform has no queues or ``queue`` is None. A batch of alerts for different queues shares one adapter."""
+        return self

@@ -16,6 +16,7 @@ folded values are templated here the same way.
 
 from __future__ import annotations
 
+import importlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,3 +37,44 @@ def group_module_defaults(task: Any, templar: Any, group: str) -> dict[str, Any]
                                 _parent=SimpleNamespace(_play=SimpleNamespace(_action_groups={_ANY_MEMBER: [group]})))
     resolved = _get_action_arg_defaults(_ANY_MEMBER, as_member, templar._engine)  # pylint: disable=protected-access
     return templar.template(resolved) if resolved else {}
+
+
+# ---------------------------------------------------------------- platform options from group/labops.itsm.<platform>
+
+COLLECTION = "labops.itsm"
+_PLATFORMS_MODULE = "ansible_collections.labops.itsm.plugins.module_utils._platforms"
+
+
+def platform_option_names(platform: str) -> frozenset[str] | None:
+    """The adapter's option names from the platform registry; None for a platform it does not know."""
+    platforms = importlib.import_module(_PLATFORMS_MODULE)
+    try:
+        return frozenset(platforms.option_names(platform))
+    except (KeyError, ValueError):
+        return None
+
+
+def fold_platform_defaults(args: dict[str, Any], group_defaults: dict[str, Any], option_names: frozenset[str]) -> dict[str, Any]:
+    """``args`` with the group defaults that are platform options under ``platform_options``; task keys win."""
+    folded = {key: value for key, value in group_defaults.items() if key in option_names}
+    own = args.get("platform_options")
+    if not folded or not (own is None or isinstance(own, dict)):
+        return args  # nothing to add, or a malformed value the module's validation reports
+    return dict(args, platform_options={**folded, **(own or {})})
+
+
+def with_platform_defaults(task: Any, templar: Any, args: dict[str, Any], platform: Any) -> dict[str, Any]:
+    """``args`` (holding ``platform_options``) with the task's ``group/labops.itsm.<platform>`` module_defaults folded in.
+
+    ims_sop and alert_intake are not members of the platform groups: their platform options are one dict per
+    platform. Only the adapter's options are taken; keys already in ``platform_options`` win.
+    """
+    if not isinstance(platform, str):
+        return args
+    group_defaults = group_module_defaults(task, templar, f"{COLLECTION}.{platform}")
+    if not group_defaults:
+        return args  # the registry is consulted only when there is something to fold
+    option_names = platform_option_names(platform)
+    if option_names is None:
+        return args  # an unknown platform: the module's validation reports it
+    return fold_platform_defaults(args, group_defaults, option_names)

@@ -139,7 +139,8 @@ def test_tarball_holds_the_collection(built: dict):
         "MANIFEST.json", "FILES.json", "LICENSE", "CHANGELOG.rst", "meta/runtime.yml", "meta/extensions.yml",
         "plugins/modules/ims_sop.py", "plugins/modules/otobo_ticket.py", "plugins/module_utils/_http.py",
         "extensions/eda/plugins/event_source/alertmanager.py", "rulebooks/alertmanager_otobo.yml",
-        "playbooks/incident_open.yml", "playbooks/incident_resolve.yml", "docs/docsite/extra-docs.yml",
+        "playbooks/incident_open.yml", "playbooks/incident_resolve.yml", "playbooks/alert_batch.yml", "plugins/modules/alert_intake.py",
+        "docs/docsite/extra-docs.yml",
     }
     assert expected <= set(built["members"]), sorted(expected - set(built["members"]))
     assert "[WARNING]" not in built["stderr"], built["stderr"]

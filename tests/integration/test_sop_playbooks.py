@@ -313,3 +313,50 @@ def test_ansible_doc_documents_every_sop_entry_point():
 def test_every_sop_playbook_ran():
     assert sorted(p.stem for p in PLAYBOOKS.glob("*.yml")) == sorted(SOPS)
     assert RAN == set(SOPS)
+
+
+def test_alert_batch_playbook_handles_a_spool_batch(custom_sim, tmp_path):
+    """playbooks/alert_batch.yml with the source's batch event: the action plugin's enrichment from the inventory, outcomes in the spool."""
+    from ansible_collections.labops.itsm.plugins.module_utils._spool import RetryPolicy, open_spool
+
+    inventory = lab_inventory(tmp_path, custom_sim)
+    spool_path = tmp_path / "spool.sqlite3"
+    firing = _alert_event("firing", fingerprint="b1b2c3d4e5f60718")["event"]
+    resolved_unknown = _alert_event("resolved", fingerprint="c1b2c3d4e5f60718")["event"]
+    for event in (firing, resolved_unknown):
+        from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key
+        event["correlation_key"] = correlation_key(event["alert"]["fingerprint"], event["alert"]["startsAt"])
+    with open_spool("sqlite", str(spool_path)) as spool:
+        spool.accept([firing, resolved_unknown])
+        batch_id, entries = spool.claim(10, RetryPolicy())
+    batch = {"id": batch_id, "count": len(entries), "entries": [e.id for e in entries], "spool": {"backend": "sqlite", "path": str(spool_path)}}
+    proc = run_playbook(str(REPO / "playbooks" / "alert_batch.yml"), {"event": {"intake_batch": batch}}, tmp_path / "batch.jsonl",
+                        env={"LABOPS_LEDGER_PATH": str(tmp_path / "batch-audit.sqlite3")}, inventory=inventory)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "created=1" in proc.stdout and "not_found=1" in proc.stdout
+    with open_spool("sqlite", str(spool_path)) as spool:
+        stored = {e.correlation_key: e for e in spool.list()}
+    assert {e.state for e in stored.values()} == {"done"}
+    ticket = stored[firing["correlation_key"]].result["ticket"]
+    found = next(t for t in custom_sim.state()["tickets"] if t["TicketNumber"] == ticket)
+    assert found["Queue"] == "Platform" and found["Title"].startswith("[S1] PveGuestDown erp-db-02")  # itsm_team_queues; S1 via the CMDB
+
+
+def test_alert_batch_playbook_releases_the_batch_on_failure(tmp_path):
+    """A batch whose spool cannot be read fails the run; the rescue releases what the batch owns."""
+    from ansible_collections.labops.itsm.plugins.module_utils._spool import RetryPolicy, open_spool
+
+    spool_path = tmp_path / "spool.sqlite3"
+    event = _alert_event("firing", fingerprint="d1b2c3d4e5f60718")["event"]
+    event["correlation_key"] = "d" * 24
+    with open_spool("sqlite", str(spool_path)) as spool:
+        spool.accept([event])
+        batch_id, entries = spool.claim(10, RetryPolicy())
+    batch = {"id": batch_id, "count": 1, "entries": [entries[0].id], "spool": {"backend": "sqlite", "path": str(spool_path)}}
+    # no ticket platform in the inventory (no -i): the entry fails, the run fails, nothing is left running
+    proc = run_playbook(str(REPO / "playbooks" / "alert_batch.yml"), {"event": {"intake_batch": batch}}, tmp_path / "fail.jsonl",
+                        env={"LABOPS_LEDGER_PATH": str(tmp_path / "audit.sqlite3")})
+    assert proc.returncode != 0
+    assert "1 of 1 alert event(s) failed" in proc.stdout, proc.stdout[-3000:]
+    with open_spool("sqlite", str(spool_path)) as spool:
+        assert [e.state for e in spool.list()] == ["failed"]

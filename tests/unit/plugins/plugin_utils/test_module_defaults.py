@@ -9,10 +9,9 @@ import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from ansible_collections.labops.itsm.plugins.action import ims_sop as ims_sop_action
 from ansible_collections.labops.itsm.plugins.action.ims_sop import ActionModule as ImsSopAction
-from ansible_collections.labops.itsm.plugins.action.ims_sop import fold_platform_defaults
-from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import group_module_defaults
+from ansible_collections.labops.itsm.plugins.plugin_utils import _module_defaults as module_defaults
+from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import fold_platform_defaults, group_module_defaults
 
 OTOBO = "group/labops.itsm.otobo"
 OTOBO_OPTIONS = frozenset(("url", "username", "password", "validate_certs", "webservice", "customer_user"))
@@ -74,7 +73,7 @@ def registry(monkeypatch):
         return OTOBO_OPTIONS
 
     fake.option_names = option_names
-    monkeypatch.setitem(sys.modules, ims_sop_action._PLATFORMS_MODULE, fake)
+    monkeypatch.setitem(sys.modules, module_defaults._PLATFORMS_MODULE, fake)
     return fake
 
 

@@ -1,0 +1,106 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CMDB enrichment of the alert path (module_utils/_alert_enrich.py): what incident_open.yml did in Jinja."""
+
+import pytest
+
+from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key as filter_key
+from ansible_collections.labops.itsm.plugins.module_utils import _alert_enrich as enrich
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+
+SETTINGS = {"itsm_platform": "otobo", "itsm_platform_options": {"otobo": {"url": "http://otobo", "customer_user": "monitoring"}},
+            "itsm_team_queues": {"platform": "Platform"}, "itsm_default_queue": "Raw", "itsm_default_impact": "medium",
+            "itsm_severity_urgency": {"critical": "high", "warning": "medium", "info": "low"}, "itsm_min_severity": "low"}
+ASSET = {"itsm_impact": "high", "itsm_service": "svc-erp-db", "itsm_team": "platform", "itsm_location": "dc1", "itsm_category": "hardware"}
+
+
+def event(status="firing", **labels):
+    alert = {"status": status, "fingerprint": "a1b2c3d4e5f60718", "startsAt": "2026-11-30T08:00:00Z",
+             "labels": dict({"alertname": "PveGuestDown", "name": "erp-db-02", "severity": "critical", "team": "platform"}, **labels),
+             "annotations": {"summary": "Proxmox guest erp-db-02 is down", "runbook_url": "https://rb/1"},
+             "generatorURL": "http://prom/graph"}
+    return {"alert": alert, "group": {}, "meta": {"uuid": "uuid-1"}}
+
+
+def test_firing_request_matches_the_playbook_text():
+    request = enrich.request_for(event(), SETTINGS, ASSET)
+    key = filter_key("a1b2c3d4e5f60718", "2026-11-30T08:00:00Z")
+    assert (request["sop"], request["platform"], request["queue"], request["correlation_key"]) == ("monitoring_intake", "otobo", "Platform", key)
+    assert request["platform_options"] == SETTINGS["itsm_platform_options"]["otobo"]
+    inputs = request["inputs"]
+    assert (inputs["impact"], inputs["category"], inputs["min_severity"]) == ("high", "hardware", "low")
+    ev = inputs["event"]
+    assert ev["title"] == "[S1] PveGuestDown erp-db-02: Proxmox guest erp-db-02 is down"
+    assert ev["subject"] == "FIRING PveGuestDown erp-db-02"
+    assert (ev["event_id"], ev["service"], ev["severity"], ev["source"]) == ("uuid-1", "svc-erp-db", "high", "automated_alert")
+    assert ev["details"].splitlines() == [
+        "", "",
+        "Alert:       PveGuestDown (critical)",
+        "Started:     2026-11-30T08:00:00Z",
+        "Asset:       erp-db-02 (service svc-erp-db,",
+        "             team platform,",
+        "             location dc1)",
+        "Queue:       Platform",
+        "Priority:    S1 (urgency high x impact high)",
+        "Labels:      alertname=PveGuestDown, name=erp-db-02, severity=critical, team=platform",
+        "Runbook:     https://rb/1",
+        "Source:      http://prom/graph",
+        "Fingerprint: a1b2c3d4e5f60718  correlation key " + key,
+    ]
+
+
+def test_defaults_without_an_asset():
+    request = enrich.request_for(event(team="nobody", severity="info"), {"itsm_platform": "otobo"}, None)
+    ev = request["inputs"]["event"]
+    assert request["queue"] == "Raw" and request["platform_options"] == {}
+    assert (ev["severity"], request["inputs"]["impact"], request["severity_level"]) == ("medium", "medium", "S3")  # no itsm_severity_urgency: medium
+    assert ev["service"] == "erp-db-02" and "category" not in request["inputs"]
+    assert "team nobody," in ev["details"] and "location unknown)" in ev["details"]
+
+
+def test_asset_name_from_node_or_instance():
+    labels = event()["alert"]["labels"]
+    del labels["name"]
+    assert enrich.asset_name({"alert": dict(event()["alert"], labels=dict(labels, node="pve02"))}) == "pve02"
+    assert enrich.asset_name({"alert": dict(event()["alert"], labels=dict(labels, instance="nas1:9100"))}) == "nas1"
+    assert enrich.asset_name({"alert": dict(event()["alert"], labels=labels)}) == ""
+
+
+def test_asset_platform_and_queue_win_and_the_label_routes():
+    request = enrich.request_for(event(), dict(SETTINGS, itsm_platform_options={"jira": {"url": "j"}}),
+                                 {"itsm_platform": "jira", "itsm_queue": "OPS"})
+    assert (request["platform"], request["platform_options"], request["queue"]) == ("jira", {"url": "j"}, "OPS")
+    assert enrich.request_for(event(impact="low"), SETTINGS, {})["inputs"]["impact"] == "low"
+
+
+def test_resolved_request():
+    ev = event("resolved")
+    ev["alert"]["endsAt"] = "2026-11-30T08:05:00Z"
+    ev["correlation_key"] = "0123456789abcdef01234567"
+    request = enrich.request_for(ev, SETTINGS, ASSET)
+    assert request["sop"] == "incident_resolve" and request["queue"] == "Platform"
+    assert request["inputs"] == {
+        "correlation_key": "0123456789abcdef01234567", "acknowledge": True, "fix_applied": True, "service_restored": True,
+        "resolution_summary": "RESOLVED PveGuestDown: the alert resolved at its source (started 2026-11-30T08:00:00Z, "
+                              "ended 2026-11-30T08:05:00Z; correlation key 0123456789abcdef01234567)."}
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"alert": {"status": "firing"}}, "alertname"),
+    ({"alert": dict(event()["alert"], status="pending")}, "firing or resolved"),
+    ({"alert": dict(event()["alert"], fingerprint="xyz")}, "fingerprint"),
+    ("nope", "mapping"),
+])
+def test_malformed_events_are_validation_errors(bad, words):
+    with pytest.raises(ValidationError, match=words):
+        enrich.request_for(bad, SETTINGS, {})
+
+
+def test_no_platform_is_an_error():
+    with pytest.raises(ValidationError, match="itsm_platform"):
+        enrich.request_for(event(), {}, {})
+
+
+def test_delay_note():
+    note = enrich.delay_note(0, 90, 2, "otobo: connection refused")
+    assert note == ("Delayed: accepted by the intake at 1970-01-01T00:00:00Z, handled at 1970-01-01T00:01:30Z after 2 failed "
+                    "attempt(s); last error: otobo: connection refused")
