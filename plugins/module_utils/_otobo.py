@@ -754,11 +754,11 @@ def read_secret_file(path: str, option: str, warn: Optional[Callable[[str], None
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise ValidationError("otobo: {0} {1} does not exist".format(option, path))
+        raise ValidationError(f"otobo: {option} {path} does not exist")
     except OSError as exc:
-        raise ValidationError("otobo: {0} {1} cannot be read: {2}".format(option, path, exc.strerror or exc))
+        raise ValidationError(f"otobo: {option} {path} cannot be read: {exc.strerror or exc}")
     if not stat.S_ISREG(info.st_mode):
-        raise ValidationError("otobo: {0} {1} is not a regular file".format(option, path))
+        raise ValidationError(f"otobo: {option} {path} is not a regular file")
     if info.st_mode & (stat.S_IROTH | stat.S_IWOTH) and warn is not None:
         warn("otobo: {0} {1} is {2} by every user (mode {3:04o}); restrict it with chmod 0600".format(
             option, path, "readable" if info.st_mode & stat.S_IROTH else "writable", stat.S_IMODE(info.st_mode)))
@@ -766,17 +766,17 @@ def read_secret_file(path: str, option: str, warn: Optional[Callable[[str], None
         with open(path, "rb") as handle:
             raw = handle.read()
     except OSError as exc:
-        raise ValidationError("otobo: {0} {1} cannot be read: {2}".format(option, path, exc.strerror or exc))
+        raise ValidationError(f"otobo: {option} {path} cannot be read: {exc.strerror or exc}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ValidationError("otobo: {0} {1} is not UTF-8 text".format(option, path)) from None
+        raise ValidationError(f"otobo: {option} {path} is not UTF-8 text") from None
     if text.endswith("\r\n"):
         text = text[:-2]
     elif text.endswith("\n"):
         text = text[:-1]
     if not text:
-        raise ValidationError("otobo: {0} {1} is empty".format(option, path))
+        raise ValidationError(f"otobo: {option} {path} is empty")
     return text
 
 

@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
-from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
     OTOBO_CONNECTION_ARGSPEC,
     OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
