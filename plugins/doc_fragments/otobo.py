@@ -41,8 +41,8 @@ options:
       - If not set, the value of the E(OTOBO_PASSWORD) environment variable is used.
       - One of O(password) and O(password_file) is required; they are mutually exclusive (their environment
         variables included).
-      - A daemon (ansible-rulebook) should prefer O(password_file): ansible-runner writes the whole environment
-        of every playbook run into its artifacts, so E(OTOBO_PASSWORD) ends up on disk.
+      - A daemon (ansible-rulebook) should prefer O(password_file), because ansible-runner writes the whole
+        environment of every playbook run into its artifacts, so E(OTOBO_PASSWORD) would end up on disk.
     type: str
   password_file:
     description:

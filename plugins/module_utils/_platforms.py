@@ -78,6 +78,7 @@ OTOBO_OPTION_SPEC = dict(
     dynamic_field_map=dict(type="dict"),
 )
 
+
 def _otobo_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
     if not options.get("password_file") or options.get("password"):
         return ()
