@@ -4,6 +4,8 @@ Starts the OTOBO simulator, ansible-rulebook with rulebooks/alertmanager_otobo.y
 AlertManager; fires a node down, a guest down and a disk filling alert through
 AlertManager's API; shows the tickets as they appear; resolves the guest; verifies the
 audit ledger; stops everything. Bounded by --timeout; Ctrl-C stops it cleanly.
+The webhook token and the OTOBO password live in 0600 files of the work directory, never in the
+daemon's environment or rulebook variables (scripts/labstack.py).
 """
 from __future__ import annotations
 
@@ -96,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     with Stack(workdir, group_wait="2s", group_interval="5s", rulebook_ready_timeout=args.rulebook_timeout) as stack:
         deadline = time.monotonic() + args.timeout
         print(f"  OTOBO simulator   {stack.sim.otobo_base}")
-        print(f"  event source      {stack.webhook_url} (bearer token, see {workdir / 'webhook-token'})")
+        print(f"  event source      {stack.webhook_url} (bearer token in {stack.token_file})")
+        print(f"  OTOBO password    {stack.password_file} (OTOBO_PASSWORD_FILE; no secret in the daemon's environment)")
+        print(f"  intake spool      {stack.spool_path}")
         print(f"  AlertManager      {stack.alertmanager.url}")
         print(f"  audit ledger      {stack.ledger_path}")
         demo = Demo(stack, deadline)

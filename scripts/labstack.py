@@ -4,6 +4,11 @@ Used by ``make demo``, the end-to-end test and the latency benchmark, so all thr
 the same thing an operator runs: the OTOBO simulator, a real AlertManager (Debian's
 ``prometheus-alertmanager``) and a real ``ansible-rulebook`` with our rulebook.
 Every process is started in its own process group and killed as a group on stop.
+
+Secrets never reach the daemon's environment or its rulebook variables (ansible-rulebook hands both to every
+playbook run, and ansible-runner writes them into ``artifacts/<id>/command`` and ``env/``): the webhook token
+and the OTOBO password are written to 0600 files in the work directory; the rulebook gets the token file's
+path (``webhook_token_file``), the playbooks the password file's (``OTOBO_PASSWORD_FILE``).
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ if str(COLLECTIONS_PATH) not in sys.path:
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 AGENT_USER = "alertbot"
 AGENT_PASSWORD = "s3cret"
+# Secrets the daemon must not inherit from the caller's environment (the stack passes files instead).
+SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD")
 # How long ansible-rulebook may take to open its event source (it loads ansible-core and the
 # collection first, which is slow on a loaded machine); the demo's --rulebook-timeout sets it too.
 RULEBOOK_TIMEOUT_ENV = "LABOPS_RULEBOOK_READY_TIMEOUT"
@@ -98,6 +105,16 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def write_secret(path: Path, value: str) -> Path:
+    """``value`` in a file only the owner can read (created 0600, never world-readable in between)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    path.chmod(0o600)
+    return path
 
 
 def _spawn(argv: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
@@ -206,7 +223,8 @@ class Rulebook:
         self.workdir.mkdir(parents=True, exist_ok=True)
         vars_path = self.workdir / "rulebook-vars.yml"
         vars_path.write_text(json.dumps(self.variables))
-        env = {**os.environ, **self.env}
+        # A secret the caller's shell holds is not inherited; one the stack passes on purpose (self.env) is kept.
+        env = {**{name: value for name, value in os.environ.items() if name not in SECRET_ENV}, **self.env}
         env["PATH"] = f"{self.venv_bin}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(Path(sys.prefix) / "collections"))
         env_var_names = ",".join(sorted(name for name in self.env if name.startswith("LABOPS_WEBHOOK")))
@@ -251,15 +269,77 @@ class Stack:
     sim_config: dict | None = field(default_factory=itsm_sim_config)
     rulebook_ready_timeout: float | None = None  # None: $LABOPS_RULEBOOK_READY_TIMEOUT or 90 s
     extra_env: dict = field(default_factory=dict)
+    # Extra rulebook variables (intake tuning such as intake_retry_for); never a secret.
+    rulebook_vars: dict = field(default_factory=dict)
+    group_by: tuple = ("alertname", "cluster")
+    # Legacy switches for a rulebook / collection from before issue 7 (bench/storm.py's baseline):
+    # token_in_env: the rulebook reads LABOPS_WEBHOOK_TOKEN (None: decided from the rulebook's text: it does
+    # unless it uses webhook_token_file); password_in_env: OTOBO_PASSWORD instead of OTOBO_PASSWORD_FILE.
+    token_in_env: bool | None = None
+    password_in_env: bool = False
     sim: Any = None
     alertmanager: AlertManager | None = None
     rulebook_proc: Rulebook | None = None
     webhook_port: int = field(default_factory=free_port)
+    alertmanager_port: int = field(default_factory=free_port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def ledger_path(self) -> Path:
         return self.workdir / "ledger" / "ims_audit.sqlite3"
+
+    @property
+    def spool_path(self) -> Path:
+        """The intake spool (SQLite) of the daemon: LABOPS_SPOOL_PATH."""
+        return self.workdir / "spool" / "intake_spool.sqlite3"
+
+    @property
+    def token_file(self) -> Path:
+        """The webhook token (0600): AlertManager's credentials_file, the rulebook's webhook_token_file."""
+        return self.workdir / "webhook-token"
+
+    @property
+    def password_file(self) -> Path:
+        """The OTOBO agent's password (0600): OTOBO_PASSWORD_FILE of the playbooks."""
+        return self.workdir / "otobo-password"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """The daemon's TMPDIR: ansible-runner's private data dirs (eda*) and Ansible's local/remote temp dirs."""
+        return self.workdir / "tmp"
+
+    def uses_token_env(self) -> bool:
+        if self.token_in_env is not None:
+            return self.token_in_env
+        return "webhook_token_file" not in Path(self.rulebook).read_text(errors="replace")
+
+    def daemon_env(self) -> dict:
+        """The environment the stack adds to ansible-rulebook's: locations and file names, no secret
+        (unless a legacy switch asks for one)."""
+        env = {
+            "OTOBO_URL": self.sim.url,
+            "OTOBO_USERNAME": AGENT_USER,
+            "OTOBO_PASSWORD_FILE": str(self.password_file),
+            "LABOPS_LEDGER_PATH": str(self.ledger_path),
+            "LABOPS_SPOOL_PATH": str(self.spool_path),
+            "LABOPS_OTOBO_SESSION_CACHE": str(self.workdir / "otobo-sessions"),
+            "TMPDIR": str(self.tmp_dir),
+            "ANSIBLE_LOCAL_TEMP": str(self.tmp_dir / "ansible-local"),
+            "ANSIBLE_REMOTE_TEMP": str(self.tmp_dir / "ansible-remote"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+        }
+        if self.password_in_env:
+            del env["OTOBO_PASSWORD_FILE"]
+            env["OTOBO_PASSWORD"] = AGENT_PASSWORD
+        if self.uses_token_env():
+            env["LABOPS_WEBHOOK_TOKEN"] = self.token
+        return {**env, **self.extra_env}
+
+    def daemon_vars(self) -> dict:
+        return {"webhook_host": "127.0.0.1", "webhook_port": self.webhook_port, "webhook_path": "/alertmanager",
+                "webhook_token_file": str(self.token_file), "alertmanager_url": f"http://127.0.0.1:{self.alertmanager_port}",
+                **self.rulebook_vars}
 
     @property
     def webhook_url(self) -> str:
@@ -270,26 +350,17 @@ class Stack:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sim = start_simulator("otobo", config=self.sim_config or {}, lab=self.sim_config is not None)
-        token_file = self.workdir / "webhook-token"
-        token_file.write_text(self.token)
-        token_file.chmod(0o600)
-        env = {
-            "LABOPS_WEBHOOK_TOKEN": self.token,
-            "OTOBO_URL": self.sim.url,
-            "OTOBO_USERNAME": AGENT_USER,
-            "OTOBO_PASSWORD": AGENT_PASSWORD,
-            "LABOPS_LEDGER_PATH": str(self.ledger_path),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "0",
-            **self.extra_env,
-        }
-        self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, env,
-                                      {"webhook_host": "127.0.0.1", "webhook_port": self.webhook_port, "webhook_path": "/alertmanager"})
+        write_secret(self.token_file, self.token)
+        write_secret(self.password_file, AGENT_PASSWORD + "\n")
+        for directory in (self.spool_path.parent, self.tmp_dir, self.tmp_dir / "ansible-local", self.tmp_dir / "ansible-remote"):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, self.daemon_env(), self.daemon_vars())
         self.rulebook_proc.start(ready_url=f"{self.webhook_url}/health", ready_timeout=self.rulebook_ready_timeout)
         # Assigned before start() so that stop() also reaps a process that failed to become ready.
-        self.alertmanager = AlertManager(self.workdir / "alertmanager", self.webhook_url, token_file,
+        self.alertmanager = AlertManager(self.workdir / "alertmanager", self.webhook_url, self.token_file,
                                          group_wait=self.group_wait, group_interval=self.group_interval,
-                                         repeat_interval=self.repeat_interval)
+                                         repeat_interval=self.repeat_interval, group_by=tuple(self.group_by),
+                                         port=self.alertmanager_port)
         self.alertmanager.start()
         return self
 

@@ -39,8 +39,20 @@ options:
     description:
       - Password of O(username).
       - If not set, the value of the E(OTOBO_PASSWORD) environment variable is used.
+      - One of O(password) and O(password_file) is required; they are mutually exclusive (their environment
+        variables included).
+      - A daemon (ansible-rulebook) should prefer O(password_file), because ansible-runner writes the whole
+        environment of every playbook run into its artifacts, so E(OTOBO_PASSWORD) would end up on disk.
     type: str
-    required: true
+  password_file:
+    description:
+      - File that holds the password of O(username), read on the controller when the task runs; one trailing
+        newline is removed. Keep it private (mode 0600); a file that every user may read or write is used with
+        a warning.
+      - A missing, unreadable or empty file fails the task with an error that names the file, never its content.
+      - If not set, the value of the E(OTOBO_PASSWORD_FILE) environment variable is used.
+    type: path
+    version_added: 0.2.0
   use_session:
     description:
       - V(true) (the default) authenticates with a session (SessionCreate) and sends its SessionID instead of the

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
@@ -58,7 +59,9 @@ OTOBO_CONNECTION_ARGSPEC = dict(
     webservice=dict(type="str", default=DEFAULT_WEBSERVICE),
     path_prefix=dict(type="str", default=DEFAULT_PATH_PREFIX),
     username=dict(type="str", required=True, fallback=(env_fallback, ["OTOBO_USERNAME"])),
-    password=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["OTOBO_PASSWORD"])),
+    # One of password / password_file (OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE, OTOBO_CONNECTION_REQUIRED_ONE_OF).
+    password=dict(type="str", no_log=True, fallback=(env_fallback, ["OTOBO_PASSWORD"])),
+    password_file=dict(type="path", no_log=False, fallback=(env_fallback, ["OTOBO_PASSWORD_FILE"])),
     use_session=dict(type="bool", default=True),
     session_cache=dict(type="path", default=DEFAULT_SESSION_CACHE, fallback=(env_fallback, ["LABOPS_OTOBO_SESSION_CACHE"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["OTOBO_VALIDATE_CERTS"])),
@@ -73,6 +76,10 @@ OTOBO_CONNECTION_ARGSPEC = dict(
     ),
     correlation_field=dict(type="str"),
 )
+# Module-level constraints of OTOBO_CONNECTION_ARGSPEC (AnsibleModule / ArgumentSpecValidator arguments);
+# client_from_params checks the same, with the environment variables named.
+OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE = [["password", "password_file"]]
+OTOBO_CONNECTION_REQUIRED_ONE_OF = [["password", "password_file"]]
 
 # -- state types ---------------------------------------------------------------------------
 
@@ -738,16 +745,74 @@ def _ignore_warning(message: str) -> None:
     """Default warning sink for library use without a module."""
 
 
+def read_secret_file(path: str, option: str, warn: Optional[Callable[[str], None]] = None) -> str:
+    """The secret kept in the file ``path`` (option ``option``), without one trailing newline.
+
+    Errors name the file and the reason, never its content. A file that every user may read (or write) is used,
+    with a warning: ``chmod 0600`` it.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ValidationError(f"otobo: {option} {path} does not exist")
+    except OSError as exc:
+        raise ValidationError(f"otobo: {option} {path} cannot be read: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValidationError(f"otobo: {option} {path} is not a regular file")
+    if info.st_mode & (stat.S_IROTH | stat.S_IWOTH) and warn is not None:
+        warn("otobo: {0} {1} is {2} by every user (mode {3:04o}); restrict it with chmod 0600".format(
+            option, path, "readable" if info.st_mode & stat.S_IROTH else "writable", stat.S_IMODE(info.st_mode)))
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ValidationError(f"otobo: {option} {path} cannot be read: {exc.strerror or exc}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"otobo: {option} {path} is not UTF-8 text") from None
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        raise ValidationError(f"otobo: {option} {path} is empty")
+    return text
+
+
+def connection_password(params: Mapping[str, Any], warn: Optional[Callable[[str], None]] = None) -> str:
+    """The agent password: O(password) (E(OTOBO_PASSWORD)) or the content of O(password_file) (E(OTOBO_PASSWORD_FILE))."""
+    password = params.get("password")
+    password_file = params.get("password_file")
+    if password and password_file:
+        raise ValidationError("otobo: password and password_file are mutually exclusive (set as options or through "
+                              "OTOBO_PASSWORD and OTOBO_PASSWORD_FILE); keep one")
+    if password_file:
+        return read_secret_file(password_file, "password_file", warn)
+    if not password:
+        raise ValidationError("otobo: one of password or password_file is required "
+                              "(or the environment variable OTOBO_PASSWORD or OTOBO_PASSWORD_FILE)")
+    return password
+
+
 def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = None,
-                       warn: Optional[Callable[[str], None]] = None) -> OtoboClient:
-    """Build the OTOBO client from the module's connection options."""
+                       warn: Optional[Callable[[str], None]] = None,
+                       register_secret: Optional[Callable[[str], None]] = None) -> OtoboClient:
+    """Build the OTOBO client from the module's connection options.
+
+    ``register_secret`` (a module passes ``module.no_log_values.add``) receives a password read from
+    O(password_file), so that nothing the module returns can echo it.
+    """
+    password = connection_password(params, warn)
+    if register_secret is not None:
+        register_secret(password)
     if http is None:
         http = HttpClient(PLATFORM, params["url"], validate_certs=params.get("validate_certs", True),
                           ca_path=params.get("ca_path"), timeout=params.get("timeout") or 30)
     return OtoboClient(
         http,
         username=params["username"],
-        password=params["password"],
+        password=password,
         webservice=params.get("webservice") or DEFAULT_WEBSERVICE,
         use_session=params.get("use_session", True),
         session_cache=params.get("session_cache", os.environ.get("LABOPS_OTOBO_SESSION_CACHE", DEFAULT_SESSION_CACHE)),

@@ -14,12 +14,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
-from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC, client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
+    OTOBO_CONNECTION_ARGSPEC,
+    OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
+    OTOBO_CONNECTION_REQUIRED_ONE_OF,
+    client_from_params,
+    connection_password,
+)
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import platform_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._platform import TicketPlatform
 
@@ -32,13 +38,27 @@ def _ignore(message: str) -> None:
     """Warnings sink when the caller passes none."""
 
 
-class PlatformEntry:
-    """One registered platform: ``name``, ``option_spec`` and ``factory(options, *, queue, warn)``."""
+def _no_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
+    return ()
 
-    def __init__(self, name: str, option_spec: Mapping[str, Any], factory: Factory) -> None:
+
+class PlatformEntry:
+    """One registered platform: ``name``, ``option_spec`` and ``factory(options, *, queue, warn)``.
+
+    ``mutually_exclusive`` and ``required_one_of`` constrain the options as in an AnsibleModule;
+    ``file_secrets(validated_options)`` yields the secrets the adapter reads from files (``password_file``),
+    so that callers can mask them like the ``no_log`` options.
+    """
+
+    def __init__(self, name: str, option_spec: Mapping[str, Any], factory: Factory,
+                 mutually_exclusive: Sequence[Sequence[str]] = (), required_one_of: Sequence[Sequence[str]] = (),
+                 file_secrets: Callable[[Mapping[str, Any]], Iterable[str]] = _no_file_secrets) -> None:
         self.name = name
         self.option_spec = dict(option_spec)
         self.factory = factory
+        self.mutually_exclusive = [list(group) for group in mutually_exclusive]
+        self.required_one_of = [list(group) for group in required_one_of]
+        self.file_secrets = file_secrets
 
     def __repr__(self) -> str:
         return f"PlatformEntry({self.name!r})"
@@ -58,8 +78,19 @@ OTOBO_OPTION_SPEC = dict(
     dynamic_field_map=dict(type="dict"),
 )
 
+
+def _otobo_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
+    if not options.get("password_file") or options.get("password"):
+        return ()
+    try:
+        return (connection_password(options),)
+    except LabopsError:  # the factory raises the same error with its message; nothing to mask
+        return ()
+
+
 REGISTRY = {
-    "otobo": PlatformEntry("otobo", OTOBO_OPTION_SPEC, _otobo_factory),
+    "otobo": PlatformEntry("otobo", OTOBO_OPTION_SPEC, _otobo_factory, mutually_exclusive=OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
+                           required_one_of=OTOBO_CONNECTION_REQUIRED_ONE_OF, file_secrets=_otobo_file_secrets),
 }  # type: dict[str, PlatformEntry]
 
 
@@ -87,15 +118,23 @@ def _mapping(options: Any) -> dict:
 
 
 def _validate(platform: str, options: Optional[Mapping[str, Any]]) -> Any:
-    return ArgumentSpecValidator(entry(platform).option_spec).validate(_mapping(options))
+    found = entry(platform)
+    validator = ArgumentSpecValidator(found.option_spec, mutually_exclusive=found.mutually_exclusive or None,
+                                      required_one_of=found.required_one_of or None)
+    return validator.validate(_mapping(options))
 
 
 def secret_values(platform: str, options: Optional[Mapping[str, Any]]) -> set:
     """The values of ``options`` (and of their environment fallbacks) that are secret (``no_log`` options).
 
+    Secrets the adapter reads from files (OTOBO's ``password_file``) are included.
     Callers register them for masking (``module.no_log_values.update(...)``) before anything can echo them.
     """
-    return {str(value) for value in _validate(platform, options)._no_log_values if value not in (None, "")}  # pylint: disable=protected-access
+    result = _validate(platform, options)
+    values = {str(value) for value in result._no_log_values if value not in (None, "")}  # pylint: disable=protected-access
+    if not result.error_messages:
+        values.update(value for value in entry(platform).file_secrets(result.validated_parameters) if value)
+    return values
 
 
 def validate_options(platform: str, options: Optional[Mapping[str, Any]]) -> dict:

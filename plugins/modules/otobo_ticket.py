@@ -346,6 +346,8 @@ from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUE
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
     OTOBO_CONNECTION_ARGSPEC,
+    OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
+    OTOBO_CONNECTION_REQUIRED_ONE_OF,
     build_ticket_payload,
     client_from_params,
     is_closed_state,
@@ -757,12 +759,13 @@ def main(module_class=AnsibleModule):
     module = module_class(
         argument_spec=argument_spec(),
         supports_check_mode=True,
-        mutually_exclusive=[("ticket_id", "ticket_number")],
+        mutually_exclusive=[("ticket_id", "ticket_number")] + OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
+        required_one_of=OTOBO_CONNECTION_REQUIRED_ONE_OF,
     )
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     try:
-        client = client_from_params(module.params, warn=module.warn)
+        client = client_from_params(module.params, warn=module.warn, register_secret=module.no_log_values.add)
         ledger = ledger_from_params(module.params)
         result = run(module, client, ledger)
     except LabopsError as exc:

@@ -189,7 +189,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
-from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC, client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
+    OTOBO_CONNECTION_ARGSPEC,
+    OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
+    OTOBO_CONNECTION_REQUIRED_ONE_OF,
+    client_from_params,
+)
 
 
 def search_criteria(params):
@@ -258,12 +263,13 @@ def main(module_class=AnsibleModule):
         mutually_exclusive=[("ticket_id", "ticket_number", "correlation_key"),
                             ("ticket_id", "queue"), ("ticket_id", "states"), ("ticket_id", "title"),
                             ("ticket_number", "queue"), ("ticket_number", "states"), ("ticket_number", "title"),
-                            ("correlation_key", "queue"), ("correlation_key", "states"), ("correlation_key", "title")],
+                            ("correlation_key", "queue"), ("correlation_key", "states"), ("correlation_key", "title")] + OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
+        required_one_of=OTOBO_CONNECTION_REQUIRED_ONE_OF,
     )
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     try:
-        result = run(module, client_from_params(module.params, warn=module.warn))
+        result = run(module, client_from_params(module.params, warn=module.warn, register_secret=module.no_log_values.add))
     except LabopsError as exc:
         module.fail_json(**exc.fail_kwargs())
     module.exit_json(**result)

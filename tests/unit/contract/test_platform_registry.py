@@ -50,14 +50,38 @@ def test_unknown_options_are_named_with_the_allowed_ones():
 
 
 def test_types_and_required_options_are_validated(monkeypatch):
-    for name in ("OTOBO_URL", "OTOBO_USERNAME", "OTOBO_PASSWORD"):
+    for name in ("OTOBO_URL", "OTOBO_USERNAME", "OTOBO_PASSWORD", "OTOBO_PASSWORD_FILE"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ValidationError, match="missing required arguments: password, url"):
+    with pytest.raises(ValidationError, match="missing required arguments: url; one of the following is required: password, password_file"):
         platforms.validate_options("otobo", {"username": "u"})
     with pytest.raises(ValidationError, match="timeout"):
         platforms.validate_options("otobo", dict(OTOBO, timeout="soon"))
     with pytest.raises(ValidationError, match="must be a mapping"):
         platforms.validate_options("otobo", "url=http://x")
+
+
+def test_password_file_is_read_masked_and_exclusive(monkeypatch, tmp_path):
+    for name in ("OTOBO_PASSWORD", "OTOBO_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    secret_file = tmp_path / "otobo-password"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    options = {"url": "http://otobo.test", "username": "alertbot", "password_file": str(secret_file)}
+    assert platforms.secret_values("otobo", options) == {SECRET}
+    platform = platforms.build_platform("otobo", options)
+    assert platform.client._password == SECRET  # pylint: disable=protected-access
+    with pytest.raises(ValidationError, match="parameters are mutually exclusive: password[|]password_file"):
+        platforms.validate_options("otobo", dict(options, password="other"))
+    monkeypatch.setenv("OTOBO_PASSWORD", "from-env")  # the env fallback counts as set
+    with pytest.raises(ValidationError, match="mutually exclusive"):
+        platforms.build_platform("otobo", options)
+    monkeypatch.delenv("OTOBO_PASSWORD")
+    monkeypatch.setenv("OTOBO_PASSWORD_FILE", str(secret_file))
+    assert platforms.secret_values("otobo", {"url": "http://otobo.test", "username": "alertbot"}) == {SECRET}
+    missing = dict(options, password_file=str(tmp_path / "nope"))
+    assert platforms.secret_values("otobo", missing) == set()
+    with pytest.raises(ValidationError, match="password_file .*nope does not exist"):
+        platforms.build_platform("otobo", missing)
 
 
 def test_env_fallbacks_apply_and_their_secrets_are_reported(monkeypatch):
