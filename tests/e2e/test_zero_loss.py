@@ -35,7 +35,7 @@ OUTAGE_SECONDS = float(os.environ.get("LABOPS_E2E_OUTAGE_SECONDS", "300"))
 RESOLVED_STATE = "pending auto close+"
 # Short back-off so that recovery after an outage is a matter of seconds, not the production minutes.
 INTAKE_VARS = {"intake_retry_initial_delay": 2, "intake_retry_max_delay": 15, "intake_retry_for": 3600,
-               "intake_reconcile_interval": 5, "itsm_reconcile_resolve_after": 0, "itsm_reconcile_open_after": 3600,
+               "intake_reconcile_interval": 5, "intake_reconcile_resolve_after": 0, "intake_reconcile_open_after": 3600,
                "intake_shutdown_grace": 60}
 
 
