@@ -38,7 +38,9 @@ if LABOPS_PYTHON=python3.12 bash scripts/bootstrap.sh --find-python >/dev/null; 
   export LABOPS_VENV="$ROOT/.venv-py312" LABOPS_PYTHON=python3.12 LABOPS_LOCK="$ROOT/requirements-py312-lock.txt"
   stage bootstrap-py312 bash scripts/bootstrap.sh
   stage sanity-py312 bash scripts/sanity.sh .venv-py312
-  stage pytest-py312 bash scripts/run_pytest.sh .venv-py312/bin/python tests/unit tests/integration tests/e2e
+  # The 5-minute ITSM outage of tests/e2e/test_zero_loss.py runs once, in the py3.11 leg; here a 60 s outage
+  # exercises the same recovery path and keeps `make test` within its time budget.
+  stage pytest-py312 env LABOPS_E2E_OUTAGE_SECONDS=60 bash scripts/run_pytest.sh .venv-py312/bin/python tests/unit tests/integration tests/e2e
   unset LABOPS_VENV LABOPS_PYTHON LABOPS_LOCK
 else
   echo "=== python3.12 not found: the py3.12 / newest ansible-core leg is skipped"
