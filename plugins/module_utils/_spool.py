@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -165,6 +166,7 @@ class Spool:
     def __init__(self) -> None:
         self._conn: Any = None
         self._lock_handle: Any = None
+        self._run_locks = {}  # type: Dict[str, Any]
 
     # ------------------------------------------------------------------ backend hooks
     def describe(self) -> str:
@@ -337,15 +339,49 @@ class Spool:
                     counts["requeued"] += 1
         return counts
 
-    def recover(self, now: Optional[float] = None) -> int:
-        """At start: entries a previous daemon left running were interrupted; queue them again now (not an attempt)."""
+    def recover(self, now: Optional[float] = None, exclude: Sequence[str] = ()) -> int:
+        """At start: queue again (now, not an attempt) the entries of runs a previous daemon left behind.
+
+        A run whose ``ansible-playbook`` outlived the killed daemon still holds its run lock (``hold_run``): its entries
+        stay running (it records their outcomes; ``run_timeout`` catches a hung one), so a replay never races it.
+        The dispatcher calls this again every few seconds with its own batches in ``exclude``, so the entries of
+        such an orphan run come back as soon as it dies without recording them.
+        """
         now = _now() if now is None else now
-        with self._txn("recover"):
-            cursor = self._execute(
-                "UPDATE intake_entries SET state = 'queued', batch = NULL, run_deadline = NULL, next_attempt = ?, updated_at = ?,"
-                " last_error = COALESCE(last_error, 'interrupted: the intake daemon stopped during its run') WHERE state = 'running'",
-                (now, now))
-            return int(cursor.rowcount or 0)
+        with self._guard("read"):
+            batches = [row[0] for row in self._execute("SELECT DISTINCT batch FROM intake_entries WHERE state = 'running'").fetchall()]
+        recovered = 0
+        for batch_id in batches:
+            if batch_id is None or batch_id in exclude or not self._try_run_lock(batch_id):
+                continue  # a live orphan run: leave its entries to it
+            try:
+                with self._txn("recover"):
+                    cursor = self._execute(
+                        "UPDATE intake_entries SET state = 'queued', batch = NULL, run_deadline = NULL, next_attempt = ?, updated_at = ?,"
+                        " last_error = COALESCE(last_error, 'interrupted: the intake daemon stopped during its run')"
+                        " WHERE state = 'running' AND batch = ?", (now, now, batch_id))
+                    recovered += int(cursor.rowcount or 0)
+            finally:
+                self._drop_run_lock(batch_id, remove=True)
+        return recovered
+
+    def hold_run(self, batch_id: str, timeout: float = 60.0) -> None:
+        """Take the batch's run lock for the life of this spool object (a playbook run handling the batch).
+
+        Taken before the run reads its entries; ``recover`` takes it too before it queues a batch's entries again,
+        so a run either sees its entries owned and keeps them, or sees them gone.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._try_run_lock(batch_id):
+            if time.monotonic() > deadline:
+                raise SpoolError("intake spool %s: the run lock of batch %s is held by another process" % (self.describe(), batch_id))
+            time.sleep(0.1)
+
+    def _try_run_lock(self, batch_id: str) -> bool:
+        raise NotImplementedError
+
+    def _drop_run_lock(self, batch_id: str, remove: bool = False) -> None:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ handling (a playbook run)
     def entries_of(self, batch_id: str) -> List[Entry]:
@@ -448,6 +484,8 @@ class Spool:
             self._conn = None
 
     def close(self) -> None:
+        for batch_id in list(self._run_locks):
+            self._drop_run_lock(batch_id, remove=True)
         self._drop_connection()
         if self._lock_handle is not None:
             with contextlib.suppress(Exception):
@@ -532,6 +570,36 @@ class SqliteSpool(Spool):
         self._lock_handle = handle
 
 
+    def _run_lock_path(self, batch_id: str) -> str:
+        safe = "".join(char for char in batch_id if char.isalnum() or char in "-_")[:80]
+        return os.path.join(self.path + ".runs", safe + ".lock")
+
+    def _try_run_lock(self, batch_id: str) -> bool:
+        if fcntl is None:
+            return True
+        path = self._run_lock_path(batch_id)
+        os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115  # pylint: disable=consider-using-with  # held for the run
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._run_locks[batch_id] = handle
+        return True
+
+    def _drop_run_lock(self, batch_id: str, remove: bool = False) -> None:
+        handle = self._run_locks.pop(batch_id, None)
+        if handle is None:
+            return
+        if remove:
+            # Removed while still locked: whoever opens the path later gets a fresh, free lock (the run is over).
+            with contextlib.suppress(OSError):
+                os.unlink(self._run_lock_path(batch_id))
+        with contextlib.suppress(Exception):
+            handle.close()
+
+
 class PostgresSpool(Spool):
     """PostgreSQL via psycopg 3."""
 
@@ -591,6 +659,30 @@ class PostgresSpool(Spool):
             conn.close()
             raise SpoolError("intake spool %s is already dispatched by another running daemon (advisory lock)" % self.describe())
         self._lock_handle = conn
+
+    def _try_run_lock(self, batch_id: str) -> bool:
+        # Session locks on a connection of their own, like the dispatcher lock.
+        try:
+            conn = self._connect()
+            held = conn.execute(self.sql("SELECT pg_try_advisory_lock(?)"), (_run_lock_key(batch_id),)).fetchone()[0]
+        except self._psycopg.Error as exc:
+            raise SpoolError("intake spool run lock failed (%s %s): %s" % (self.name, self.describe(), _short(exc))) from None
+        if not held:
+            conn.close()
+            return False
+        self._run_locks[batch_id] = conn
+        return True
+
+    def _drop_run_lock(self, batch_id: str, remove: bool = False) -> None:
+        conn = self._run_locks.pop(batch_id, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _run_lock_key(batch_id: str) -> int:
+    """A signed 64-bit advisory lock key of a batch id."""
+    return int.from_bytes(hashlib.sha256(("labops.itsm.run|" + batch_id).encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 def open_spool(backend: str = "sqlite", path: Optional[str] = None, dsn: Optional[str] = None, busy_timeout: float = BUSY_TIMEOUT) -> Spool:

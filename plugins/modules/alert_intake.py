@@ -495,6 +495,9 @@ def run_batch(module, ledger):
     spool, batch_id = batch_spool(module)
     with spool:
         try:
+            # Held for the whole run: a daemon restarted meanwhile leaves this batch's entries to it (no double handling).
+            if not module.check_mode:
+                spool.hold_run(batch_id)
             items, gone = batch_items(spool, module.params["batch"], module.params.get("requests") or [])
             results = Intake(module, ledger, spool, batch_id).run(items)
         except Exception as exc:  # noqa: BLE001 pylint: disable=broad-except  # release first, then fail

@@ -268,3 +268,20 @@ def test_token_file_is_read_and_never_shown(tmp_path: Path) -> None:
     token_file.write_text("two\nlines\n")
     with pytest.raises(ValueError, match="one line"):
         am.parse_config({"token_file": str(token_file)})
+
+
+def test_recover_leaves_a_live_orphan_run_alone_and_takes_its_entries_back_once_it_dies(tmp_path: Path) -> None:
+    """A daemon killed with SIGKILL leaves its ansible-playbook runs behind; a restart must not handle their entries twice."""
+    path = str(tmp_path / "s.sqlite3")
+    policy = spool_lib.RetryPolicy(1, 1, 60, 60)
+    dispatcher = spool_lib.open_spool("sqlite", path)
+    event = {"correlation_key": "ab" * 12, "alert": {"status": "firing"}, "meta": {"uuid": "u-orphan"}}
+    dispatcher.accept([event])
+    batch_id, _entries = dispatcher.claim(10, policy)
+    orphan = spool_lib.open_spool("sqlite", path)
+    orphan.hold_run(batch_id)  # what alert_intake does before it reads its entries
+    assert dispatcher.recover() == 0 and dispatcher.stats()["entries"]["running"] == 1
+    orphan.close()  # the orphan dies without recording anything
+    assert dispatcher.recover(exclude=(batch_id,)) == 0, "a batch the dispatcher itself has in flight is never taken back"
+    assert dispatcher.recover() == 1 and dispatcher.stats()["entries"]["queued"] == 1
+    dispatcher.close()

@@ -840,6 +840,8 @@ class SpoolDispatcher:
                     await self._call(self._spool.settle, self._policy)
                     last_settle = now
                 if now - last_stats >= 5.0:
+                    # Runs of a previous daemon that died since without recording outcomes: queue their entries again.
+                    await self._call(self._spool.recover, None, tuple(self._inflight))
                     self.spool_stats = await self._call(self._spool.stats)
                     last_stats = now
                 if now - last_purge >= 3600.0:
