@@ -569,7 +569,6 @@ class SqliteSpool(Spool):
             raise SpoolError("intake spool %s is already dispatched by another running daemon (lock %s.lock)" % (self.path, self.path)) from None
         self._lock_handle = handle
 
-
     def _run_lock_path(self, batch_id: str) -> str:
         safe = "".join(char for char in batch_id if char.isalnum() or char in "-_")[:80]
         return os.path.join(self.path + ".runs", safe + ".lock")
