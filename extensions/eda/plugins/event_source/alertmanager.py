@@ -103,7 +103,7 @@ options:
   token_file:
     description:
       - File holding the bearer token (one trailing newline is ignored). Keeps the token out of
-        ansible-rulebook's environment and variables, which ansible-rulebook hands to every playbook run.
+        ansible-rulebook's environment, which it hands to every playbook run (ansible-runner writes it into its artifacts).
       - Mutually exclusive with O(token).
     type: path
   basic_auth_password_file:
