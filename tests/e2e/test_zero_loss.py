@@ -100,7 +100,7 @@ def resolved_states(stack: Stack, name: str) -> Counter:
 
 
 def runs_started(stack: Stack) -> int:
-    return stack.rulebook_proc.log_path.read_text(errors="replace").count("PLAY [Handle a batch of accepted alerts]")
+    return stack.rulebook_proc.log_path.read_text(errors="replace").count("PLAY [Handle a batch of alert events]")
 
 
 def test_a_group_of_100_alerts_gives_100_tickets(stack: Stack) -> None:
@@ -112,7 +112,8 @@ def test_a_group_of_100_alerts_gives_100_tickets(stack: Stack) -> None:
     counts = wait_for_tickets(stack, "ZlGroupHundred", keys, 240)
     assert set(counts) == keys and max(counts.values()) == 1, "duplicate tickets"
     # One notification is one batch: a handful of runs (AlertManager may split the group across flushes), not 100.
-    assert runs_started(stack) - runs_before <= 10
+    runs = runs_started(stack) - runs_before
+    assert 1 <= runs <= 10, runs
 
 
 def test_1000_repeats_of_one_alert_make_one_ticket_and_other_alerts_are_still_served(stack: Stack) -> None:
