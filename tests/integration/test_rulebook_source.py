@@ -269,7 +269,7 @@ def _bad_config_run(case: str, tmp_path: Path, venv_bin: Path, port: int) -> lis
     inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n", encoding="utf-8")
     rulebook = [str(venv_bin / "ansible-rulebook"), "-i", str(inventory)]
     if case == "daemon-without-token":
-        # README's daemon command minus `--env-vars LABOPS_WEBHOOK_TOKEN`.
+        # README's daemon command with a daemon-vars.yml that forgot webhook_token_file.
         daemon_vars = tmp_path / "daemon-vars.yml"
         daemon_vars.write_text(f"webhook_host: 127.0.0.1\nwebhook_port: {port}\n", encoding="utf-8")
         return rulebook + ["--rulebook", str(DAEMON_RULEBOOK), "--vars", str(daemon_vars)]
@@ -281,7 +281,7 @@ def _bad_config_run(case: str, tmp_path: Path, venv_bin: Path, port: int) -> lis
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("daemon-without-token", "option 'token' uses the undefined rulebook variable 'LABOPS_WEBHOOK_TOKEN' (pass it with --env-vars or --vars)"),
+        ("daemon-without-token", "option 'token_file' uses the undefined rulebook variable 'webhook_token_file' (pass it with --env-vars or --vars)"),
         ("misspelt-option", "unknown option(s): tokn"),
         ("port-in-use", "cannot listen on 127.0.0.1:{port}"),
     ],
