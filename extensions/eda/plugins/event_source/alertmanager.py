@@ -364,23 +364,24 @@ def _option_int(args: dict[str, Any], name: str, default: int, low: int, high: i
 
 
 def _option_float(args: dict[str, Any], name: str, default: float) -> float:
-    value = args.get(name, default)
-    try:
-        number = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        number = -1.0
+    number = _seconds_value(args.get(name, default))
     if not 0 < number <= 3600:
         raise ConfigError(f"option '{name}' must be a number of seconds in (0, 3600]")
     return number
 
 
-def _option_seconds(args: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = args.get(name, default)
+def _seconds_value(value: Any) -> float:
+    """The number in ``value`` (a number or a numeric string), or -1.0 for anything else (booleans, NaN, text)."""
     try:
         number = float(value) if not isinstance(value, bool) else -1.0
     except (TypeError, ValueError):
-        number = -1.0
-    if math.isnan(number) or not low <= number <= high:
+        return -1.0
+    return -1.0 if math.isnan(number) else number
+
+
+def _option_seconds(args: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    number = _seconds_value(args.get(name, default))
+    if not low <= number <= high:
         raise ConfigError(f"option '{name}' must be a number of seconds in [{low:g}, {high:g}]")
     return number
 
