@@ -33,7 +33,6 @@ import importlib.util
 import json
 import os
 import sqlite3
-import time
 from typing import Any, Callable, Iterable, Iterator, Optional, cast
 
 from ansible.module_utils.basic import env_fallback
@@ -50,6 +49,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._redact import (
     minimise,
     scrub_string,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._sqlite import enable_wal
 from ansible_collections.labops.itsm.plugins.module_utils._time import format_ts
 
 # psycopg is imported only when a PostgreSQL ledger is opened: importing it costs about 0.1 s,
@@ -761,22 +761,9 @@ class SqliteBackend(_Backend):
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
         if create:
-            self._enable_wal(conn)
+            enable_wal(conn, self.busy_timeout)
         conn.execute("PRAGMA synchronous = FULL")
         return conn
-
-    def _enable_wal(self, conn: Any) -> None:
-        """WAL lets readers run beside the single writer; retried while another process holds a lock."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
     def _table_count(self) -> int:
         return int(self.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_meta', 'audit_records')").fetchone()[0])

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - not on POSIX
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
+from ansible_collections.labops.itsm.plugins.module_utils._sqlite import enable_wal
 
 DEFAULT_SPOOL_PATH = "~/.local/state/labops/intake_spool.sqlite3"
 SPOOL_ARGSPEC = dict(
@@ -532,16 +533,7 @@ class SqliteSpool(Spool):
             pass
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        enable_wal(conn, self.busy_timeout)
         # FULL: an accepted notification survives a power cut, not only a process crash.
         conn.execute("PRAGMA synchronous = FULL")
         return conn
