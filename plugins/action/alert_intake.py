@@ -19,7 +19,7 @@ from typing import Any
 
 from ansible_collections.labops.itsm.plugins.module_utils import _alert_enrich as enrich
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
-from ansible_collections.labops.itsm.plugins.module_utils._spool import DEFAULT_SPOOL_PATH, open_spool
+from ansible_collections.labops.itsm.plugins.module_utils._spool import open_batch_spool
 from ansible_collections.labops.itsm.plugins.plugin_utils._controller_module import ControllerModuleAction
 from ansible_collections.labops.itsm.plugins.plugin_utils._module_defaults import with_platform_defaults
 
@@ -42,11 +42,11 @@ def batch_events(args: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     batch = args.get("batch")
     if not isinstance(batch, Mapping) or not batch.get("id"):
         return []
-    where = batch.get("spool") if isinstance(batch.get("spool"), Mapping) else {}
-    backend = where.get("backend") or args.get("spool_backend") or os.environ.get("LABOPS_SPOOL_BACKEND") or "sqlite"
-    path = where.get("path") or args.get("spool_path") or os.environ.get("LABOPS_SPOOL_PATH") or DEFAULT_SPOOL_PATH
+    # The module's option fallbacks (environment) apply here by hand: the action plugin runs before argument parsing.
+    backend = args.get("spool_backend") or os.environ.get("LABOPS_SPOOL_BACKEND")
+    path = args.get("spool_path") or os.environ.get("LABOPS_SPOOL_PATH")
     dsn = args.get("spool_dsn") or os.environ.get("LABOPS_SPOOL_DSN")
-    with open_spool(backend, path=os.path.expanduser(str(path)), dsn=dsn) as spool:
+    with open_batch_spool(dict(batch), backend, path, dsn) as spool:
         return [(entry.id, entry.event) for entry in spool.entries_of(str(batch["id"]))]
 
 

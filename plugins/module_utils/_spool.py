@@ -687,5 +687,15 @@ def open_spool(backend: str = "sqlite", path: Optional[str] = None, dsn: Optiona
     raise SpoolError("unknown intake spool backend %r (sqlite or postgresql)" % backend)
 
 
+def open_batch_spool(batch: Any, backend: Optional[str] = None, path: Optional[str] = None, dsn: Optional[str] = None) -> Spool:
+    """The spool an ``intake_batch`` event names: its backend and path win over the given options; a DSN never
+    travels in an event, it comes from the options (``LABOPS_SPOOL_DSN``)."""
+    where = batch.get("spool") if isinstance(batch, dict) else None
+    if not isinstance(where, dict):
+        where = {}
+    chosen = where.get("path") or path or DEFAULT_SPOOL_PATH
+    return open_spool(where.get("backend") or backend or "sqlite", path=os.path.expanduser(str(chosen)), dsn=dsn)
+
+
 def spool_from_params(params: dict) -> Spool:
     return open_spool(params.get("spool_backend") or "sqlite", params.get("spool_path"), params.get("spool_dsn"))

@@ -233,7 +233,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUE
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_CONNECTION_ARGSPEC, ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._redact import REDACTED, scrub_string
 from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
-from ansible_collections.labops.itsm.plugins.module_utils._spool import SPOOL_ARGSPEC, open_spool
+from ansible_collections.labops.itsm.plugins.module_utils._spool import SPOOL_ARGSPEC, open_batch_spool
 
 ACTIONS = ("created", "exists", "resolved", "not_found", "already_resolved", "below_threshold")
 # SOP halts that are outcomes of the alert path, not errors
@@ -455,10 +455,8 @@ def batch_spool(module):
     batch_id = batch.get("id")
     if not isinstance(batch_id, str) or not batch_id:
         module.fail_json(msg="batch needs an id (the intake_batch event of the intake spool)")
-    where = batch.get("spool") if isinstance(batch.get("spool"), dict) else {}
-    backend = where.get("backend") or module.params["spool_backend"]
-    path = where.get("path") or module.params["spool_path"]
-    return open_spool(backend, path=path, dsn=module.params.get("spool_dsn")), batch_id
+    params = module.params
+    return open_batch_spool(batch, params["spool_backend"], params["spool_path"], params.get("spool_dsn")), batch_id
 
 
 def batch_items(spool, batch, requests):
