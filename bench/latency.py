@@ -3,7 +3,7 @@
     .venv/bin/python bench/latency.py [--alerts 50] [--floor-runs 7]
 
 Chain: POST /api/v2/alerts on a real AlertManager (group_wait 0s, one group per alert)
--> webhook -> ansible-rulebook with rulebooks/alertmanager_otobo.yml -> incident_open
+-> webhook -> ansible-rulebook with rulebooks/alertmanager_itsm.yml -> incident_open
 playbook -> otobo_ticket -> OTOBO simulator. Latency = from the POST to AlertManager until
 the ticket (with its first article) is visible in the simulator, polled every 20 ms.
 Alerts are sent one at a time so each figure is a latency, not a queueing time.

@@ -1,10 +1,11 @@
 """`make demo`: the rulebook daemon against a real AlertManager, on embedded defaults.
 
-Starts the OTOBO simulator, ansible-rulebook with rulebooks/alertmanager_otobo.yml and
-AlertManager; fires a node down, a guest down and a disk filling alert through
-AlertManager's API; shows the tickets as they appear; resolves the guest; verifies the
-audit ledger; stops everything. Bounded by --timeout; Ctrl-C stops it cleanly.
-The webhook token and the OTOBO password live in 0600 files of the work directory, never in the
+Starts the OTOBO and ServiceNow simulators, ansible-rulebook with rulebooks/alertmanager_itsm.yml
+and AlertManager; fires a node down, a guest down and a disk filling alert (OTOBO assets) and a core
+switch port down (a network asset, on ServiceNow) through AlertManager's API; shows the tickets and
+incidents as they appear; resolves the guest and the switch; verifies the audit ledger; stops
+everything. Bounded by --timeout; Ctrl-C stops it cleanly.
+The webhook token and the platform passwords live in 0600 files of the work directory, never in the
 daemon's environment or rulebook variables (scripts/labstack.py).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.labstack import (
     REPO_ROOT,
     RULEBOOK_TIMEOUT_ENV,
+    SN_USER,
     Stack,
     StackStartError,
     alert,
@@ -48,12 +50,31 @@ def demo_alerts(now: datetime) -> dict[str, dict]:
                                         "severity": "warning", "team": "storage"},
                       "Filesystem /var/lib/ceph on ceph-osd-07 will be full within 24 hours", iso(now - timedelta(minutes=5)),
                       description="predict_linear(node_filesystem_avail_bytes[6h], 24h) < 0; 11% free now."),
+        "switch": alert("SwitchUplinkDown", {"cluster": "campus", "instance": "core-sw-01:9116", "ifName": "Ethernet1/49",
+                                             "severity": "critical", "team": "network"},
+                        "Uplink Ethernet1/49 on core-sw-01 is down", iso(now - timedelta(minutes=3)),
+                        description="ifOperStatus{ifName=\"Ethernet1/49\"} == 2 for 3 minutes; traffic fails over to core-sw-02."),
     }
 
 
 def firing_details(ticket: dict) -> bool:
     """SOP 16 (monitoring_intake) has created the incident and the playbook has added the FIRING details."""
     return any(str(a.get("Subject", "")).startswith("FIRING ") for a in ticket["Article"])
+
+
+def sn_table(incidents: list[dict]) -> str:
+    """ServiceNow incidents as the simulator stores them (every value a string, references as sys_ids)."""
+    rows = [("Number", "State", "Impact/Urgency", "Priority", "Assignment group", "Short description")]
+    rows += [(i.get("number", "?"), SN_STATES.get(str(i.get("state")), str(i.get("state"))), f"{i.get('impact')}/{i.get('urgency')}",
+              str(i.get("priority")), str(i.get("assignment_group_name") or i.get("assignment_group") or "-"), str(i.get("short_description")))
+             for i in incidents]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
+    lines.insert(1, "-" * min(140, len(lines[0]) + 40))
+    return "\n".join(lines)
+
+
+SN_STATES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}
 
 
 def table(tickets: list[dict]) -> str:
@@ -72,19 +93,20 @@ class Demo:
         self.deadline = deadline
         self.last_shown = ""
 
-    def show(self, note: str = "", always: bool = False) -> list[dict]:
+    def show(self, note: str = "", always: bool = False) -> tuple[list[dict], list[dict]]:
         tickets = sorted(self.stack.tickets(), key=lambda t: str(t["TicketNumber"]))
-        text = table(tickets)
+        incidents = self.stack.sn_incidents()
+        text = f"OTOBO tickets\n{table(tickets)}\n\nServiceNow incidents\n{sn_table(incidents)}"
         if always or text != self.last_shown:
             stamp = datetime.now().strftime("%H:%M:%S")
             print(f"\n[{stamp}] {note}\n{text}", flush=True)
             self.last_shown = text
-        return tickets
+        return tickets, incidents
 
     def wait_for(self, predicate, note: str) -> bool:
         while time.monotonic() < self.deadline:
-            tickets = self.show(note)
-            if predicate(tickets):
+            tickets, incidents = self.show(note)
+            if predicate(tickets, incidents):
                 return True
             time.sleep(1)
         print(f"demo: time is up while waiting: {note}", file=sys.stderr)
@@ -94,10 +116,11 @@ class Demo:
 def run(args: argparse.Namespace) -> int:
     workdir = REPO_ROOT / ".demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
     print(f"labops.itsm demo — work directory {workdir}")
-    print("starting: OTOBO simulator, ansible-rulebook (rulebooks/alertmanager_otobo.yml), AlertManager ...", flush=True)
+    print("starting: OTOBO and ServiceNow simulators, ansible-rulebook (rulebooks/alertmanager_itsm.yml), AlertManager ...", flush=True)
     with Stack(workdir, group_wait="2s", group_interval="5s", rulebook_ready_timeout=args.rulebook_timeout) as stack:
         deadline = time.monotonic() + args.timeout
         print(f"  OTOBO simulator   {stack.sim.otobo_base}")
+        print(f"  ServiceNow sim    {stack.sn_sim.url}/api/now/table/incident (user {SN_USER}, password in {stack.sn_password_file})")
         print(f"  event source      {stack.webhook_url} (bearer token in {stack.token_file})")
         print(f"  OTOBO password    {stack.password_file} (OTOBO_PASSWORD_FILE; no secret in the daemon's environment)")
         print(f"  intake spool      {stack.spool_path}")
@@ -105,17 +128,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"  audit ledger      {stack.ledger_path}")
         demo = Demo(stack, deadline)
         alerts = demo_alerts(datetime.now(UTC))
-        print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07", flush=True)
+        print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07 (OTOBO), "
+              "SwitchUplinkDown core-sw-01 (ServiceNow)", flush=True)
         stack.alertmanager.post_alerts(list(alerts.values()))
-        ok = demo.wait_for(lambda ts: len(ts) >= 3 and all(firing_details(t) for t in ts), "waiting for incidents")
+        ok = demo.wait_for(lambda ts, incs: len(ts) >= 3 and all(firing_details(t) for t in ts)
+                           and any("core-sw-01" in str(i.get("short_description")) for i in incs), "waiting for incidents")
         if ok:
-            print("\nresolving: PveGuestDown erp-db-02 (the guest is back)", flush=True)
-            resolved = dict(alerts["guest"], endsAt=iso(datetime.now(UTC)))
-            stack.alertmanager.post_alerts([resolved])
+            print("\nresolving: PveGuestDown erp-db-02 (the guest is back), SwitchUplinkDown core-sw-01 (the uplink is back)", flush=True)
+            now = iso(datetime.now(UTC))
+            stack.alertmanager.post_alerts([dict(alerts["guest"], endsAt=now), dict(alerts["switch"], endsAt=now)])
             # IMS resolved = OTOBO "pending auto close+": OTOBO closes it after the stability window; SOP 13 closes earlier.
-            ok = demo.wait_for(lambda ts: any("erp-db-02" in t["Title"] and t["State"] == "pending auto close+"
-                                              and (t.get("DynamicField") or {}).get("IMSStatus") == "resolved" for t in ts),
-                               "waiting for the guest's incident to be resolved (SOP 11)")
+            # On ServiceNow: state 6 Resolved with close_code and close_notes (ServiceNow closes it after its own timer).
+            ok = demo.wait_for(lambda ts, incs: any("erp-db-02" in t["Title"] and t["State"] == "pending auto close+"
+                                                    and (t.get("DynamicField") or {}).get("IMSStatus") == "resolved" for t in ts)
+                               and any("core-sw-01" in str(i.get("short_description")) and str(i.get("state")) == "6" for i in incs),
+                               "waiting for the guest's and the switch's incidents to be resolved (SOP 11)")
         demo.show("final state", always=True)
         ok = report_ledger(stack) and ok
         print(f"\nlogs: {workdir}/ansible-rulebook.log, {workdir}/alertmanager/alertmanager.log")

@@ -40,8 +40,11 @@ if str(COLLECTIONS_PATH) not in sys.path:
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 AGENT_USER = "alertbot"
 AGENT_PASSWORD = "s3cret"
+# The ServiceNow simulator's integration user (its default config: role itil).
+SN_USER = "itsm.bot"
+SN_PASSWORD = "bot-pw"
 # Secrets the daemon must not inherit from the caller's environment (the stack passes files instead).
-SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD")
+SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD", "SN_PASSWORD", "SN_CLIENT_SECRET", "SN_API_KEY")
 # How long ansible-rulebook may take to open its event source (it loads ansible-core and the
 # collection first, which is slow on a loaded machine); the demo's --rulebook-timeout sets it too.
 RULEBOOK_TIMEOUT_ENV = "LABOPS_RULEBOOK_READY_TIMEOUT"
@@ -256,10 +259,12 @@ class Rulebook:
 
 @dataclass
 class Stack:
-    """OTOBO simulator + ansible-rulebook (our rulebook) + AlertManager, wired together."""
+    """OTOBO and ServiceNow simulators + ansible-rulebook (our rulebook) + AlertManager, wired together.
+
+    The inventory routes most assets to OTOBO and the network group to ServiceNow (docs/alert_path.md)."""
 
     workdir: Path
-    rulebook: Path = REPO_ROOT / "rulebooks" / "alertmanager_otobo.yml"
+    rulebook: Path = REPO_ROOT / "rulebooks" / "alertmanager_itsm.yml"
     inventory: Path = REPO_ROOT / "inventory"
     group_wait: str = "1s"
     group_interval: str = "2s"
@@ -277,7 +282,10 @@ class Stack:
     # unless it uses webhook_token_file); password_in_env: OTOBO_PASSWORD instead of OTOBO_PASSWORD_FILE.
     token_in_env: bool | None = None
     password_in_env: bool = False
+    # Start the ServiceNow simulator (the inventory's network assets); off for a collection without ServiceNow.
+    servicenow: bool = True
     sim: Any = None
+    sn_sim: Any = None
     alertmanager: AlertManager | None = None
     rulebook_proc: Rulebook | None = None
     webhook_port: int = field(default_factory=free_port)
@@ -302,6 +310,11 @@ class Stack:
     def password_file(self) -> Path:
         """The OTOBO agent's password (0600): OTOBO_PASSWORD_FILE of the playbooks."""
         return self.workdir / "otobo-password"
+
+    @property
+    def sn_password_file(self) -> Path:
+        """The ServiceNow integration user's password (0600): SN_PASSWORD_FILE of the playbooks."""
+        return self.workdir / "servicenow-password"
 
     @property
     def tmp_dir(self) -> Path:
@@ -329,6 +342,9 @@ class Stack:
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_LOCALHOST_WARNING": "0",
         }
+        if self.sn_sim is not None:
+            env.update({"SN_HOST": self.sn_sim.url, "SN_USERNAME": SN_USER, "SN_PASSWORD_FILE": str(self.sn_password_file),
+                        "LABOPS_SERVICENOW_TOKEN_CACHE": str(self.workdir / "servicenow-tokens")})
         if self.password_in_env:
             del env["OTOBO_PASSWORD_FILE"]
             env["OTOBO_PASSWORD"] = AGENT_PASSWORD
@@ -352,6 +368,9 @@ class Stack:
         self.sim = start_simulator("otobo", config=self.sim_config or {}, lab=self.sim_config is not None)
         write_secret(self.token_file, self.token)
         write_secret(self.password_file, AGENT_PASSWORD + "\n")
+        if self.servicenow:
+            self.sn_sim = start_simulator("servicenow")
+            write_secret(self.sn_password_file, SN_PASSWORD + "\n")
         for directory in (self.spool_path.parent, self.tmp_dir, self.tmp_dir / "ansible-local", self.tmp_dir / "ansible-remote"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, self.daemon_env(), self.daemon_vars())
@@ -365,7 +384,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for stopper in (self.alertmanager, self.rulebook_proc, self.sim):
+        for stopper in (self.alertmanager, self.rulebook_proc, self.sim, self.sn_sim):
             if stopper is not None:
                 try:
                     stopper.stop()
@@ -386,6 +405,12 @@ class Stack:
         """Tickets as the simulator holds them (its control API), without the welcome ticket."""
         state = self.sim.state()
         return [t for t in state["tickets"] if str(t.get("TicketNumber")) != "2015071510123456"]
+
+    def sn_incidents(self) -> list[dict]:
+        """ServiceNow incidents as the simulator holds them (its control API), oldest first."""
+        if self.sn_sim is None:
+            return []
+        return list(self.sn_sim.state().get("tables", {}).get("incident", []))
 
 
 def alert(alertname: str, labels: dict, summary: str, starts_at: str, ends_at: str | None = None, **annotations) -> dict:

@@ -138,7 +138,7 @@ def test_tarball_holds_the_collection(built: dict):
     expected = {
         "MANIFEST.json", "FILES.json", "LICENSE", "CHANGELOG.rst", "meta/runtime.yml", "meta/extensions.yml",
         "plugins/modules/ims_sop.py", "plugins/modules/otobo_ticket.py", "plugins/module_utils/_http.py",
-        "extensions/eda/plugins/event_source/alertmanager.py", "rulebooks/alertmanager_otobo.yml",
+        "extensions/eda/plugins/event_source/alertmanager.py", "rulebooks/alertmanager_itsm.yml",
         "playbooks/incident_open.yml", "playbooks/incident_resolve.yml", "playbooks/alert_batch.yml", "plugins/modules/alert_intake.py",
         "docs/docsite/extra-docs.yml",
     }
@@ -286,7 +286,7 @@ from ansible_rulebook import collection
 name = sys.argv[1]
 print(json.dumps({
     "source": collection.find_source(name, "alertmanager"),
-    "rulebook": collection.has_rulebook(name, "alertmanager_otobo"),
+    "rulebook": collection.has_rulebook(name, "alertmanager_itsm"),
     "playbook": collection.find_playbook(name, "incident_open"),
 }))
 """

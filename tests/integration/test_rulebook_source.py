@@ -259,7 +259,7 @@ def test_alertmanager_to_rulebook(stack: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- bad configuration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DAEMON_RULEBOOK = REPO_ROOT / "rulebooks" / "alertmanager_otobo.yml"
+DAEMON_RULEBOOK = REPO_ROOT / "rulebooks" / "alertmanager_itsm.yml"
 BAD_CONFIG_EXIT_TIMEOUT = 90.0  # typically ~4 s (JVM start); generous for a loaded 2-core machine
 
 
