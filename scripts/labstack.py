@@ -412,6 +412,16 @@ class Stack:
             return []
         return list(self.sn_sim.state().get("tables", {}).get("incident", []))
 
+    def sn_record_id(self, table: str, name: str) -> str | None:
+        """The sys_id of the ``table`` row named ``name`` in the ServiceNow simulator."""
+        rows = self.sn_sim.state().get("tables", {}).get(table, []) if self.sn_sim is not None else []
+        return next((row["sys_id"] for row in rows if row.get("name") == name), None)
+
+    def sn_journal(self, sys_id: str) -> list[str]:
+        """The journal entries (work notes and comments) of a ServiceNow record, oldest first."""
+        rows = self.sn_sim.state().get("tables", {}).get("sys_journal_field", []) if self.sn_sim is not None else []
+        return [row["value"] for row in rows if row.get("element_id") == sys_id]
+
 
 def alert(alertname: str, labels: dict, summary: str, starts_at: str, ends_at: str | None = None, **annotations) -> dict:
     """An alert for AlertManager's POST /api/v2/alerts."""

@@ -1,4 +1,4 @@
-"""End to end: real AlertManager -> real ansible-rulebook (our rulebook) -> OTOBO simulator.
+"""End to end: real AlertManager -> real ansible-rulebook (our rulebook) -> OTOBO and ServiceNow simulators.
 
 Alerts enter through AlertManager's /api/v2/alerts, exactly as Prometheus would send them.
 """
@@ -139,3 +139,54 @@ def test_firing_repeat_resolve(stack: Stack):
     assert actions == ["create", "update", "resolve"]           # one intake run, one resolve run (by correlation key)
     assert all(r["actor"] == "automation" and r["role"] == "automation" for r in records)
     assert stack.token not in stack.ledger_path.read_bytes().decode(errors="replace")
+
+
+def test_servicenow_asset_opens_and_resolves_a_servicenow_incident(stack: Stack):
+    """The CMDB puts the network group on ServiceNow: the same rulebook and playbooks open and resolve a
+    ServiceNow incident (Table API simulator) for a core switch, beside the OTOBO tickets."""
+    started = iso(datetime.now(UTC) - timedelta(minutes=2))
+    uplink = alert("SwitchUplinkDown", {"cluster": "campus", "instance": "core-sw-01:9116", "ifName": "Ethernet1/49",
+                                        "severity": "critical", "team": "network"},
+                   "Uplink Ethernet1/49 on core-sw-01 is down", started)
+    tickets_before = len(stack.tickets())
+    stack.alertmanager.post_alerts([uplink])
+    _status, active = http_json("GET", f"{stack.alertmanager.url}/api/v2/alerts")
+    am_alert = next(a for a in active if a["labels"]["alertname"] == "SwitchUplinkDown")
+    key = correlation_key(am_alert["fingerprint"], am_alert["startsAt"])
+
+    def incidents():
+        return [i for i in stack.sn_incidents() if i.get("correlation_id") == key]
+
+    opened = wait_until(lambda: incidents() or None, 120, what="the ServiceNow incident")
+    assert len(opened) == 1
+    incident = opened[0]
+    assert incident["number"].startswith("INC")
+    assert "SwitchUplinkDown core-sw-01" in incident["short_description"]
+    assert incident["assignment_group"] == stack.sn_record_id("sys_user_group", "Network")   # CMDB: itsm_queue Network
+    assert incident["state"] in ("1", "2")
+    # critical x impact high -> S1: ServiceNow impact 1 / urgency 1, priority 1 derived by the instance's lookup
+    assert (incident["impact"], incident["urgency"], incident["priority"]) == ("1", "1", "1")
+    assert all(isinstance(value, str) for value in incident.values() if not isinstance(value, (dict, list)))
+    assert len(stack.tickets()) == tickets_before                # nothing on OTOBO for a ServiceNow asset
+
+    stack.alertmanager.post_alerts([dict(uplink, endsAt=iso(datetime.now(UTC) - timedelta(seconds=1)))])
+    resolved = wait_until(lambda: [i for i in incidents() if i["state"] == "6"] or None, 120,
+                          what="the ServiceNow incident to be resolved")
+    assert len(incidents()) == 1
+    assert resolved[0]["close_code"] and resolved[0]["close_notes"]
+    assert resolved[0]["active"] == "true"                        # Resolved (6) stays active until ServiceNow closes it
+    journal = stack.sn_journal(resolved[0]["sys_id"])
+    assert any("FIRING SwitchUplinkDown" in entry for entry in journal)
+    assert any("RESOLVED SwitchUplinkDown" in entry for entry in journal)
+
+    from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+
+    ledger = ledger_from_params({"ledger_backend": "sqlite", "ledger_path": str(stack.ledger_path), "ledger_dsn": None,
+                                 "actor": "automation", "actor_role": "automation"})
+    try:
+        wait_until(lambda: ledger.query(ref_id=resolved[0]["number"], action="resolve"), 30, what="the resolve record")
+        assert ledger.verify()["ok"] is True
+        actions = [r["action"] for r in ledger.query(ref_id=resolved[0]["number"])]
+    finally:
+        ledger.close()
+    assert actions == ["create", "update", "resolve"]

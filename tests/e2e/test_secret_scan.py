@@ -1,8 +1,8 @@
 """Secret scan (issue 7 item 6): nothing the daemon and its playbook runs leave on disk holds a secret.
 
-The real stack (OTOBO simulator, real AlertManager, real ansible-rulebook with our rulebook) handles two alerts
-and a resolve and is stopped; then every file it left behind is searched for the webhook token and the OTOBO
-password, raw, base64 (standard and URL-safe, at every byte alignment) and URL-encoded:
+The real stack (OTOBO and ServiceNow simulators, real AlertManager, real ansible-rulebook with our rulebook) handles
+two OTOBO alerts, a ServiceNow alert and a resolve and is stopped; then every file it left behind is searched for
+the webhook token and the OTOBO and ServiceNow passwords, raw, base64 (standard and URL-safe, at every byte alignment) and URL-encoded:
 
 - the work directory: logs, rulebook vars, ledger, spool, OTOBO session cache, AlertManager's data directory;
 - the daemon's TMPDIR, pointed into the work directory: ansible-rulebook's ansible-runner private data dirs
@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from scripts.labstack import AGENT_PASSWORD, Stack, alert, wait_until
+from scripts.labstack import AGENT_PASSWORD, SN_PASSWORD, Stack, alert, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -34,7 +34,7 @@ if not Path("/usr/bin/prometheus-alertmanager").exists() and not shutil.which("p
     pytest.skip("prometheus-alertmanager is not installed (make test installs it)", allow_module_level=True)
 
 # Files the stack writes with a secret on purpose (mode 0600): AlertManager's credentials_file, the daemon's password_file.
-SECRET_FILES = ("webhook-token", "otobo-password")
+SECRET_FILES = ("webhook-token", "otobo-password", "servicenow-password")
 RESOLVED_STATE = "pending auto close+"
 
 
@@ -92,7 +92,7 @@ def check(stack: Stack, what: str) -> int:
     for path in exclude:
         if path.exists():
             assert path.stat().st_mode & 0o077 == 0, f"{path} is not private"
-    secrets = {"webhook token": stack.token, "OTOBO password": AGENT_PASSWORD}
+    secrets = {"webhook token": stack.token, "OTOBO password": AGENT_PASSWORD, "ServiceNow password": SN_PASSWORD}
     # the scanner finds what it looks for (the token file is the known positive)
     assert scan([workdir], {"webhook token": stack.token}, set())[0], "the scanner missed the token file"
     hits, count = scan([workdir], secrets, exclude)
@@ -118,8 +118,12 @@ def private_data_dirs(stack: Stack) -> list[Path]:
 def test_no_secret_after_alerts_and_a_resolve(tmp_path):
     started = iso(datetime.now(UTC) - timedelta(minutes=1))
     with make_stack(tmp_path / "clean") as stack:
-        stack.alertmanager.post_alerts([guest_alert("scan-a", started), guest_alert("scan-b", started)])
+        switch = alert("SwitchUplinkDown", {"cluster": "campus", "instance": "core-sw-02:9116", "severity": "warning", "team": "network"},
+                       "Uplink on core-sw-02 is down", started)
+        stack.alertmanager.post_alerts([guest_alert("scan-a", started), guest_alert("scan-b", started), switch])
         wait_until(lambda: ticket_for(stack, "scan-a") and ticket_for(stack, "scan-b"), 180, what="two incidents")
+        wait_until(lambda: [i for i in stack.sn_incidents() if "core-sw-02" in i.get("short_description", "")], 180,
+                   what="the ServiceNow incident")
         stack.alertmanager.post_alerts([guest_alert("scan-a", started, iso(datetime.now(UTC)))])
         wait_until(lambda: (ticket_for(stack, "scan-a") or {}).get("State") == RESOLVED_STATE, 180, what="the resolve")
     check(stack, "after a clean stop")
