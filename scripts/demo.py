@@ -62,11 +62,12 @@ def firing_details(ticket: dict) -> bool:
     return any(str(a.get("Subject", "")).startswith("FIRING ") for a in ticket["Article"])
 
 
-def sn_table(incidents: list[dict]) -> str:
-    """ServiceNow incidents as the simulator stores them (every value a string, references as sys_ids)."""
+def sn_table(incidents: list[dict], groups: dict[str, str]) -> str:
+    """ServiceNow incidents as the simulator stores them (every value a string, references as sys_ids: ``groups``
+    names the assignment groups)."""
     rows = [("Number", "State", "Impact/Urgency", "Priority", "Assignment group", "Short description")]
     rows += [(i.get("number", "?"), SN_STATES.get(str(i.get("state")), str(i.get("state"))), f"{i.get('impact')}/{i.get('urgency')}",
-              str(i.get("priority")), str(i.get("assignment_group_name") or i.get("assignment_group") or "-"), str(i.get("short_description")))
+              str(i.get("priority")), groups.get(str(i.get("assignment_group")), str(i.get("assignment_group") or "-")), str(i.get("short_description")))
              for i in incidents]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
@@ -96,7 +97,8 @@ class Demo:
     def show(self, note: str = "", always: bool = False) -> tuple[list[dict], list[dict]]:
         tickets = sorted(self.stack.tickets(), key=lambda t: str(t["TicketNumber"]))
         incidents = self.stack.sn_incidents()
-        text = f"OTOBO tickets\n{table(tickets)}\n\nServiceNow incidents\n{sn_table(incidents)}"
+        groups = {row["sys_id"]: row.get("name", "") for row in self.stack.sn_rows("sys_user_group")}
+        text = f"OTOBO tickets\n{table(tickets)}\n\nServiceNow incidents\n{sn_table(incidents, groups)}"
         if always or text != self.last_shown:
             stamp = datetime.now().strftime("%H:%M:%S")
             print(f"\n[{stamp}] {note}\n{text}", flush=True)

@@ -406,21 +406,22 @@ class Stack:
         state = self.sim.state()
         return [t for t in state["tickets"] if str(t.get("TicketNumber")) != "2015071510123456"]
 
-    def sn_incidents(self) -> list[dict]:
-        """ServiceNow incidents as the simulator holds them (its control API), oldest first."""
+    def sn_rows(self, table: str) -> list[dict]:
+        """The rows of a ServiceNow table as the simulator holds them (its control API), oldest first."""
         if self.sn_sim is None:
             return []
-        return list(self.sn_sim.state().get("tables", {}).get("incident", []))
+        return list(self.sn_sim.state().get("tables", {}).get(table, []))
+
+    def sn_incidents(self) -> list[dict]:
+        return self.sn_rows("incident")
 
     def sn_record_id(self, table: str, name: str) -> str | None:
         """The sys_id of the ``table`` row named ``name`` in the ServiceNow simulator."""
-        rows = self.sn_sim.state().get("tables", {}).get(table, []) if self.sn_sim is not None else []
-        return next((row["sys_id"] for row in rows if row.get("name") == name), None)
+        return next((row["sys_id"] for row in self.sn_rows(table) if row.get("name") == name), None)
 
     def sn_journal(self, sys_id: str) -> list[str]:
         """The journal entries (work notes and comments) of a ServiceNow record, oldest first."""
-        rows = self.sn_sim.state().get("tables", {}).get("sys_journal_field", []) if self.sn_sim is not None else []
-        return [row["value"] for row in rows if row.get("element_id") == sys_id]
+        return [row["value"] for row in self.sn_rows("sys_journal_field") if row.get("element_id") == sys_id]
 
 
 def alert(alertname: str, labels: dict, summary: str, starts_at: str, ends_at: str | None = None, **annotations) -> dict:
