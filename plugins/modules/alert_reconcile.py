@@ -116,7 +116,7 @@ options:
       - The ticket platform whose open incidents are compared (see M(labops.itsm.ims_sop)). Ignored when O(platforms) is set.
     type: str
     default: otobo
-    choices: [otobo]
+    choices: [otobo, servicenow]
   platform_options:
     description:
       - The platform's connection and mapping options, as for M(labops.itsm.ims_sop) (secrets masked).
@@ -125,7 +125,7 @@ options:
     default: {}
   queue:
     description:
-      - Where the platform searches the incidents (OTOBO queue). Incidents that triage moved to another queue are only
+      - Where the platform searches the incidents (OTOBO queue, ServiceNow assignment group). Incidents that triage moved to another queue are only
         seen when O(platforms) lists that queue too.
     type: str
   platforms:
@@ -138,7 +138,7 @@ options:
         description: The ticket platform.
         type: str
         default: otobo
-        choices: [otobo]
+        choices: [otobo, servicenow]
       platform_options:
         description: Its options (secrets masked).
         type: dict
