@@ -14,10 +14,10 @@ options:
   platform:
     description:
       - The ticket platform the SOP runs on; its adapter is configured by O(platform_options).
-      - V(otobo) or V(servicenow); Jira joins by one more registry entry.
+      - Only V(otobo) is available today; ServiceNow and Jira join by one more registry entry.
     type: str
     default: otobo
-    choices: [otobo, servicenow]
+    choices: [otobo]
   platform_options:
     description:
       - The chosen platform's connection and mapping options, validated against the platform's option list
@@ -39,19 +39,12 @@ options:
         leaves the type unset). C(priority_map): severity to OTOBO priority (defaults critical=C(5 very high),
         high=C(4 high), medium=C(3 normal), low=C(2 low)). C(dynamic_field_map): IMS attribute to dynamic field name,
         for example C({status: MyStatusField})."
-      - "V(servicenow): C(instance) (env C(SN_HOST)), C(username) (env C(SN_USERNAME)), C(password) (env C(SN_PASSWORD),
-        secret) or C(password_file) (env C(SN_PASSWORD_FILE)), OAuth C(client_id) / C(client_secret) (secret) with
-        C(grant_type), C(api_key) (secret), C(token_cache), C(validate_certs), C(ca_path), C(timeout) (as in
-        M(labops.itsm.servicenow_incident)), and the IMS mapping: C(assignment_group) (default group, V(Service Desk)),
-        C(caller), C(field_map) (IMS key to C(u_) field), C(state_map), C(close_code), C(team_groups),
-        C(severity_map) (S-level to impact and urgency) and C(cmdb_lookup). See the ServiceNow mapping in the
-        collection's lifecycle guide."
     type: dict
     default: {}
   queue:
     description:
       - Where the platform creates and searches records (platform neutral routing target). On OTOBO the queue name
-        (exact case); on ServiceNow the assignment group (name or sys_id); later the Jira project.
-      - Defaults to the adapter's default (OTOBO V(Raw), ServiceNow the option C(assignment_group)).
+        (exact case); later the ServiceNow assignment group or the Jira project.
+      - Defaults to the adapter's default (OTOBO V(Raw)).
     type: str
 """
