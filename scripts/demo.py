@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
                                "waiting for the guest's and the switch's incidents to be resolved (SOP 11)")
         demo.show("final state", always=True)
         ok = report_ledger(stack) and ok
+        report_metrics(stack)
         print(f"\nlogs: {workdir}/ansible-rulebook.log, {workdir}/alertmanager/alertmanager.log")
         print("stopping AlertManager, ansible-rulebook and the simulator ...", flush=True)
     print("demo finished" + ("" if ok else " with problems (see above)"))
@@ -171,6 +172,18 @@ def report_ledger(stack: Stack) -> bool:
         print(f"  #{record['seq']:<3} {record['ts'][:19]}  {record['action']:<7} {record['ref_type']} {record['ref_id']}  "
               f"by {record['actor']} ({record.get('role') or '-'}) sop {record.get('sop') or '-'}")
     return bool(result["ok"])
+
+
+def report_metrics(stack: Stack) -> None:
+    """The ticket-creation counters the modules wrote (node_exporter textfile, docs/metrics.md)."""
+    if not stack.metrics_path.exists():
+        print("metrics: no textfile was written", file=sys.stderr)
+        return
+    lines = [line for line in stack.metrics_path.read_text().splitlines()
+             if line.startswith(("itsm_ticket_creation_total", "itsm_ticket_creation_duration_seconds_count", "itsm_dry_run_total"))]
+    print(f"\nmetrics ({stack.metrics_path}):")
+    for line in lines:
+        print(f"  {line}")
 
 
 def _raise_keyboard_interrupt(*_args) -> None:

@@ -312,6 +312,16 @@ class Stack:
         return self.workdir / "otobo-password"
 
     @property
+    def metrics_path(self) -> Path:
+        """The node_exporter textfile the modules keep their ticket-creation metrics in."""
+        return self.workdir / "metrics" / "labops_itsm.prom"
+
+    @property
+    def log_file(self) -> Path:
+        """The JSON log lines of ticket creations (seed 001 shape)."""
+        return self.workdir / "itsm-log.jsonl"
+
+    @property
     def sn_password_file(self) -> Path:
         """The ServiceNow integration user's password (0600): SN_PASSWORD_FILE of the playbooks."""
         return self.workdir / "servicenow-password"
@@ -336,6 +346,9 @@ class Stack:
             "LABOPS_LEDGER_PATH": str(self.ledger_path),
             "LABOPS_SPOOL_PATH": str(self.spool_path),
             "LABOPS_OTOBO_SESSION_CACHE": str(self.workdir / "otobo-sessions"),
+            # ticket-creation metrics (node_exporter textfile) and JSON log lines (docs/metrics.md)
+            "LABOPS_METRICS_DIR": str(self.metrics_path.parent),
+            "LABOPS_LOG_FILE": str(self.log_file),
             "TMPDIR": str(self.tmp_dir),
             "ANSIBLE_LOCAL_TEMP": str(self.tmp_dir / "ansible-local"),
             "ANSIBLE_REMOTE_TEMP": str(self.tmp_dir / "ansible-remote"),

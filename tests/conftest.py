@@ -32,6 +32,9 @@ os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "0")
 _SESSION_CACHE = tempfile.mkdtemp(prefix="labops-test-sessions-")
 atexit.register(shutil.rmtree, _SESSION_CACHE, True)
 os.environ["LABOPS_OTOBO_SESSION_CACHE"] = os.path.join(_SESSION_CACHE, "otobo")
+# ServiceNow OAuth tokens and the ticket-creation metrics (node_exporter textfile) stay out of the home directory too.
+os.environ["LABOPS_SERVICENOW_TOKEN_CACHE"] = os.path.join(_SESSION_CACHE, "servicenow")
+os.environ["LABOPS_METRICS_DIR"] = os.path.join(_SESSION_CACHE, "metrics")
 # Subprocesses must use this venv's tools even when PATH does not include it.
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 

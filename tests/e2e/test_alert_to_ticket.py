@@ -4,6 +4,7 @@ Alerts enter through AlertManager's /api/v2/alerts, exactly as Prometheus would 
 """
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -190,3 +191,22 @@ def test_servicenow_asset_opens_and_resolves_a_servicenow_incident(stack: Stack)
     finally:
         ledger.close()
     assert actions == ["create", "update", "resolve"]
+
+
+def test_ticket_creation_metrics_and_log(stack: Stack):
+    """The modules the daemon ran counted their creations per platform (seed 001 metrics), read by
+    prometheus_client's parser, and wrote one JSON log line per creation."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {family.name: family for family in text_string_to_metric_families(stack.metrics_path.read_text())}
+    created = {(s.labels["platform"], s.labels["status"]): s.value for s in families["itsm_ticket_creation"].samples
+               if s.name == "itsm_ticket_creation_total"}
+    assert created[("otobo", "success")] >= 1 and created[("servicenow", "success")] >= 1
+    counts = {s.labels["platform"]: s.value for s in families["itsm_ticket_creation_duration_seconds"].samples
+              if s.name.endswith("_count")}
+    assert counts["servicenow"] == created[("servicenow", "success")] + created.get(("servicenow", "failure"), 0)
+    lines = [json.loads(line) for line in stack.log_file.read_text().splitlines()]
+    servicenow = [line for line in lines if line["platform"] == "servicenow" and line["message"]]
+    assert servicenow and all(line["ticket_id"].startswith("INC") and line["dry_run"] is False for line in servicenow
+                              if line.get("status") == "success")
+    assert stack.token not in stack.log_file.read_text()
