@@ -448,11 +448,13 @@ class ServiceNowSimulator(SimulatorApp):
                     raise SnError(404, *NOT_FOUND)
                 raise acl_error("read")
             return self._get_record(table, sys_id, view) if sys_id else self._list(req, table, params, view, principal)
+        current = self.store.table(table).get(sys_id) if sys_id else None
+        if sys_id and current is None:
+            raise SnError(404, *NOT_FOUND)  # the record is fetched before its ACLs are evaluated
         if not self._allowed(principal, table, verb):
             raise acl_error(verb)
         if verb == "delete":
-            if self.store.table(table).pop(sys_id, None) is None:
-                raise SnError(404, *NOT_FOUND)
+            del self.store.table(table)[sys_id]
             self._dirty = True
             return SimResponse(204)
         body = self._body(req)
@@ -460,9 +462,7 @@ class ServiceNowSimulator(SimulatorApp):
         if verb == "create":
             row = self._write(table, None, body, principal, input_display)
             return json_response({"result": self._render(table, row, view)}, 201)
-        current = self.store.table(table).get(sys_id)
-        if current is None:
-            raise SnError(404, *NOT_FOUND)
+        assert current is not None
         if table == "incident" and current.get("state") == "7" and self.config["closed_read_only"] and not principal.is_admin:
             raise acl_error("write")
         row = self._write(table, current, body, principal, input_display)
