@@ -137,6 +137,7 @@ class ServiceNowSimulator(SimulatorApp):
         if state_file and os.path.exists(state_file):
             with open(state_file, encoding="utf-8") as handle:
                 self.store = Store.from_json(json.load(handle))
+            self._rebuild_dynamic()
         else:
             self._seed()
 
@@ -151,6 +152,14 @@ class ServiceNowSimulator(SimulatorApp):
         limit = self.config.get("rate_limit")
         if limit is not None and (not isinstance(limit, dict) or not isinstance(limit.get("limit"), int) or limit["limit"] < 1):
             raise ConfigError('rate_limit must be null or {"limit": N, "window": seconds, "users"|"roles"|"operations": [...]}')
+
+    def _rebuild_dynamic(self) -> None:
+        """Custom columns in use (for full records): every u_ field a stored row carries that the schema allows."""
+        for table, rows in self.store.rows.items():
+            if self.schema.table(table) is None:
+                continue
+            for row in rows.values():
+                self.schema.dynamic[table].update(k for k in row if k.startswith("u_") and self.schema.field(table, k) is not None)
 
     @property
     def acc(self) -> Accessor:
@@ -271,6 +280,8 @@ class ServiceNowSimulator(SimulatorApp):
             self.config = previous
             self._apply_config()
             raise
+        finally:
+            self._rebuild_dynamic()
         return self._ctl_config_get(None)
 
     def _ctl_config_get(self, _payload: Any) -> Any:

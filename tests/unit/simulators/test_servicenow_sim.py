@@ -333,7 +333,7 @@ def test_pagination_headers(sn: SN, rows: dict[str, str]) -> None:
     status, headers, payload = sn.raw("GET", "/api/now/table/incident", params)
     assert status == 200 and headers["x-total-count"] == "5"
     assert [r["number"] for r in json.loads(payload)["result"]] == sorted(rows.values())[2:4]
-    links = dict((rel, url) for url, rel in re.findall(r'<([^>]+)>;rel="(\w+)"', headers["link"]))
+    links = {rel: url for url, rel in re.findall(r'<([^>]+)>;rel="(\w+)"', headers["link"])}
     assert set(links) == {"first", "prev", "next", "last"}
     offsets = {rel: urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["sysparm_offset"][0] for rel, url in links.items()}
     assert offsets == {"first": "0", "prev": "0", "next": "4", "last": "4"}
@@ -466,7 +466,7 @@ def test_problem_and_change_request_rules(sn: SN) -> None:
 # ---------------------------------------------------------------- OAuth, rate limits, faults
 
 
-def token(sn: SN, status: int = 200, json_body: bool = False, **form: str) -> Any:
+def token(sn: SN, form: dict[str, str], status: int = 200, json_body: bool = False) -> Any:
     body = json.dumps(form).encode() if json_body else urllib.parse.urlencode(form).encode()
     ctype = "application/json" if json_body else "application/x-www-form-urlencoded"
     got, headers, payload = SN(sn.sim, auth=None).raw("POST", "/oauth_token.do", raw_body=body, headers={"Content-Type": ctype})
@@ -479,7 +479,7 @@ CLIENT = {"client_id": "labops", "client_secret": "client-secret"}
 
 
 def test_oauth_password_grant_expiry_and_refresh(sn: SN, sim: InThreadSimulator) -> None:
-    issued = token(sn, grant_type="password", username="itsm.bot", password="bot-pw", **CLIENT)
+    issued = token(sn, dict(grant_type="password", username="itsm.bot", password="bot-pw", **CLIENT))
     assert set(issued) == {"access_token", "refresh_token", "scope", "token_type", "expires_in"}
     assert (issued["token_type"], issued["expires_in"], issued["scope"]) == ("Bearer", 1799, "useraccount")
     bearer = SN(sim, auth=None, headers={"Authorization": f"Bearer {issued['access_token']}"})
@@ -487,33 +487,33 @@ def test_oauth_password_grant_expiry_and_refresh(sn: SN, sim: InThreadSimulator)
     sim.advance_clock(1800)
     status, _h, payload = bearer.raw("GET", "/api/now/table/incident")
     assert status == 401 and envelope(payload) == ("User Not Authenticated", "Required to provide Auth information")
-    refreshed = token(sn, grant_type="refresh_token", refresh_token=issued["refresh_token"], **CLIENT)
+    refreshed = token(sn, dict(grant_type="refresh_token", refresh_token=issued["refresh_token"], **CLIENT))
     assert refreshed["access_token"] != issued["access_token"]
     bearer.headers["Authorization"] = f"Bearer {refreshed['access_token']}"
     assert len(bearer.list("incident")) == 1
     sim.advance_clock(8640000)
-    assert token(sn, 401, grant_type="refresh_token", refresh_token=issued["refresh_token"], **CLIENT) == \
+    assert token(sn, dict(grant_type="refresh_token", refresh_token=issued["refresh_token"], **CLIENT), 401) == \
         {"error": "server_error", "error_description": "access_denied"}
     assert sim.state()["tokens_issued"] == 2
 
 
 def test_oauth_client_credentials_and_refusals(sn: SN) -> None:
-    issued = token(sn, grant_type="client_credentials", **CLIENT)
+    issued = token(sn, dict(grant_type="client_credentials", **CLIENT))
     assert "refresh_token" not in issued
     denied = {"error": "server_error", "error_description": "access_denied"}
-    assert token(sn, 401, grant_type="client_credentials", client_id="labops", client_secret="wrong") == denied
-    assert token(sn, 401, grant_type="password", username="itsm.bot", password="wrong", **CLIENT) == denied
-    assert token(sn, 401, json_body=True, grant_type="client_credentials", **CLIENT) == denied
-    assert token(sn, 400, grant_type="implicit", **CLIENT)["error"] == "unsupported_grant_type"
-    assert token(sn, 401, grant_type="refresh_token", refresh_token="unknown", **CLIENT) == denied
+    assert token(sn, dict(grant_type="client_credentials", client_id="labops", client_secret="wrong"), 401) == denied
+    assert token(sn, dict(grant_type="password", username="itsm.bot", password="wrong", **CLIENT), 401) == denied
+    assert token(sn, dict(grant_type="client_credentials", **CLIENT), 401, json_body=True) == denied
+    assert token(sn, dict(grant_type="implicit", **CLIENT), 400)["error"] == "unsupported_grant_type"
+    assert token(sn, dict(grant_type="refresh_token", refresh_token="unknown", **CLIENT), 401) == denied
 
 
 def test_auth_expiry_fault_drops_access_tokens(sn: SN, sim: InThreadSimulator) -> None:
-    issued = token(sn, grant_type="password", username="itsm.bot", password="bot-pw", **CLIENT)
+    issued = token(sn, dict(grant_type="password", username="itsm.bot", password="bot-pw", **CLIENT))
     bearer = SN(sim, auth=None, headers={"Authorization": f"Bearer {issued['access_token']}"})
     sim.inject(kind="auth_expiry", count=1, operations=["GET incident"])
     assert bearer.raw("GET", "/api/now/table/incident")[0] == 401
-    assert token(sn, grant_type="refresh_token", refresh_token=issued["refresh_token"], **CLIENT)["access_token"]
+    assert token(sn, dict(grant_type="refresh_token", refresh_token=issued["refresh_token"], **CLIENT))["access_token"]
 
 
 def test_rate_limit_429_with_retry_after(sn: SN, sim: InThreadSimulator) -> None:
