@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import re
 import secrets
 import sys
 import urllib.parse
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ from simulators.base import (
     text_response,
 )
 from simulators.servicenow_model import (
+    ATTACHMENT_TABLE,
     CHOICE_TABLE,
     DEFAULT_CONFIG,
     JOURNAL_TABLE,
@@ -54,6 +57,7 @@ from simulators.servicenow_model import (
 from simulators.servicenow_query import Accessor, Context, Term, parse, run_query
 
 _TABLE_PATH = re.compile(r"/api/now(?:/v[12])?/table/([^/]+)(?:/([^/]+))?/?")
+_ATTACHMENT_PATH = re.compile(r"/api/now(?:/v1)?/attachment(?:/([^/]+)(?:/(file))?)?/?")
 ACL_VERBS = {"GET": "read", "POST": "create", "PATCH": "write", "PUT": "write", "DELETE": "delete"}
 ACL_WORDS = {"read": "Read", "create": "Insert", "write": "Update", "delete": "Delete"}
 NOT_AUTHENTICATED = ("User Not Authenticated", "Required to provide Auth information")
@@ -296,6 +300,10 @@ class ServiceNowSimulator(SimulatorApp):
             table = urllib.parse.unquote(match.group(1))
             sys_id = urllib.parse.unquote(match.group(2)) if match.group(2) is not None else ""
             return Routed(f"{req.method} {table}", table, functools.partial(self._locked, self.op_table, req, table, sys_id))
+        match = _ATTACHMENT_PATH.fullmatch(req.path)
+        if match:
+            first, second = urllib.parse.unquote(match.group(1) or ""), match.group(2) or ""
+            return Routed(f"{req.method} attachment", "attachment", functools.partial(self._locked, self.op_attachment, req, first, second))
         if req.path.startswith("/api/"):
             return Routed("", "", lambda: SnError(400, "Requested URI does not represent any resource").response())
         return Routed("", "", lambda: text_response("Not Found", 404))
@@ -500,6 +508,65 @@ class ServiceNowSimulator(SimulatorApp):
         display = params.get("sysparm_display_value", "false").strip().lower()
         base = self.config.get("instance_url") or f"http://{req.headers.get('Host') or '127.0.0.1'}"
         return View(fields, display if display in ("true", "all") else "false", _flag(params, "sysparm_exclude_reference_link"), base.rstrip("/"))
+
+    # ------------------------------------------------------------------ Attachment API (contract §12)
+    def op_attachment(self, req: SimRequest, first: str, second: str) -> SimResponse:
+        principal = self._authenticate(req)
+        rate_headers = self._rate_limit(principal, f"{req.method} attachment")
+        try:
+            resp = self._attachment_op(req, first, second, principal)
+        except SnError as exc:
+            exc.headers.extend(rate_headers)
+            raise
+        resp.headers.extend(rate_headers)
+        return resp
+
+    def _attachment_op(self, req: SimRequest, first: str, second: str, principal: Principal) -> SimResponse:
+        params = dict(urllib.parse.parse_qsl(req.query, keep_blank_values=True))
+        view = self._view(req, params)
+        if req.method == "POST" and first == "file" and not second:
+            return self._attach(req, params, view, principal)
+        if req.method == "GET" and not first:
+            if not self._allowed(principal, ATTACHMENT_TABLE, "read"):
+                raise acl_error("read")
+            return self._list(req, ATTACHMENT_TABLE, params, view, principal)
+        meta = self.store.table(ATTACHMENT_TABLE).get(first) if first else None
+        if req.method not in ("GET", "DELETE") or not first or (second and req.method != "GET"):
+            raise SnError(405, "Method not Supported", f"{req.method} method not supported for API")
+        if meta is None or not self._allowed(principal, ATTACHMENT_TABLE, "read"):
+            raise SnError(404, *NOT_FOUND)
+        if req.method == "DELETE":
+            if not self._allowed(principal, meta.get("table_name", ""), "write"):
+                raise acl_error("delete")
+            del self.store.table(ATTACHMENT_TABLE)[first]
+            self.store.blobs.pop(first, None)
+            self._dirty = True
+            return SimResponse(204)
+        if second == "file":
+            content = base64.b64decode(self.store.blobs.get(first, ""))
+            return SimResponse(200, content, meta.get("content_type") or "application/octet-stream")
+        return json_response({"result": self._render(ATTACHMENT_TABLE, meta, view)})
+
+    def _attach(self, req: SimRequest, params: Mapping[str, str], view: View, principal: Principal) -> SimResponse:
+        for name in ("table_name", "table_sys_id", "file_name"):
+            if not params.get(name):
+                raise SnError(400, f"Missing parameter: {name}")
+        table = params["table_name"]
+        if self.schema.table(table) is None:
+            raise SnError(400, f"Invalid table {table}")
+        if params["table_sys_id"] not in self.store.table(table):
+            raise SnError(404, *NOT_FOUND)
+        if not self._allowed(principal, table, "write"):
+            raise acl_error("create")
+        sys_id = new_sys_id()
+        content_type = (req.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip()
+        row = self._insert_raw(ATTACHMENT_TABLE, {
+            "sys_id": sys_id, "file_name": params["file_name"], "content_type": content_type, "size_bytes": str(len(req.body)),
+            "size_compressed": str(len(zlib.compress(req.body))), "compressed": "true", "hash": hashlib.sha256(req.body).hexdigest(),
+            "table_name": table, "table_sys_id": params["table_sys_id"], "download_link": f"{view.base}/api/now/attachment/{sys_id}/file",
+            "state": "available"}, principal.user_name, self.now())
+        self.store.blobs[sys_id] = base64.b64encode(req.body).decode("ascii")
+        return json_response({"result": self._render(ATTACHMENT_TABLE, row, view)}, 201)
 
     # ------------------------------------------------------------------ reads
     def _get_record(self, table: str, sys_id: str, view: View) -> SimResponse:

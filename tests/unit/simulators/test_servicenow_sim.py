@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import re
@@ -547,6 +548,28 @@ def test_fault_injection_by_operation_name(sn: SN, sim: InThreadSimulator) -> No
     assert sn.raw("GET", "/api/now/table/incident")[0] == 500
     counts = sim.operation_counts()
     assert counts["POST incident"] == 2 and counts["GET incident"] == 4
+
+
+def test_attachments(sn: SN, sim: InThreadSimulator) -> None:
+    record = sn.create(short_description="with evidence")
+    content = b"node pve01 kernel log\n" * 50
+    params = {"table_name": "incident", "table_sys_id": record["sys_id"], "file_name": "kern.log"}
+    meta = sn.call("POST", "/api/now/attachment/file", params, raw_body=content, headers={"Content-Type": "text/plain"}, status=201)["result"]
+    assert all_strings(meta) and meta["size_bytes"] == str(len(content)) and meta["content_type"] == "text/plain"
+    assert meta["hash"] == hashlib.sha256(content).hexdigest() and meta["table_sys_id"] == record["sys_id"]
+    status, headers, payload = sn.raw("GET", "/api/now/attachment", {"sysparm_query": f"table_sys_id={record['sys_id']}"})
+    assert status == 200 and headers["x-total-count"] == "1" and json.loads(payload)["result"][0]["file_name"] == "kern.log"
+    status, headers, payload = sn.raw("GET", urllib.parse.urlsplit(meta["download_link"]).path)
+    assert (status, payload, headers["content-type"]) == (200, content, "text/plain")
+    assert sn.call("GET", f"/api/now/attachment/{meta['sys_id']}")["result"]["file_name"] == "kern.log"
+    status, _h, payload = sn.raw("POST", "/api/now/attachment/file", dict(params, table_sys_id="0" * 32), raw_body=b"x")
+    assert status == 404
+    status, _h, payload = sn.raw("POST", "/api/now/attachment/file", {"table_name": "incident", "file_name": "x"}, raw_body=b"x")
+    assert status == 400 and envelope(payload)[0] == "Missing parameter: table_sys_id"
+    assert SN(sim, auth=("viewer", "view-pw")).raw("DELETE", f"/api/now/attachment/{meta['sys_id']}")[0] == 403
+    assert sn.raw("DELETE", f"/api/now/attachment/{meta['sys_id']}")[0] == 204
+    assert sn.raw("GET", f"/api/now/attachment/{meta['sys_id']}/file")[0] == 404
+    assert sim.operation_counts()["GET attachment"] == 4
 
 
 def test_seed_and_state_control_api(sn: SN, sim: InThreadSimulator) -> None:
