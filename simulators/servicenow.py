@@ -363,7 +363,7 @@ class ServiceNowSimulator(SimulatorApp):
     def _allowed(self, principal: Principal, table: str, verb: str) -> bool:
         for role in principal.roles:
             rules = self.config["acls"].get(role) or {}
-            if verb in (rules.get(table) or rules.get("*") or []):
+            if verb in (rules[table] if table in rules else rules.get("*") or []):
                 return True
         return False
 
