@@ -361,6 +361,10 @@ class ServiceNowSimulator(SimulatorApp):
         raise SnError(401, *NOT_AUTHENTICATED, headers=[("WWW-Authenticate", 'BASIC realm="Service-now"')])
 
     def _allowed(self, principal: Principal, table: str, verb: str) -> bool:
+        """Role ACLs grant (union over the user's roles); a user's own ``deny`` ({table or "*": [verbs]}) takes away."""
+        deny = (self.config["users"].get(principal.user_name) or {}).get("deny") or {}
+        if verb in (deny.get(table) or []) or verb in (deny.get("*") or []):
+            return False
         for role in principal.roles:
             rules = self.config["acls"].get(role) or {}
             if verb in (rules[table] if table in rules else rules.get("*") or []):

@@ -122,6 +122,9 @@ CONTACT_TYPES = (("email", "Email"), ("phone", "Phone"), ("self-service", "Self-
 KB_WORKFLOW = (("draft", "Draft"), ("review", "Review"), ("published", "Published"), ("outdated", "Outdated"), ("retired", "Retired"))
 OPERATIONAL_STATUS = (("1", "Operational"), ("2", "Non-Operational"), ("3", "Repair in Progress"), ("6", "Retired"))
 
+INCIDENT_CATEGORIES = (("inquiry", "Inquiry / Help"), ("software", "Software"), ("hardware", "Hardware"), ("network", "Network"),
+                       ("database", "Database"))
+
 SYSTEM_FIELDS: dict[str, FieldDef] = {
     "sys_id": _s("Sys ID", 32), "sys_created_on": _dt("Created"), "sys_created_by": _s("Created by"),
     "sys_updated_on": _dt("Updated"), "sys_updated_by": _s("Updated by"), "sys_mod_count": _int("Updates"),
@@ -145,8 +148,7 @@ TASK_FIELDS: dict[str, FieldDef] = {
 INCIDENT_FIELDS: dict[str, FieldDef] = {
     **TASK_FIELDS,
     "state": _choice("State", INCIDENT_STATES, True), "incident_state": _choice("Incident state", INCIDENT_STATES, True),
-    "caller_id": _ref("Caller", "sys_user"), "category": _choice("Category", (("inquiry", "Inquiry / Help"), ("software", "Software"),
-                                                                          ("hardware", "Hardware"), ("network", "Network"), ("database", "Database"))),
+    "caller_id": _ref("Caller", "sys_user"), "category": _choice("Category", INCIDENT_CATEGORIES),
     "subcategory": _s("Subcategory"), "hold_reason": _choice("On hold reason", HOLD_REASONS, True),
     "close_code": _choice("Resolution code", ()), "close_notes": _s("Resolution notes", 4000),
     "resolved_at": _dt("Resolved"), "resolved_by": _ref("Resolved by", "sys_user"), "reopen_count": _int("Reopen count"),

@@ -147,6 +147,11 @@ def test_acl_read_only_role_and_itil_delete_are_403(sn: SN, sim: InThreadSimulat
     assert status == 403 and envelope(payload)[1] == "ACL Exception Delete Failed due to security constraints"
     status, _h, payload = sn.raw("POST", "/api/now/table/sys_user_group", body={"name": "Rogue"})
     assert status == 403
+    # a per-user deny: this bot may not create problems, other itil users may
+    sim.set_config(users={"itsm.bot": {"password": "bot-pw", "roles": ["itil"], "deny": {"problem": ["create"]}}})
+    status, _h, payload = sn.raw("POST", "/api/now/table/problem", body={"short_description": "p"})
+    assert status == 403 and envelope(payload)[1] == "ACL Exception Insert Failed due to security constraints"
+    assert sn.create(short_description="incidents still work")["number"]
     # an ACL can be changed at run time: itil loses read on cmdb_ci
     sim.set_config(acls={"itil": {"incident": ["read", "create", "write"]}})
     status, _h, payload = sn.raw("GET", "/api/now/table/cmdb_ci")
@@ -256,21 +261,26 @@ def test_input_display_value_resolves_names_and_labels(sn: SN) -> None:
 # ---------------------------------------------------------------- query grammar and pagination
 
 
-@pytest.fixture()
-def rows(sn: SN, sim: InThreadSimulator) -> dict[str, str]:
-    """Five incidents with distinct values; returns short_description -> number."""
-    specs = [
-        dict(short_description="Disk full on pve01", impact="1", urgency="1", assignment_group=PLATFORM, correlation_id="am:1", category="hardware"),
-        dict(short_description="CPU high pve02", impact="2", urgency="2", assignment_group=STORAGE, correlation_id="am:2"),
-        dict(short_description="Backup failed", impact="3", urgency="3", correlation_id=""),
-        dict(short_description="disk latency ^ spikes", impact="2", urgency="3", assignment_group=PLATFORM, caller_id=MONITORING),
-        dict(short_description="Network down", impact="1", urgency="3", category="network"),
-    ]
+ROW_SPECS = [
+    dict(short_description="Disk full on pve01", impact="1", urgency="1", assignment_group=PLATFORM, correlation_id="am:1", category="hardware"),
+    dict(short_description="CPU high pve02", impact="2", urgency="2", assignment_group=STORAGE, correlation_id="am:2"),
+    dict(short_description="Backup failed", impact="3", urgency="3", correlation_id=""),
+    dict(short_description="disk latency ^ spikes", impact="2", urgency="3", assignment_group=PLATFORM, caller_id=MONITORING),
+    dict(short_description="Network down", impact="1", urgency="3", category="network"),
+]
+
+
+@pytest.fixture(scope="module")
+def qsim() -> Iterator[tuple[SN, dict[str, str]]]:
+    """A second simulator holding five incidents (created once over HTTP, a minute apart) for the read-only query tests."""
+    server = start_in_thread("servicenow")
+    client = SN(server)
     numbers = {}
-    for spec in specs:
-        numbers[spec["short_description"]] = sn.create(**spec)["number"]
-        sim.advance_clock(60)
-    return numbers
+    for spec in ROW_SPECS:
+        numbers[spec["short_description"]] = client.create(**spec)["number"]
+        server.advance_clock(60)
+    yield client, numbers
+    server.stop()
 
 
 QUERIES = [
@@ -307,12 +317,14 @@ QUERIES = [
 
 
 @pytest.mark.parametrize("query,expected", QUERIES, ids=[q or "empty" for q, _e in QUERIES])
-def test_query_grammar(sn: SN, rows: dict[str, str], query: str, expected: set[str]) -> None:
+def test_query_grammar(qsim: tuple[SN, dict[str, str]], query: str, expected: set[str]) -> None:
+    sn = qsim[0]
     result = sn.list("incident", sysparm_query=query, sysparm_fields="short_description")
     assert {r["short_description"] for r in result} == expected
 
 
-def test_ordering_and_plain_filters(sn: SN, rows: dict[str, str]) -> None:
+def test_ordering_and_plain_filters(qsim: tuple[SN, dict[str, str]]) -> None:
+    sn, rows = qsim
     ordered = sn.list("incident", sysparm_query="ORDERBYpriority^ORDERBYDESCnumber", sysparm_fields="number,priority")
     assert [r["priority"] for r in ordered] == ["1", "3", "3", "4", "5"]
     assert [r["number"] for r in ordered][1:3] == [rows["Network down"], rows["CPU high pve02"]]  # ties: number, descending
@@ -324,12 +336,18 @@ def test_ordering_and_plain_filters(sn: SN, rows: dict[str, str]) -> None:
     assert len(sn.list("incident", sysparm_query="impact=1", urgency="3")) == 1
 
 
-def test_invalid_query_can_return_no_rows(sn: SN, sim: InThreadSimulator, rows: dict[str, str]) -> None:
-    sim.set_config(invalid_query_returns_no_rows=True)
-    assert sn.list("incident", sysparm_query="no_such_field=1^impact=2") == []
+def test_invalid_query_can_return_no_rows(qsim: tuple[SN, dict[str, str]]) -> None:
+    sn = qsim[0]
+    sn.sim.set_config(invalid_query_returns_no_rows=True)
+    try:
+        assert sn.list("incident", sysparm_query="no_such_field=1^impact=2") == []
+        assert len(sn.list("incident", sysparm_query="impact=2")) == 2
+    finally:
+        sn.sim.set_config(invalid_query_returns_no_rows=False)
 
 
-def test_pagination_headers(sn: SN, rows: dict[str, str]) -> None:
+def test_pagination_headers(qsim: tuple[SN, dict[str, str]]) -> None:
+    sn, rows = qsim
     params = {"sysparm_query": "active=true^ORDERBYnumber", "sysparm_limit": "2", "sysparm_offset": "2", "sysparm_fields": "number"}
     status, headers, payload = sn.raw("GET", "/api/now/table/incident", params)
     assert status == 200 and headers["x-total-count"] == "5"
