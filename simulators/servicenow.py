@@ -712,6 +712,9 @@ class ServiceNowSimulator(SimulatorApp):
             if not is_sys_id(sys_id) or sys_id in self.store.table(table):
                 sys_id = new_sys_id()
             new["sys_id"] = sys_id
+            tdef = self.schema.tables[table]
+            if tdef.prefix and not new.get("number"):
+                new["number"] = self.store.next_number(tdef)  # after the data policies: a refused insert takes no number
             row = self._insert_raw(table, new, principal.user_name, now)
         for element, text in journals:
             self._insert_raw(JOURNAL_TABLE, {"element_id": row["sys_id"], "element": element, "name": table, "value": text},
@@ -720,9 +723,6 @@ class ServiceNowSimulator(SimulatorApp):
         return row
 
     def _defaults(self, table: str, row: dict[str, str], principal: Principal, now: float) -> None:
-        tdef = self.schema.tables[table]
-        if tdef.prefix and not row.get("number"):
-            row["number"] = self.store.next_number(tdef)
         defaults: dict[str, str] = {}
         if table in ("incident", "problem", "change_request"):
             defaults = {"impact": "3", "urgency": "3", "opened_at": fmt_time(now), "opened_by": principal.sys_id}

@@ -312,6 +312,10 @@ QUERIES = [
     ("sys_created_by=javascript:gs.getUserName()^impact=3", {"Backup failed"}),
     ("sys_created_on<javascript:gs.dateGenerate('2000-01-01','00:00:00')", set()),
     ("sys_created_on>javascript:gs.dateGenerate('2000-01-01','00:00:00')^impact=3", {"Backup failed"}),
+    ("opened_by=javascript:gs.getUserID()^impact=1", {"Disk full on pve01", "Network down"}),
+    ("priorityBETWEEN2@4", {"CPU high pve02", "disk latency ^ spikes", "Network down"}),
+    ("impactANYTHING^urgency=1", {"Disk full on pve01"}),
+    ("stateSAMEASimpact^impact=2", {"CPU high pve02", "disk latency ^ spikes"}),  # an operator not modelled: the term is dropped
     ("", {"Disk full on pve01", "CPU high pve02", "Backup failed", "disk latency ^ spikes", "Network down"}),
 ]
 
@@ -435,6 +439,7 @@ def test_close_fields_mandatory_to_resolve_and_close(sn: SN, sim: InThreadSimula
     assert status == 403
     assert envelope(payload)[1] == "Data Policy Exception: The following fields are mandatory: Resolution code, Resolution notes"
     assert sn.call("GET", f"/api/now/table/incident/{record['sys_id']}")["result"]["state"] == "2"  # a refused write changes nothing
+    assert len(sn.list("incident")) == 1 and sn.create(short_description="next")["number"] == "INC0010002"
     sim.set_config(require_close_fields=False)
     assert sn.update(record["sys_id"], state="6")["state"] == "6"
 
@@ -609,6 +614,20 @@ def test_query_parser_units() -> None:
         [[("a", "=", "1"), ("b", "!=", "2")]], [[("d", "LIKE", "x")]]]
     assert query.order == [("c", True)]
     assert parse("stateNOT IN1,2").blocks[0][0][0].op == "NOT IN"
+
+
+def test_fields_and_display_on_write_responses(sn: SN) -> None:
+    params = {"sysparm_fields": "number,state,assignment_group", "sysparm_display_value": "true", "sysparm_exclude_reference_link": "true"}
+    created = sn.create(params=params, short_description="shaped", state="2", assignment_group=PLATFORM)
+    assert created == {"number": "INC0010001", "state": "In Progress", "assignment_group": "Platform"}
+
+
+def test_print_config_is_the_default_config(capsys: pytest.CaptureFixture[str]) -> None:
+    from simulators import servicenow  # pylint: disable=import-outside-toplevel
+
+    assert servicenow.main(["--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["users"]["itsm.bot"]["roles"] == ["itil"] and printed["require_close_fields"] is True and printed["rate_limit"] is None
 
 
 def test_subprocess_simulator_persists_state(tmp_path: Any) -> None:
