@@ -43,6 +43,7 @@ from simulators.servicenow_model import (
     DEFAULT_CONFIG,
     JOURNAL_TABLE,
     PRIORITY_LOOKUP,
+    PROBLEM_MOVES,
     SYSTEM_FIELDS,
     FieldDef,
     Schema,
@@ -771,6 +772,11 @@ class ServiceNowSimulator(SimulatorApp):
                 new["reopen_count"] = str(int(new.get("reopen_count", "0") or 0) + 1)
                 new.update(resolved_at="", resolved_by="", reopened_time=stamp, reopened_by=user)
         elif table == "problem":
+            if enforce and self.config["problem_state_model"] and entering and \
+                    (state not in PROBLEM_MOVES.get(old_state, set()) if old is not None else state not in ("101", "102")):
+                labels = fields["state"]
+                move = f"{labels.choice_label(old_state) or '(none)'} to {labels.choice_label(state)}"
+                raise SnError(403, "Operation Failed", f"Invalid state transition: {move} is not allowed by the problem state model")
             new["problem_state"] = state
             new["active"] = "false" if state == "107" else "true"
             if state in ("106", "107") and entering and close_fields and not new.get("resolution_code"):

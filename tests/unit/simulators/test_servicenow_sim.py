@@ -474,6 +474,8 @@ def test_problem_and_change_request_rules(sn: SN) -> None:
     incident = sn.create(short_description="linked", problem_id=problem["sys_id"])
     assert incident["problem_id"]["value"] == problem["sys_id"]
 
+    assert sn.create("problem", short_description="any state goes without the state model", state="104")["state"] == "104"
+
     change = sn.create("change_request", short_description="patch kernel")
     assert (change["state"], change["type"], change["approval"], change["risk"]) == ("-5", "normal", "not requested", "3")
     status, _h, payload = sn.raw("PATCH", f"/api/now/table/change_request/{change['sys_id']}", body={"state": "-4"})
@@ -485,6 +487,20 @@ def test_problem_and_change_request_rules(sn: SN) -> None:
     assert (done["active"], bool(done["closed_at"])) == ("false", True)
     shown = sn.call("GET", f"/api/now/table/change_request/{change['sys_id']}", {"sysparm_display_value": "true", "sysparm_fields": "state,type"})
     assert shown["result"] == {"state": "Closed", "type": "Normal"}
+
+
+def test_problem_state_model_when_enforced(sn: SN, sim: InThreadSimulator) -> None:
+    sim.set_config(problem_state_model=True)
+    status, _h, payload = sn.raw("POST", "/api/now/table/problem", body={"short_description": "p", "state": "104"})
+    assert status == 403 and envelope(payload)[1].startswith("Invalid state transition: (none) to Fix in Progress")
+    problem = sn.create("problem", short_description="p")
+    status, _h, payload = sn.raw("PATCH", f"/api/now/table/problem/{problem['sys_id']}", body={"state": "106", "resolution_code": "fix_applied"})
+    assert status == 403 and envelope(payload)[1].startswith("Invalid state transition: New to Resolved")
+    for state in ("102", "103", "104", "106"):
+        assert sn.update(problem["sys_id"], "problem", state=state, resolution_code="fix_applied")["state"] == state
+    assert sn.update(problem["sys_id"], "problem", state="107")["state"] == "107"
+    assert sn.raw("PATCH", f"/api/now/table/problem/{problem['sys_id']}", body={"state": "103"})[0] == 403
+    assert sn.update(problem["sys_id"], "problem", fix_notes="text fields stay writable")["fix_notes"]
 
 
 # ---------------------------------------------------------------- OAuth, rate limits, faults
