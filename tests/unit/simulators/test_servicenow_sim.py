@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from simulators.harness import InThreadSimulator, start_in_thread, start_simulator
+from simulators.harness import InThreadSimulator, SimulatorError, start_in_thread, start_simulator
 from simulators.servicenow_model import stable_sys_id
 from simulators.servicenow_query import parse, split_terms
 
@@ -373,10 +373,15 @@ def test_pagination_headers(qsim: tuple[SN, dict[str, str]]) -> None:
     assert (status, headers["x-total-count"], json.loads(payload)) == (200, "0", {"result": []})
 
 
-def test_sys_choice_lists_close_codes(sn: SN) -> None:
+def test_sys_choice_lists_close_codes(sn: SN, sim: InThreadSimulator) -> None:
     result = sn.list("sys_choice", sysparm_query="name=incident^element=close_code^inactive=false", sysparm_fields="value,label")
     assert [r["value"] for r in result][:2] == ["Duplicate", "Known error"] and len(result) == 10
     assert all(r["value"] == r["label"] for r in result)
+    sim.set_config(close_codes=["Solved (Permanently)", "Solved (Work Around)"])  # an older release's list
+    result = sn.list("sys_choice", sysparm_query="name=incident^element=close_code", sysparm_fields="value")
+    assert [r["value"] for r in result] == ["Solved (Permanently)", "Solved (Work Around)"]
+    with pytest.raises(SimulatorError, match="rate_limit"):
+        sim.set_config(rate_limit={"limit": 5, "window": 0})
 
 
 # ---------------------------------------------------------------- business rules
