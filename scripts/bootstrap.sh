@@ -31,6 +31,8 @@ install_system_packages() {
   command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
   if [ "${LABOPS_WITH_TEST_TOOLS:-0}" = 1 ]; then
     command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+    # tests/unit/plugins/module_utils/test_metrics.py serves the metrics textfile through a real node_exporter
+    apt_missing prometheus-node-exporter && need_apt+=(prometheus-node-exporter)
   fi
   if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"

@@ -343,7 +343,8 @@ class Intake:
             platform = self.adapter(request)
             result = run_sop(request["sop"], self.inputs_with_note(request, note), actor=self.module.params["actor"],
                              role=self.module.params["actor_role"], platform=platform, ledger=self.ledger,
-                             check_mode=self.module.check_mode, warn=self.module.warn)
+                             check_mode=self.module.check_mode, warn=self.module.warn,
+                             log_fields={"job_id": self.batch_id, "alertname": request.get("alertname")})
         except PolicyViolation as exc:
             action = OUTCOME_RULES.get((request["sop"], exc.rule))
             if action is None:
