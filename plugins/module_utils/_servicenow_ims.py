@@ -53,6 +53,8 @@ INTAKE_TEAM = "service_desk"
 SEARCH_CAP = 500
 SEARCH_PAGE = 100
 HOLD_AWAITING_VENDOR = "4"
+# newest first; records created within the same second are ordered by their number
+NEWEST_FIRST = "ORDERBYDESCsys_created_on^ORDERBYDESCnumber"
 LIST_KEYS = ("incident_links",)
 DATE_KEYS = ("opened_at",)
 
@@ -237,7 +239,7 @@ class ServiceNowPlatform(TicketPlatform):
 
     def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT,
                match: Optional[Callable[[Mapping[str, Any]], bool]] = None) -> list:
-        query = ("active=true^" if active_only else "") + "ORDERBYDESCsys_created_on"
+        query = ("active=true^" if active_only else "") + NEWEST_FIRST
         records = []  # type: list
         offset = 0
         while offset < SEARCH_CAP:
@@ -254,10 +256,10 @@ class ServiceNowPlatform(TicketPlatform):
         return records
 
     def find_by_correlation_key(self, key: str) -> Optional[dict]:
-        """One GET: ``correlation_id=<key>^ORDERBYDESCsys_created_on`` with ``sysparm_limit=1`` (the newest incident)."""
+        """One GET: ``correlation_id=<key>^ORDERBYDESCsys_created_on^ORDERBYDESCnumber``, ``sysparm_limit=1`` (the newest incident)."""
         key = validate_correlation_key(key)
         field = self.field_map["incident"]["correlation_key"]
-        rows = self._read("incident", eq(field, key) + "^ORDERBYDESCsys_created_on")
+        rows = self._read("incident", eq(field, key) + "^" + NEWEST_FIRST)
         return self.to_record("incident", rows[0]) if rows else None
 
     # -- writing ------------------------------------------------------------------------
