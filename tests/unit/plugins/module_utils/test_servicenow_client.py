@@ -7,6 +7,7 @@ messages without secrets. Request counts come from the simulator's own request l
 import os
 import stat
 import threading
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AmbiguousWriteError,
     AuthError,
     CommunicationError,
+    LabopsError,
     NotFoundError,
     PermissionDenied,
     UnexpectedResponseError,
@@ -47,7 +49,6 @@ class Clock:
         self.offset = 0.0
 
     def __call__(self):
-        import time
         return time.time() + self.offset
 
     def advance(self, seconds, *, instance=True):
@@ -207,7 +208,7 @@ def test_concurrent_first_runs_fetch_one_token(sim, tmp_path):
     def run(client):
         try:
             client.list("incident", limit=1)
-        except Exception as exc:  # pragma: no cover - reported below
+        except LabopsError as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(client,)) for client in clients]
@@ -273,6 +274,11 @@ def test_429_waits_retry_after(sim, tmp_path):
     sim.inject(kind="http_status", status=429, retry_after=7, count=2, operations=["GET incident"])
     assert client.list("incident", limit=1) == []
     assert sleeps == [7.0, 7.0] and client.request_count == 3
+    sleeps.clear()
+    sim.inject(kind="http_status", status=429, retry_after=1, count=4, operations=["GET incident"])
+    with pytest.raises(CommunicationError, match="HTTP 429: .*rate limited, retries exhausted"):
+        client.list("incident", limit=1)
+    assert sleeps == [1.0, 1.0, 1.0]
 
 
 def test_rate_limit_rule_of_the_instance(sim, tmp_path):
