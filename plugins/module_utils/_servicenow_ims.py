@@ -33,7 +33,7 @@ import copy
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
-from ansible_collections.labops.itsm.plugins.module_utils._errors import NotFoundError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import NotFoundError, PermissionDenied, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._platform import (
     DEFAULT_LOOKUP_LIMIT,
     FOLLOW_UP_KEY,
@@ -358,13 +358,28 @@ class ServiceNowPlatform(TicketPlatform):
         body = self._body(entity, changes, note, record)
         if entity == "incident" and "affected_service" in changes:
             body["cmdb_ci"] = self._ci(changes["affected_service"]) or ""
-        row = self.client.update(TABLES[entity], record["_sys_id"], body, fields=self._fields(entity), display_value="all")
+        try:
+            row = self.client.update(TABLES[entity], record["_sys_id"], body, fields=self._fields(entity), display_value="all")
+        except PermissionDenied as exc:
+            raise self._closed_hint(record, exc)
         return self.to_record(entity, row)
 
     def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
         body = self._body(record["entity"], {}, note)
         if body:
-            self.client.update(TABLES[record["entity"]], record["_sys_id"], body, fields="sys_id")
+            try:
+                self.client.update(TABLES[record["entity"]], record["_sys_id"], body, fields="sys_id")
+            except PermissionDenied as exc:
+                raise self._closed_hint(record, exc)
+
+    @staticmethod
+    def _closed_hint(record: Mapping[str, Any], exc: PermissionDenied) -> PermissionDenied:
+        """Closed incidents are read-only to non-admin roles; the IMS still records the PIR and the KB link on them."""
+        if record.get("entity") != "incident" or record.get("platform_state") != "7":
+            return exc
+        return PermissionDenied(f"{exc.message} (incident {record.get('id')} is Closed, which ServiceNow keeps read-only for "
+                                "non-admin roles; the IMS records the PIR and the KB link after closure, so give the integration "
+                                "account write access to closed incidents, e.g. an ACL on incident for its role)", **exc.details)
 
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         return ("the servicenow account can create incidents but cannot read them back by correlation_id: grant it read access "
