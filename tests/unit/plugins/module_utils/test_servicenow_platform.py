@@ -207,8 +207,8 @@ def test_registry_entry(tmp_path, monkeypatch):
     entry = platforms.REGISTRY["servicenow"]
     assert set(sn.SERVICENOW_CONNECTION_ARGSPEC) < set(entry.option_spec)
     built = platforms.build_platform("servicenow", {"instance": "acme", "api_key": "k-secret-1", "team_groups": {"L1": "Ops L1"}})
-    assert (built.name, built.queue, built.client.base_url, built.team_groups) == ("servicenow", "Service Desk", "https://acme.service-now.com",
-                                                                                 {"L1": "Ops L1"})
+    assert (built.name, built.queue, built.client.base_url) == ("servicenow", "Service Desk", "https://acme.service-now.com")
+    assert built.team_groups == {"L1": "Ops L1"}
     assert platforms.build_platform("servicenow", {"instance": "acme", "api_key": "k"}, queue="Storage").queue == "Storage"
     with pytest.raises(ValidationError, match="one of the following is required: api_key, client_id, username"):
         platforms.validate_options("servicenow", {"instance": "acme"})
