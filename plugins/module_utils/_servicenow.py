@@ -103,7 +103,7 @@ def instance_url(instance: Any) -> str:
         raise ValidationError("servicenow: instance is required (a URL such as https://acme.service-now.com or a name such as acme)")
     if re.match(r"(?i)^https?://", text):
         return text.rstrip("/")
-    if "/" in text or ":" in text and not re.match(r"^[A-Za-z0-9.-]+:\d+$", text):
+    if "/" in text or (":" in text and not re.match(r"^[A-Za-z0-9.-]+:\d+$", text)):
         raise ValidationError(f"servicenow: instance must be a URL or an instance name, got {text!r}")
     if re.match(r"^[A-Za-z0-9-]+$", text):
         return f"https://{text}.service-now.com"
