@@ -13,12 +13,17 @@ Creation audit records carry ``record_key`` ``<platform>:create:<ref_type>:<ref_
 one record per key, so a creation is audited at most once, whether by the run that created the record or,
 when that run lost its reply or died before its audit, by the next run that finds the record
 (a back-fill, marked ``meta.backfilled``).
+
+Every governed create is counted in the ticket-creation metrics (``_metrics``: success or failure, its
+duration) and logged as one JSON line when ``LABOPS_LOG_FILE`` is set; ``dry_run`` counts a check-mode run
+that would create. A metrics failure is a warning, never a failed write.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
@@ -28,6 +33,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     NotFoundError,
     PermissionDenied,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._metrics import record_dry_run, record_ticket_creation
 
 BACKFILL_REASON = "the ledger had no creation record for it (the create reply was lost or its run failed before the audit)"
 
@@ -110,16 +116,19 @@ class GovernedWrite:
 
     ``find(key)`` is the lookup the next run will do (``find_by_correlation_key``); ``ref(record)`` is the
     audited id; ``hint(record)`` explains (naming the missing permission) why a created record is not found.
+    ``log_fields`` go to the JSON log line of each create (e.g. ``job_id``).
     """
 
     def __init__(self, auditor: Auditor, *, find: Finder, ref: Callable[[Mapping[str, Any]], Any],
-                 hint: Callable[[Optional[Mapping[str, Any]]], str], warn: Warn, what: str = "record") -> None:
+                 hint: Callable[[Optional[Mapping[str, Any]]], str], warn: Warn, what: str = "record",
+                 log_fields: Optional[Mapping[str, Any]] = None) -> None:
         self.auditor = auditor
         self.find = find
         self.ref = ref
         self.hint = hint
         self.warn = warn
         self.what = what
+        self.log_fields = dict(log_fields or {})
 
     @property
     def platform(self) -> str:
@@ -147,7 +156,23 @@ class GovernedWrite:
         when its id is known and the run fails with ``PermissionDenied`` naming the missing permission
         (else ``NotFoundError``). ``creation`` is the creation's audit entry (``audit_entry``, ref_id unset)
         or a callable building it from the created record. Call ``auditor.preflight()`` before.
+        Counted in the ticket-creation metrics: success when it returns, failure when it raises.
         """
+        started = time.monotonic()
+        try:
+            record = self._create(send, key, creation)
+        except Exception as exc:
+            details = exc.details if isinstance(exc, LabopsError) else {}
+            self._count("failure", started, key, details.get("ref_id"), error=str(exc), error_class=type(exc).__name__)
+            raise
+        self._count("success", started, key, self._ref_or_none(record))
+        return record
+
+    def dry_run(self, key: Optional[str] = None) -> None:
+        """Count (and log) a check-mode run that would create a record; warns when the metrics cannot be written."""
+        self._warn_about(record_dry_run(self.platform, **self._log_context(correlation_key=key or None)))
+
+    def _create(self, send: Sender, key: Optional[str], creation: Any) -> dict:
         record, found_by_key = self._create_once(send, key)
         if key and not found_by_key:
             found = self.find(key)
@@ -159,6 +184,29 @@ class GovernedWrite:
                                 f"it is NOT audited, check {self.platform}", platform=self.platform)
         self._audit_creation(record, creation)
         return dict(record)
+
+    def _count(self, status: str, started: float, key: Optional[str], ticket_id: Any, **fields: Any) -> None:
+        self._warn_about(record_ticket_creation(self.platform, status, time.monotonic() - started,
+                                                **self._log_context(ticket_id=ticket_id, correlation_key=key or None, **fields)))
+
+    def _log_context(self, **fields: Any) -> dict:
+        """The log fields of one event: who and what (entity, SOP, actor), the caller's ``log_fields``, ``fields``."""
+        context = {"entity": self.what, "sop": self.auditor.sop, "actor": self.auditor.actor}
+        context.update(self.log_fields)
+        context.update(fields)
+        for reserved in ("platform", "status", "duration_seconds", "dry_run"):
+            context.pop(reserved, None)
+        return {name: value for name, value in context.items() if value is not None}
+
+    def _warn_about(self, warning: Optional[str]) -> None:
+        if warning:
+            self.warn(warning)
+
+    def _ref_or_none(self, record: Mapping[str, Any]) -> Any:
+        try:
+            return self.ref(record)
+        except (KeyError, TypeError, AttributeError):
+            return None
 
     def _audit_creation(self, record: Mapping[str, Any], creation: Any) -> None:
         ref_id = self.ref(record)

@@ -847,17 +847,19 @@ def build_plan(ctx: Context) -> Plan:
 
 
 def run_sop(sop: str, inputs: Mapping[str, Any], *, actor: str, role: str, platform: TicketPlatform, ledger: Any,
-            check_mode: bool = False, now: Any = None, warn: Any = None) -> dict:
+            check_mode: bool = False, now: Any = None, warn: Any = None, log_fields: Optional[Mapping[str, Any]] = None) -> dict:
     """One SOP, end to end. Returns ``{sop, changed, record, audit, ...extra}``.
 
     ``changed`` is true when the run wrote anything: to the platform or to the ledger (a back-filled creation
-    record counts, the ticket itself is then unchanged).
+    record counts, the ticket itself is then unchanged). A create is counted in the ticket-creation metrics
+    (in check mode as a dry run); ``log_fields`` (e.g. ``job_id``) go to its JSON log line.
     """
     ctx = Context(sop, inputs, actor, role, platform, now)
     plan = build_plan(ctx)
     auditor = Auditor(ledger, actor=actor, role=role, sop=sop, platform=platform.name, on_failure=_audit_failure(ctx, plan))
     governed = GovernedWrite(auditor, find=platform.find_by_correlation_key, ref=lambda record: record.get("id"),
-                             hint=platform.unfindable_hint, warn=warn or ctx.warnings.append, what=plan.entity or "record")
+                             hint=platform.unfindable_hint, warn=warn or ctx.warnings.append, what=plan.entity or "record",
+                             log_fields=log_fields)
     backfill = None
     if plan.creation_of_existing is not None:
         backfill = governed.backfill_entry(cast(dict, plan.before), plan.creation_of_existing)  # set together with before
@@ -865,6 +867,8 @@ def run_sop(sop: str, inputs: Mapping[str, Any], *, actor: str, role: str, platf
             plan.audits.append(backfill)
     changed = (not plan.unchanged and (plan.has_writes() or bool(plan.audits))) or backfill is not None
     if check_mode:
+        if plan.create is not None and not plan.unchanged:
+            governed.dry_run(key=plan.create.get("correlation_key"))
         return _result(ctx, plan, plan.predicted(), _preview(plan, auditor), changed)
     if plan.unchanged and not plan.audits:
         return _result(ctx, plan, plan.before, [], False)

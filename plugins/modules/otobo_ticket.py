@@ -605,6 +605,7 @@ def ensure_created(module, client, governed):
     changes = {k: {"before": None, "after": v} for k, v in ticket.items()}
     df_changes = {k: {"before": None, "after": v} for k, v in dynamic_fields.items()}
     if module.check_mode:
+        governed.dry_run(key=params.get("correlation_key"))
         return True, predict(None, changes, df_changes, article), payload
     governed.auditor.preflight()
     fields = dict(changes, **{"dynamic_field." + k: v for k, v in df_changes.items()})
