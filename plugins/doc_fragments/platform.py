@@ -14,10 +14,10 @@ options:
   platform:
     description:
       - The ticket platform the SOP runs on; its adapter is configured by O(platform_options).
-      - Only V(otobo) is available today; ServiceNow and Jira join by one more registry entry.
+      - V(otobo) or V(servicenow); Jira joins by one more registry entry.
     type: str
     default: otobo
-    choices: [otobo]
+    choices: [otobo, servicenow]
   platform_options:
     description:
       - The chosen platform's connection and mapping options, validated against the platform's option list
@@ -39,12 +39,20 @@ options:
         leaves the type unset). C(priority_map): severity to OTOBO priority (defaults critical=C(5 very high),
         high=C(4 high), medium=C(3 normal), low=C(2 low)). C(dynamic_field_map): IMS attribute to dynamic field name,
         for example C({status: MyStatusField})."
+      - "V(servicenow): C(instance) (URL or instance name, env C(SN_INSTANCE)), C(username), C(password) or
+        C(password_file), C(client_id) and C(client_secret) (OAuth, token cached in C(token_cache) and reused by every
+        task), C(grant_type), C(api_key), C(validate_certs), C(ca_path), C(timeout) (as in
+        M(labops.itsm.servicenow_incident)), and the IMS mapping: C(assignment_group) (default group, V(Service Desk)),
+        C(caller) (caller_id of created incidents, user name or sys_id), C(team_groups) (IMS team to assignment group
+        name), C(field_map) (IMS attribute to field, C(u_) fields by default), C(state_map), C(close_code)
+        (default V(Solution provided)), C(severity_map) (severity to C({impact, urgency})) and C(cmdb_lookup)
+        (link the configuration item named like the affected service). See C(docs/lifecycle.md)."
     type: dict
     default: {}
   queue:
     description:
       - Where the platform creates and searches records (platform neutral routing target). On OTOBO the queue name
-        (exact case); later the ServiceNow assignment group or the Jira project.
-      - Defaults to the adapter's default (OTOBO V(Raw)).
+        (exact case); on ServiceNow the assignment group of new records (by name); later the Jira project.
+      - Defaults to the adapter's default (OTOBO V(Raw), ServiceNow the C(assignment_group) option).
     type: str
 """

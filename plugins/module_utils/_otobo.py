@@ -15,16 +15,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 import re
-import stat
-import tempfile
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.labops.itsm.plugins.module_utils import _secrets
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AmbiguousWriteError,
     AuthError,
@@ -36,6 +34,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
 )
 from ansible_collections.labops.itsm.plugins.module_utils._http import AMBIGUOUS_SUFFIX, EMPTY_BODY, HttpClient
 from ansible_collections.labops.itsm.plugins.module_utils._platform import validate_correlation_key
+from ansible_collections.labops.itsm.plugins.module_utils._secrets import SessionCache
 
 PLATFORM = "otobo"
 DEFAULT_WEBSERVICE = "GenericTicketConnectorREST"
@@ -319,53 +318,6 @@ _NO_ROUTE = "Error while determine Operation"
 _WRITE_REFUSED = ("Ticket could not be created", "Ticket could not be updated")
 # server_error_text() of an Error envelope: "<Operation>.<Code>: <message>"
 _ENVELOPE_TEXT = re.compile(r"^[A-Za-z]+\.[A-Za-z]+: ")
-
-
-class SessionCache:
-    """SessionIDs kept on disk between task runs (file 0600 in a 0700 directory of the controller user).
-
-    The key covers URL, web service, agent and a hash of the password, so a wrong password never rides on a
-    cached session. Concurrent first runs may each create a session (bounded by the concurrency); the last
-    one written is reused. A cache that is not private to this user is ignored.
-    """
-
-    def __init__(self, directory: str, *parts: str) -> None:
-        self.directory = os.path.expanduser(directory)
-        digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
-        self.path = os.path.join(self.directory, digest + ".json")
-
-    def _private(self, path: str) -> bool:
-        info = os.stat(path)
-        return info.st_uid == os.getuid() and not info.st_mode & 0o077
-
-    def load(self) -> Optional[str]:
-        try:
-            if not (self._private(self.directory) and self._private(self.path)):
-                return None
-            with open(self.path, encoding="utf-8") as handle:
-                session_id = json.load(handle).get("session_id")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return str(session_id) if session_id else None
-
-    def store(self, session_id: str) -> None:
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            if not self._private(self.directory):
-                return
-            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".session-")  # created 0600
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump({"session_id": session_id}, stream)
-            os.replace(temporary, self.path)
-        except OSError:
-            return  # a cache we cannot write only costs one SessionCreate per run
-
-    def forget(self, session_id: str) -> None:
-        if self.load() == session_id:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
 
 
 class OtoboClient:
@@ -746,38 +698,8 @@ def _ignore_warning(message: str) -> None:
 
 
 def read_secret_file(path: str, option: str, warn: Optional[Callable[[str], None]] = None) -> str:
-    """The secret kept in the file ``path`` (option ``option``), without one trailing newline.
-
-    Errors name the file and the reason, never its content. A file that every user may read (or write) is used,
-    with a warning: ``chmod 0600`` it.
-    """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise ValidationError(f"otobo: {option} {path} does not exist")
-    except OSError as exc:
-        raise ValidationError(f"otobo: {option} {path} cannot be read: {exc.strerror or exc}")
-    if not stat.S_ISREG(info.st_mode):
-        raise ValidationError(f"otobo: {option} {path} is not a regular file")
-    if info.st_mode & (stat.S_IROTH | stat.S_IWOTH) and warn is not None:
-        warn("otobo: {0} {1} is {2} by every user (mode {3:04o}); restrict it with chmod 0600".format(
-            option, path, "readable" if info.st_mode & stat.S_IROTH else "writable", stat.S_IMODE(info.st_mode)))
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise ValidationError(f"otobo: {option} {path} cannot be read: {exc.strerror or exc}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"otobo: {option} {path} is not UTF-8 text") from None
-    if text.endswith("\r\n"):
-        text = text[:-2]
-    elif text.endswith("\n"):
-        text = text[:-1]
-    if not text:
-        raise ValidationError(f"otobo: {option} {path} is empty")
-    return text
+    """``_secrets.read_secret_file`` for OTOBO's options (messages start with ``otobo:``)."""
+    return _secrets.read_secret_file(path, option, warn, platform=PLATFORM)
 
 
 def connection_password(params: Mapping[str, Any], warn: Optional[Callable[[str], None]] = None) -> str:

@@ -7,7 +7,7 @@
 An entry names the platform, its options (an Ansible argument spec of the adapter's connection and mapping
 options, with ``no_log`` and environment fallbacks) and a factory that builds its ``TicketPlatform``.
 ``ims_sop`` takes ``platform`` (a registry name), ``platform_options`` (validated here) and ``queue``.
-A new platform (ServiceNow, Jira) joins by registering one more entry.
+A new platform (Jira) joins by registering one more entry, as ServiceNow did.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,6 +28,15 @@ from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
 )
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import platform_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._platform import TicketPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow import (
+    SERVICENOW_CONNECTION_ARGSPEC,
+    SERVICENOW_CONNECTION_MUTUALLY_EXCLUSIVE,
+    SERVICENOW_CONNECTION_REQUIRED_ONE_OF,
+)
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params as servicenow_client
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow import connection_password as servicenow_password
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow_ims import DEFAULT_CLOSE_CODE, DEFAULT_QUEUE
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow_ims import platform_from_params as servicenow_platform
 
 DEFAULT_PLATFORM = "otobo"
 
@@ -88,9 +97,39 @@ def _otobo_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
         return ()
 
 
+def _servicenow_factory(options: Mapping[str, Any], *, queue: Optional[str], warn: Callable[[str], None]) -> TicketPlatform:
+    client = servicenow_client(options, warn=warn)
+    return servicenow_platform(dict(options, queue=queue), client)
+
+
+SERVICENOW_OPTION_SPEC = dict(
+    SERVICENOW_CONNECTION_ARGSPEC,
+    assignment_group=dict(type="str", default=DEFAULT_QUEUE),
+    caller=dict(type="str"),
+    field_map=dict(type="dict"),
+    state_map=dict(type="dict"),
+    close_code=dict(type="str", default=DEFAULT_CLOSE_CODE),
+    team_groups=dict(type="dict"),
+    severity_map=dict(type="dict"),
+    cmdb_lookup=dict(type="bool", default=True),
+)
+
+
+def _servicenow_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
+    if not options.get("password_file") or options.get("password"):
+        return ()
+    try:
+        return tuple(value for value in (servicenow_password(options),) if value)
+    except LabopsError:  # the factory raises the same error with its message; nothing to mask
+        return ()
+
+
 REGISTRY = {
     "otobo": PlatformEntry("otobo", OTOBO_OPTION_SPEC, _otobo_factory, mutually_exclusive=OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
                            required_one_of=OTOBO_CONNECTION_REQUIRED_ONE_OF, file_secrets=_otobo_file_secrets),
+    "servicenow": PlatformEntry("servicenow", SERVICENOW_OPTION_SPEC, _servicenow_factory,
+                                mutually_exclusive=SERVICENOW_CONNECTION_MUTUALLY_EXCLUSIVE,
+                                required_one_of=SERVICENOW_CONNECTION_REQUIRED_ONE_OF, file_secrets=_servicenow_file_secrets),
 }  # type: dict[str, PlatformEntry]
 
 

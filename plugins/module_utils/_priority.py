@@ -60,6 +60,42 @@ PLATFORM_PRIORITY_MAPS = {
     "jira": {"critical": "Highest", "high": "High", "medium": "Medium", "low": "Low"},
 }
 
+# ServiceNow derives priority from impact x urgency (contract section 9, the base data-lookup rules); the pairs
+# below give seed 001's priorities (critical 1, high 2, medium 3, low 4) through that lookup.
+SERVICENOW_PRIORITY_LOOKUP = {
+    ("1", "1"): "1", ("1", "2"): "2", ("1", "3"): "3",
+    ("2", "1"): "2", ("2", "2"): "3", ("2", "3"): "4",
+    ("3", "1"): "3", ("3", "2"): "4", ("3", "3"): "5",
+}
+SERVICENOW_IMPACT_URGENCY = {
+    "critical": {"impact": "1", "urgency": "1"},
+    "high": {"impact": "1", "urgency": "2"},
+    "medium": {"impact": "2", "urgency": "2"},
+    "low": {"impact": "2", "urgency": "3"},
+}
+
+
+def servicenow_priority(impact: Any, urgency: Any) -> str:
+    """The priority ServiceNow computes for ``impact`` x ``urgency`` (``'1'``..``'5'``)."""
+    key = (str(impact).strip(), str(urgency).strip())
+    if key not in SERVICENOW_PRIORITY_LOOKUP:
+        raise ValidationError(f"servicenow impact and urgency must be 1, 2 or 3, got impact {impact!r}, urgency {urgency!r}",
+                              value=f"{impact}/{urgency}")
+    return SERVICENOW_PRIORITY_LOOKUP[key]
+
+
+def servicenow_impact_urgency(severity: Any, mapping: Optional[Mapping[str, Any]] = None) -> dict:
+    """``{impact, urgency}`` of a severity (S-level or name) on ServiceNow; ``mapping`` overrides per severity
+    (``{"critical": {"impact": 1, "urgency": 1}}``), each pair checked against the lookup."""
+    table = {name: dict(pair) for name, pair in SERVICENOW_IMPACT_URGENCY.items()}
+    for key, pair in (mapping or {}).items():
+        name = LEVEL_NAMES[normalise_level(key)]
+        if not isinstance(pair, Mapping) or set(pair) != {"impact", "urgency"}:
+            raise ValidationError(f"servicenow severity map {key!r}: give impact and urgency, got {pair!r}", value=str(key))
+        servicenow_priority(pair["impact"], pair["urgency"])
+        table[name] = {"impact": str(pair["impact"]), "urgency": str(pair["urgency"])}
+    return dict(table[LEVEL_NAMES[normalise_level(severity)]])
+
 
 def _choice(name: str, value: Any, allowed: tuple) -> str:
     text = str(value).strip().lower() if isinstance(value, str) else value
