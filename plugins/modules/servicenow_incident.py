@@ -519,6 +519,9 @@ def desired_values(params, mapping):
     for name in ("correlation_id", "correlation_display"):
         if params.get(name) is not None:
             wanted[name] = params[name]
+    for name in JOURNALS:
+        if params.get(name):
+            wanted[name] = params[name]
     for name, value in (params.get("custom_fields") or {}).items():
         wanted[mapping.custom_field(name)] = _text(value)
     return wanted
