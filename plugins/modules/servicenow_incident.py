@@ -324,10 +324,10 @@ diff:
       type: dict
 """
 
+import hashlib
 import json
 import os
 import re
-import hashlib
 import tempfile
 import time
 
@@ -364,7 +364,7 @@ JOURNAL_LABELS = {"work_notes": "Work notes", "comments": "Additional comments"}
 SHORT_DESCRIPTION_MAX = 160
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 # "2026-05-01 10:00:03 - Monitoring Bot (Work notes)" heads each journal entry in a display value
-JOURNAL_HEADER = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - .*\((?:Work notes|Additional comments)\)\s*$", re.M)
+JOURNAL_HEADER = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - .*\((?:Work notes|Additional comments)\)\s*$", re.MULTILINE)
 SERVER_FIELDS = ("sys_updated_on", "sys_updated_by", "sys_mod_count", "sys_created_on", "sys_created_by", "priority", "active",
                  "incident_state", "resolved_at", "resolved_by", "closed_at", "closed_by", "reopen_count", "opened_at", "opened_by",
                  "calendar_stc", "business_stc", "sys_tags", "sys_domain", "sys_class_name")
@@ -436,7 +436,7 @@ class ReferenceCache:
             return
         self.directory = os.path.expanduser(directory)
         digest = hashlib.sha256(str(instance).encode("utf-8")).hexdigest()[:32]
-        self.path = os.path.join(self.directory, "references-{0}.json".format(digest))
+        self.path = os.path.join(self.directory, f"references-{digest}.json")
         try:
             info = os.stat(self.path)
             if info.st_uid == os.getuid() and not info.st_mode & 0o077:
@@ -448,7 +448,7 @@ class ReferenceCache:
 
     @staticmethod
     def _key(table, name):
-        return "{0}:{1}".format(table, name.strip().lower())
+        return f"{table}:{name.strip().lower()}"
 
     def get(self, table, name):
         value = self.entries.get(self._key(table, name))
@@ -483,8 +483,8 @@ def check_params(params):
     for name in ("number", "sys_id", "correlation_id"):
         value = params.get(name)
         if value is not None and not str(value).strip():
-            raise ValidationError("servicenow: {0} is empty: an empty key is never searched ({0}= would match every incident "
-                                  "whose field is empty)".format(name))
+            raise ValidationError(f"servicenow: {name} is empty: an empty key is never searched ({name}= would match every incident "
+                                  "whose field is empty)")
     if params.get("sys_id") is not None and not SYS_ID.match(params["sys_id"]):
         raise ValidationError("servicenow: sys_id must be 32 lowercase hex characters, got {0!r}".format(params["sys_id"]))
     if params["state"] == "absent" and not (params.get("number") or params.get("sys_id") or params.get("correlation_id")):
@@ -543,15 +543,15 @@ def creation_values(params, mapping, wanted):
     if values.get("state") == STATES["new"]:
         del values["state"]  # New is the default of an insert
     if not values.get("short_description"):
-        raise ValidationError("servicenow: no incident found{0}; creating one needs short_description (or alert, to render the "
-                              "mapping's template)".format(_key_text(params)))
+        raise ValidationError(f"servicenow: no incident found{_key_text(params)}; creating one needs short_description (or alert, to render the "
+                              "mapping's template)")
     return values
 
 
 def _key_text(params):
     for name in ("correlation_id", "number", "sys_id"):
         if params.get(name):
-            return " for {0}={1}".format(name, params[name])
+            return f" for {name}={params[name]}"
     return ""
 
 
@@ -621,7 +621,7 @@ class References:
             if sys_id:
                 self.cache.put(REFERENCE_FIELDS[field], name, sys_id)
             else:
-                unknown.append("{0} {1!r} (no {2} record has that name)".format(field, name, REFERENCE_FIELDS[field]))
+                unknown.append(f"{field} {name!r} (no {REFERENCE_FIELDS[field]} record has that name)")
         return unknown
 
 

@@ -141,7 +141,7 @@ def lookup(client, params):
     display = _display(params["display_value"])
     for name in ("number", "sys_id", "correlation_id"):
         if params.get(name) is not None and not str(params[name]).strip():
-            raise ValidationError("servicenow: {0} is empty: an empty key is never searched".format(name))
+            raise ValidationError(f"servicenow: {name} is empty: an empty key is never searched")
     if params.get("sys_id") is not None:
         if not SYS_ID.match(params["sys_id"]):
             raise ValidationError("servicenow: sys_id must be 32 lowercase hex characters, got {0!r}".format(params["sys_id"]))

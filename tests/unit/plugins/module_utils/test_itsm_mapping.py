@@ -1,6 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The field mapping configuration (seed 001): loading, validation with key paths, ${VAR}, templates."""
 
+from pathlib import Path
+
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
@@ -66,9 +68,9 @@ def test_file_with_platform_sections(mapping_file):
 
 
 def test_the_file_is_never_written_back(mapping_file):
-    before = open(mapping_file).read()
+    before = Path(mapping_file).read_text()
     load_mapping(mapping_file, "servicenow", environ={"SN_FIELD_TOKEN": "x"})
-    assert open(mapping_file).read() == before
+    assert Path(mapping_file).read_text() == before
 
 
 @pytest.mark.parametrize("data, message", [
