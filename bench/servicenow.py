@@ -60,7 +60,7 @@ OFFICIAL = {
     "update": "2-3 GETs (incident, attachments, caller) + 1 PATCH",
     "resolve": "2-3 GETs + 1 PATCH",
     "update re-run": "2-3 GETs",
-    "retries": "TLS handshake timeouts only",
+    "retries": "TLS handshake timeouts only (as issue 8 states; not from the file above)",
 }
 
 

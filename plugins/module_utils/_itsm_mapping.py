@@ -393,4 +393,3 @@ def render(mapping: Mapping, name: str, context: TypingMapping[str, Any]) -> str
     except TemplateError as exc:
         raise ValidationError(f"mapping.templates.{name} ({mapping.source}): {exc}")
     return text.strip()
-

@@ -84,8 +84,8 @@ def playbook(sim_url, out):
              "register": f"{name}_log"},
         ]
     results = "{" + ", ".join(f"'{n}': {{'result': {n}, 'log': {n}_log.json.requests}}" for n, dummy, dummy2 in STEPS) + "}"
-    tasks.append({"name": "Write the results", "ansible.builtin.copy": {"dest": str(out), "content": "{{ " + results + " | to_json }}",
-                                                                          "mode": "0600"}})
+    write = {"dest": str(out), "content": "{{ " + results + " | to_json }}", "mode": "0600"}
+    tasks.append({"name": "Write the results", "ansible.builtin.copy": write})
     return [{
         "name": "servicenow_incident lifecycle",
         "hosts": "localhost",
@@ -252,4 +252,3 @@ def test_ansible_doc_renders(tmp_path):
         assert "[WARNING]" not in proc.stderr, proc.stderr
         for text in ("correlation_id", "instance", "token_cache", "ATTRIBUTES", "EXAMPLES", "RETURN VALUES"):
             assert text in proc.stdout, (module, text)
-
