@@ -9,12 +9,13 @@ incident, in-process on the controller as the collection runs by default):
   create          N incidents, each with its own correlation_id, severity, group, CI and caller by name
   re-run          the same task again: nothing to change
   update          in_progress, urgency medium, a work note
+  update re-run   the same update again: nothing to change (the work note is not posted twice)
   resolve         resolved with close code and notes
 
 Per phase: wall time of the run divided by N (playbook start-up included, so a per-task figure a little
 high), HTTP requests per task counted in the simulator's request log (by operation), and the tasks that
-reported ``changed``. A floor phase runs a loop of N ``ansible.builtin.debug`` tasks (the per-task cost of
-ansible-playbook itself on this machine). The figures of the official ``servicenow.itsm`` incident module are
+reported ``changed``. A floor phase runs a loop of N ``ansible.builtin.debug`` tasks (roughly the per-task cost of
+ansible-playbook itself on this machine; its output printing makes it a loose floor). The figures of the official ``servicenow.itsm`` incident module are
 printed beside ours as reference numbers read from its code - they are NOT measured here (the collection is
 not installable offline).
 """
@@ -49,6 +50,7 @@ PHASES = {
                 "close_notes": "Fixed by the bench", "work_notes": "Resolved"},
 }
 PHASES["re-run"] = PHASES["create"]
+PHASES["update re-run"] = PHASES["update"]
 
 # servicenow.itsm `incident` module (ansible-collections/servicenow.itsm, plugins/modules/incident.py at commit
 # 09a93f254a76924a6fd6504e6673812eaf040017), read from its code, not measured: ensure_present() creates whenever neither
@@ -83,8 +85,8 @@ def playbook(sim_url: str, phase: str, count: int, out: Path) -> list:
 
 
 def run_phase(sim, phase: str, count: int, workdir: Path, env: dict) -> dict:
-    out = workdir / f"{phase}.json"
-    book = workdir / f"{phase}.yml"
+    out = workdir / f"{phase.replace(' ', '-')}.json"
+    book = workdir / f"{phase.replace(' ', '-')}.yml"
     book.write_text(yaml.safe_dump(playbook(sim.url, phase, count, out), sort_keys=False))
     sim.clear_requests()
     started = time.perf_counter()
@@ -110,16 +112,16 @@ def main() -> int:
                    ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
                    ANSIBLE_COLLECTIONS_PATH=str(Path(sys.prefix) / "collections"))
         with start_simulator("servicenow") as sim:
-            for phase in ("floor", "create", "re-run", "update", "resolve"):
+            for phase in ("floor", "create", "re-run", "update", "update re-run", "resolve"):
                 results[phase] = run_phase(sim, phase, count, workdir, env)
                 print(f"  {phase}: {results[phase]['wall']:.1f} s", file=sys.stderr)
             incidents = [row for row in sim.state()["tables"]["incident"] if row.get("correlation_id", "").startswith("bench:")]
     print(f"\nservicenow_incident over {count} incidents (ServiceNow simulator, OAuth, one ansible-playbook run per phase)")
-    print(f"{'phase':<10}{'s/task':>9}{'HTTP/task':>11}{'changed':>9}  requests by operation (whole phase)")
+    print(f"{'phase':<14}{'s/task':>9}{'HTTP/task':>11}{'changed':>9}  requests by operation (whole phase)")
     for phase, figures in results.items():
         calls = sum(figures["operations"].values())
         ops = ", ".join(f"{op} {n}" for op, n in sorted(figures["operations"].items())) or "-"
-        print(f"{phase:<10}{figures['wall'] / count:>9.3f}{calls / count:>11.2f}{figures['changed']:>9}  {ops}")
+        print(f"{phase:<14}{figures['wall'] / count:>9.3f}{calls / count:>11.2f}{figures['changed']:>9}  {ops}")
     print(f"\nincidents in the simulator with a bench correlation_id: {len(incidents)} (expected {count}: no duplicates)")
     print("\nservicenow.itsm incident module, for comparison - READ FROM ITS CODE (plugins/modules/incident.py at commit 09a93f2),"
           " NOT MEASURED HERE:")
