@@ -22,6 +22,8 @@ description:
     so a re-run adds nothing.
   - Check mode is the dry run of seed 001 - it returns the exact request body it would send in RV(payload), and the
     predicted incident.
+  - A create whose reply was lost (a timeout or 5xx after sending) is never re-sent blindly - with O(correlation_id) the
+    module looks the incident up and sends the create once more only when it is not there (with a warning either way).
 author:
   - labops.itsm developers (@labops)
 extends_documentation_fragment:
@@ -333,7 +335,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, NotFoundError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AmbiguousWriteError, LabopsError, NotFoundError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping, render
 from ansible_collections.labops.itsm.plugins.module_utils._metrics import record_dry_run, record_ticket_creation
@@ -681,7 +683,7 @@ def ensure_created(module, client, references, mapping, wanted):
         return True, predict(None, body), body, query
     started = time.time()
     try:
-        written = Current(client.create(TABLE, body, input_display_value=bool(query), display_value="all"))
+        written = create_once(module, client, body, query)
     except LabopsError as exc:
         _warn(module, record_ticket_creation(PLATFORM, "failure", time.time() - started, message=str(exc),
                                              correlation_key=params.get("correlation_id")))
@@ -693,6 +695,22 @@ def ensure_created(module, client, references, mapping, wanted):
         raise NotFoundError("servicenow: incident {0} was created, but ServiceNow left {1} empty".format(
             written.raw.get("number"), "; ".join(unknown)), number=written.raw.get("number"), sys_id=written.raw.get("sys_id"))
     return True, written.record(), body, query
+
+
+def create_once(module, client, body, query):
+    """POST; after a lost reply look the incident up by its correlation_id and send again only when it is not there."""
+    params = module.params
+    try:
+        return Current(client.create(TABLE, body, input_display_value=bool(query), display_value="all"))
+    except AmbiguousWriteError:
+        if not params.get("correlation_id"):
+            raise  # nothing to find it by: the caller must look before running again
+        found = find_incident(client, params)
+        if found is not None:
+            module.warn("servicenow: the reply to the create was lost, but incident {0} was created".format(found.raw.get("number")))
+            return found
+        module.warn("servicenow: the reply to the create was lost and no incident was created; sent it once more")
+        return Current(client.create(TABLE, body, input_display_value=bool(query), display_value="all"))
 
 
 def ensure_updated(module, client, references, current, wanted):

@@ -137,3 +137,38 @@ def test_info_pages_until_the_limit():
     module.params.update(limit=0, query="active=true^assignment_group=")
     with pytest.raises(ValidationError, match="never searched"):
         sn_info.run(module, client)
+
+
+class _Module:
+    """What the module's run() uses of AnsibleModule."""
+
+    def __init__(self, **given):
+        self.params = dict(params(**given))
+        self.check_mode = False
+        self.warnings = []
+        self.no_log_values = set()
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+
+@pytest.mark.parametrize("after_apply, posts, warning", [
+    (True, 1, "reply to the create was lost, but incident INC"),
+    (False, 2, "lost and no incident was created; sent it once more"),
+])
+def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, after_apply, posts, warning):
+    from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params
+    from simulators.harness import start_in_thread
+
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    with start_in_thread("servicenow") as sim:
+        sim.inject(kind="http_status", status=503, count=1, operations=["POST incident"], after_apply=after_apply)
+        client = client_from_params({"instance": sim.url, "username": "itsm.bot", "password": "bot-pw", "token_cache": ""})
+        module = _Module(correlation_id="am:lost", short_description="lost reply", impact="2")
+        result = sn.run(module, client, sn.ReferenceCache("", sim.url))
+        incidents = [row for row in sim.state()["tables"]["incident"] if row["correlation_id"] == "am:lost"]
+        operations = [entry["operation"] for entry in sim.requests()]
+    assert len(incidents) == 1 and result["number"] == incidents[0]["number"] and result["created"] is True
+    assert operations.count("POST incident") == posts
+    assert operations.count("GET incident") == 2  # the lookup before, the one after the lost reply
+    assert len(module.warnings) == 1 and warning in module.warnings[0]
