@@ -357,7 +357,7 @@ RATINGS = {"high": "1", "medium": "2", "low": "3", "1": "1", "2": "2", "3": "3"}
 # option -> (field, referenced table)
 REFERENCES = {"caller": ("caller_id", "sys_user"), "assignment_group": ("assignment_group", "sys_user_group"),
               "assigned_to": ("assigned_to", "sys_user"), "cmdb_ci": ("cmdb_ci", "cmdb_ci")}
-REFERENCE_FIELDS = {field: table for field, table in REFERENCES.values()}
+REFERENCE_FIELDS = dict(REFERENCES.values())
 # tables whose display value is the name the user gives: unknown names go out as display values, no lookup
 DISPLAY_NAME_TABLES = ("sys_user_group", "cmdb_ci")
 PLAIN = ("short_description", "description", "category", "subcategory", "contact_type", "close_code", "close_notes")
@@ -436,7 +436,7 @@ class ReferenceCache:
         self.dirty = False
         if not directory:
             return
-        self.directory = os.path.expanduser(directory)
+        self.directory = directory  # token_cache is type=path: already expanded
         digest = hashlib.sha256(str(instance).encode("utf-8")).hexdigest()[:32]
         self.path = os.path.join(self.directory, f"references-{digest}.json")
         try:
