@@ -91,6 +91,14 @@ class _Controlled:
     def reset(self) -> None:
         self.control("POST", "reset")
 
+    def seed(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """ServiceNow simulator: insert ``rows`` into ``table`` as the system (POST /_sim/seed); returns the stored rows."""
+        return self.control("POST", "seed", {"table": table, "rows": rows})["result"][table]
+
+    def set_config(self, **keys: Any) -> dict[str, Any]:
+        """ServiceNow simulator: change config keys until the next reset (POST /_sim/config)."""
+        return self.control("POST", "config", keys)["config"]
+
     def advance_clock(self, seconds: float) -> None:
         self.control("POST", "clock", {"advance": seconds})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import re
 import secrets
 import sys
 import urllib.parse
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ from simulators.base import (
     text_response,
 )
 from simulators.servicenow_model import (
+    ATTACHMENT_TABLE,
     CHOICE_TABLE,
     DEFAULT_CONFIG,
     JOURNAL_TABLE,
@@ -54,6 +57,7 @@ from simulators.servicenow_model import (
 from simulators.servicenow_query import Accessor, Context, Term, parse, run_query
 
 _TABLE_PATH = re.compile(r"/api/now(?:/v[12])?/table/([^/]+)(?:/([^/]+))?/?")
+_ATTACHMENT_PATH = re.compile(r"/api/now(?:/v1)?/attachment(?:/([^/]+)(?:/(file))?)?/?")
 ACL_VERBS = {"GET": "read", "POST": "create", "PATCH": "write", "PUT": "write", "DELETE": "delete"}
 ACL_WORDS = {"read": "Read", "create": "Insert", "write": "Update", "delete": "Delete"}
 NOT_AUTHENTICATED = ("User Not Authenticated", "Required to provide Auth information")
@@ -137,6 +141,7 @@ class ServiceNowSimulator(SimulatorApp):
         if state_file and os.path.exists(state_file):
             with open(state_file, encoding="utf-8") as handle:
                 self.store = Store.from_json(json.load(handle))
+            self._rebuild_dynamic()
         else:
             self._seed()
 
@@ -151,6 +156,14 @@ class ServiceNowSimulator(SimulatorApp):
         limit = self.config.get("rate_limit")
         if limit is not None and (not isinstance(limit, dict) or not isinstance(limit.get("limit"), int) or limit["limit"] < 1):
             raise ConfigError('rate_limit must be null or {"limit": N, "window": seconds, "users"|"roles"|"operations": [...]}')
+
+    def _rebuild_dynamic(self) -> None:
+        """Custom columns in use (for full records): every u_ field a stored row carries that the schema allows."""
+        for table, rows in self.store.rows.items():
+            if self.schema.table(table) is None:
+                continue
+            for row in rows.values():
+                self.schema.dynamic[table].update(k for k in row if k.startswith("u_") and self.schema.field(table, k) is not None)
 
     @property
     def acc(self) -> Accessor:
@@ -271,6 +284,8 @@ class ServiceNowSimulator(SimulatorApp):
             self.config = previous
             self._apply_config()
             raise
+        finally:
+            self._rebuild_dynamic()
         return self._ctl_config_get(None)
 
     def _ctl_config_get(self, _payload: Any) -> Any:
@@ -285,6 +300,10 @@ class ServiceNowSimulator(SimulatorApp):
             table = urllib.parse.unquote(match.group(1))
             sys_id = urllib.parse.unquote(match.group(2)) if match.group(2) is not None else ""
             return Routed(f"{req.method} {table}", table, functools.partial(self._locked, self.op_table, req, table, sys_id))
+        match = _ATTACHMENT_PATH.fullmatch(req.path)
+        if match:
+            first, second = urllib.parse.unquote(match.group(1) or ""), match.group(2) or ""
+            return Routed(f"{req.method} attachment", "attachment", functools.partial(self._locked, self.op_attachment, req, first, second))
         if req.path.startswith("/api/"):
             return Routed("", "", lambda: SnError(400, "Requested URI does not represent any resource").response())
         return Routed("", "", lambda: text_response("Not Found", 404))
@@ -342,9 +361,13 @@ class ServiceNowSimulator(SimulatorApp):
         raise SnError(401, *NOT_AUTHENTICATED, headers=[("WWW-Authenticate", 'BASIC realm="Service-now"')])
 
     def _allowed(self, principal: Principal, table: str, verb: str) -> bool:
+        """Role ACLs grant (union over the user's roles); a user's own ``deny`` ({table or "*": [verbs]}) takes away."""
+        deny = (self.config["users"].get(principal.user_name) or {}).get("deny") or {}
+        if verb in (deny.get(table) or []) or verb in (deny.get("*") or []):
+            return False
         for role in principal.roles:
             rules = self.config["acls"].get(role) or {}
-            if verb in (rules.get(table) or rules.get("*") or []):
+            if verb in (rules[table] if table in rules else rules.get("*") or []):
                 return True
         return False
 
@@ -448,11 +471,13 @@ class ServiceNowSimulator(SimulatorApp):
                     raise SnError(404, *NOT_FOUND)
                 raise acl_error("read")
             return self._get_record(table, sys_id, view) if sys_id else self._list(req, table, params, view, principal)
+        current = self.store.table(table).get(sys_id) if sys_id else None
+        if sys_id and current is None:
+            raise SnError(404, *NOT_FOUND)  # the record is fetched before its ACLs are evaluated
         if not self._allowed(principal, table, verb):
             raise acl_error(verb)
         if verb == "delete":
-            if self.store.table(table).pop(sys_id, None) is None:
-                raise SnError(404, *NOT_FOUND)
+            del self.store.table(table)[sys_id]
             self._dirty = True
             return SimResponse(204)
         body = self._body(req)
@@ -460,9 +485,7 @@ class ServiceNowSimulator(SimulatorApp):
         if verb == "create":
             row = self._write(table, None, body, principal, input_display)
             return json_response({"result": self._render(table, row, view)}, 201)
-        current = self.store.table(table).get(sys_id)
-        if current is None:
-            raise SnError(404, *NOT_FOUND)
+        assert current is not None
         if table == "incident" and current.get("state") == "7" and self.config["closed_read_only"] and not principal.is_admin:
             raise acl_error("write")
         row = self._write(table, current, body, principal, input_display)
@@ -489,6 +512,65 @@ class ServiceNowSimulator(SimulatorApp):
         display = params.get("sysparm_display_value", "false").strip().lower()
         base = self.config.get("instance_url") or f"http://{req.headers.get('Host') or '127.0.0.1'}"
         return View(fields, display if display in ("true", "all") else "false", _flag(params, "sysparm_exclude_reference_link"), base.rstrip("/"))
+
+    # ------------------------------------------------------------------ Attachment API (contract §12)
+    def op_attachment(self, req: SimRequest, first: str, second: str) -> SimResponse:
+        principal = self._authenticate(req)
+        rate_headers = self._rate_limit(principal, f"{req.method} attachment")
+        try:
+            resp = self._attachment_op(req, first, second, principal)
+        except SnError as exc:
+            exc.headers.extend(rate_headers)
+            raise
+        resp.headers.extend(rate_headers)
+        return resp
+
+    def _attachment_op(self, req: SimRequest, first: str, second: str, principal: Principal) -> SimResponse:
+        params = dict(urllib.parse.parse_qsl(req.query, keep_blank_values=True))
+        view = self._view(req, params)
+        if req.method == "POST" and first == "file" and not second:
+            return self._attach(req, params, view, principal)
+        if req.method == "GET" and not first:
+            if not self._allowed(principal, ATTACHMENT_TABLE, "read"):
+                raise acl_error("read")
+            return self._list(req, ATTACHMENT_TABLE, params, view, principal)
+        meta = self.store.table(ATTACHMENT_TABLE).get(first) if first else None
+        if req.method not in ("GET", "DELETE") or not first or (second and req.method != "GET"):
+            raise SnError(405, "Method not Supported", f"{req.method} method not supported for API")
+        if meta is None or not self._allowed(principal, ATTACHMENT_TABLE, "read"):
+            raise SnError(404, *NOT_FOUND)
+        if req.method == "DELETE":
+            if not self._allowed(principal, meta.get("table_name", ""), "write"):
+                raise acl_error("delete")
+            del self.store.table(ATTACHMENT_TABLE)[first]
+            self.store.blobs.pop(first, None)
+            self._dirty = True
+            return SimResponse(204)
+        if second == "file":
+            content = base64.b64decode(self.store.blobs.get(first, ""))
+            return SimResponse(200, content, meta.get("content_type") or "application/octet-stream")
+        return json_response({"result": self._render(ATTACHMENT_TABLE, meta, view)})
+
+    def _attach(self, req: SimRequest, params: Mapping[str, str], view: View, principal: Principal) -> SimResponse:
+        for name in ("table_name", "table_sys_id", "file_name"):
+            if not params.get(name):
+                raise SnError(400, f"Missing parameter: {name}")
+        table = params["table_name"]
+        if self.schema.table(table) is None:
+            raise SnError(400, f"Invalid table {table}")
+        if params["table_sys_id"] not in self.store.table(table):
+            raise SnError(404, *NOT_FOUND)
+        if not self._allowed(principal, table, "write"):
+            raise acl_error("create")
+        sys_id = new_sys_id()
+        content_type = (req.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip()
+        row = self._insert_raw(ATTACHMENT_TABLE, {
+            "sys_id": sys_id, "file_name": params["file_name"], "content_type": content_type, "size_bytes": str(len(req.body)),
+            "size_compressed": str(len(zlib.compress(req.body))), "compressed": "true", "hash": hashlib.sha256(req.body).hexdigest(),
+            "table_name": table, "table_sys_id": params["table_sys_id"], "download_link": f"{view.base}/api/now/attachment/{sys_id}/file",
+            "state": "available"}, principal.user_name, self.now())
+        self.store.blobs[sys_id] = base64.b64encode(req.body).decode("ascii")
+        return json_response({"result": self._render(ATTACHMENT_TABLE, row, view)}, 201)
 
     # ------------------------------------------------------------------ reads
     def _get_record(self, table: str, sys_id: str, view: View) -> SimResponse:
@@ -630,6 +712,9 @@ class ServiceNowSimulator(SimulatorApp):
             if not is_sys_id(sys_id) or sys_id in self.store.table(table):
                 sys_id = new_sys_id()
             new["sys_id"] = sys_id
+            tdef = self.schema.tables[table]
+            if tdef.prefix and not new.get("number"):
+                new["number"] = self.store.next_number(tdef)  # after the data policies: a refused insert takes no number
             row = self._insert_raw(table, new, principal.user_name, now)
         for element, text in journals:
             self._insert_raw(JOURNAL_TABLE, {"element_id": row["sys_id"], "element": element, "name": table, "value": text},
@@ -638,9 +723,6 @@ class ServiceNowSimulator(SimulatorApp):
         return row
 
     def _defaults(self, table: str, row: dict[str, str], principal: Principal, now: float) -> None:
-        tdef = self.schema.tables[table]
-        if tdef.prefix and not row.get("number"):
-            row["number"] = self.store.next_number(tdef)
         defaults: dict[str, str] = {}
         if table in ("incident", "problem", "change_request"):
             defaults = {"impact": "3", "urgency": "3", "opened_at": fmt_time(now), "opened_by": principal.sys_id}

@@ -122,6 +122,9 @@ CONTACT_TYPES = (("email", "Email"), ("phone", "Phone"), ("self-service", "Self-
 KB_WORKFLOW = (("draft", "Draft"), ("review", "Review"), ("published", "Published"), ("outdated", "Outdated"), ("retired", "Retired"))
 OPERATIONAL_STATUS = (("1", "Operational"), ("2", "Non-Operational"), ("3", "Repair in Progress"), ("6", "Retired"))
 
+INCIDENT_CATEGORIES = (("inquiry", "Inquiry / Help"), ("software", "Software"), ("hardware", "Hardware"), ("network", "Network"),
+                       ("database", "Database"))
+
 SYSTEM_FIELDS: dict[str, FieldDef] = {
     "sys_id": _s("Sys ID", 32), "sys_created_on": _dt("Created"), "sys_created_by": _s("Created by"),
     "sys_updated_on": _dt("Updated"), "sys_updated_by": _s("Updated by"), "sys_mod_count": _int("Updates"),
@@ -145,8 +148,7 @@ TASK_FIELDS: dict[str, FieldDef] = {
 INCIDENT_FIELDS: dict[str, FieldDef] = {
     **TASK_FIELDS,
     "state": _choice("State", INCIDENT_STATES, True), "incident_state": _choice("Incident state", INCIDENT_STATES, True),
-    "caller_id": _ref("Caller", "sys_user"), "category": _choice("Category", (("inquiry", "Inquiry / Help"), ("software", "Software"),
-                                                                          ("hardware", "Hardware"), ("network", "Network"), ("database", "Database"))),
+    "caller_id": _ref("Caller", "sys_user"), "category": _choice("Category", INCIDENT_CATEGORIES),
     "subcategory": _s("Subcategory"), "hold_reason": _choice("On hold reason", HOLD_REASONS, True),
     "close_code": _choice("Resolution code", ()), "close_notes": _s("Resolution notes", 4000),
     "resolved_at": _dt("Resolved"), "resolved_by": _ref("Resolved by", "sys_user"), "reopen_count": _int("Reopen count"),
@@ -214,6 +216,14 @@ CHOICE_FIELDS: dict[str, FieldDef] = {
 }
 
 
+ATTACHMENT_FIELDS: dict[str, FieldDef] = {
+    "file_name": _s("File name", 100), "content_type": _s("Content type"), "size_bytes": _int("Size bytes"),
+    "size_compressed": _int("Size compressed"), "compressed": _bool("Compressed"), "hash": _s("Hash"),
+    "table_name": _s("Table name"), "table_sys_id": _s("Table sys ID", 32), "download_link": _s("Download link"),
+    "state": _s("State"),
+}
+
+
 @dataclass(frozen=True)
 class TableDef:
     name: str
@@ -233,7 +243,9 @@ TABLES: dict[str, TableDef] = {
     "cmdb_ci": TableDef("cmdb_ci", CI_FIELDS, display="name"),
     "sys_journal_field": TableDef("sys_journal_field", JOURNAL_FIELDS, display="value"),
     "sys_choice": TableDef("sys_choice", CHOICE_FIELDS, display="label"),
+    "sys_attachment": TableDef("sys_attachment", ATTACHMENT_FIELDS, display="file_name"),
 }
+ATTACHMENT_TABLE = "sys_attachment"
 TASK_TABLES = ("incident", "problem", "change_request")
 JOURNAL_TABLE = "sys_journal_field"
 CHOICE_TABLE = "sys_choice"
@@ -352,7 +364,7 @@ class Store:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     refresh_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens_issued: int = 0
-    created_seq: int = 0  # tie-breaker for rows created within the same second
+    blobs: dict[str, str] = field(default_factory=dict)  # attachment sys_id -> content, base64
 
     def table(self, name: str) -> dict[str, dict[str, str]]:
         return self.rows.setdefault(name, {})
@@ -364,12 +376,12 @@ class Store:
 
     def to_json(self) -> dict[str, Any]:
         return {"rows": self.rows, "counters": self.counters, "tokens": self.tokens, "refresh_tokens": self.refresh_tokens,
-                "tokens_issued": self.tokens_issued, "created_seq": self.created_seq}
+                "tokens_issued": self.tokens_issued, "blobs": self.blobs}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Store:
         return cls(copy.deepcopy(dict(data.get("rows", {}))), dict(data.get("counters", {})), dict(data.get("tokens", {})),
-                   dict(data.get("refresh_tokens", {})), int(data.get("tokens_issued", 0)), int(data.get("created_seq", 0)))
+                   dict(data.get("refresh_tokens", {})), int(data.get("tokens_issued", 0)), dict(data.get("blobs", {})))
 
     def save(self, path: str) -> None:
         tmp = f"{path}.tmp{os.getpid()}"
