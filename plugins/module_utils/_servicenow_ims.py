@@ -33,7 +33,7 @@ import copy
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
-from ansible_collections.labops.itsm.plugins.module_utils._errors import NotFoundError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import NotFoundError, PermissionDenied, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._platform import (
     DEFAULT_LOOKUP_LIMIT,
     FOLLOW_UP_KEY,
@@ -53,6 +53,8 @@ INTAKE_TEAM = "service_desk"
 SEARCH_CAP = 500
 SEARCH_PAGE = 100
 HOLD_AWAITING_VENDOR = "4"
+# newest first; records created within the same second are ordered by their number
+NEWEST_FIRST = "ORDERBYDESCsys_created_on^ORDERBYDESCnumber"
 LIST_KEYS = ("incident_links",)
 DATE_KEYS = ("opened_at",)
 
@@ -237,7 +239,7 @@ class ServiceNowPlatform(TicketPlatform):
 
     def search(self, entity: str, *, active_only: bool = False, limit: int = DEFAULT_LOOKUP_LIMIT,
                match: Optional[Callable[[Mapping[str, Any]], bool]] = None) -> list:
-        query = ("active=true^" if active_only else "") + "ORDERBYDESCsys_created_on"
+        query = ("active=true^" if active_only else "") + NEWEST_FIRST
         records = []  # type: list
         offset = 0
         while offset < SEARCH_CAP:
@@ -254,10 +256,10 @@ class ServiceNowPlatform(TicketPlatform):
         return records
 
     def find_by_correlation_key(self, key: str) -> Optional[dict]:
-        """One GET: ``correlation_id=<key>^ORDERBYDESCsys_created_on`` with ``sysparm_limit=1`` (the newest incident)."""
+        """One GET: ``correlation_id=<key>^ORDERBYDESCsys_created_on^ORDERBYDESCnumber``, ``sysparm_limit=1`` (the newest incident)."""
         key = validate_correlation_key(key)
         field = self.field_map["incident"]["correlation_key"]
-        rows = self._read("incident", eq(field, key) + "^ORDERBYDESCsys_created_on")
+        rows = self._read("incident", eq(field, key) + "^" + NEWEST_FIRST)
         return self.to_record("incident", rows[0]) if rows else None
 
     # -- writing ------------------------------------------------------------------------
@@ -356,13 +358,28 @@ class ServiceNowPlatform(TicketPlatform):
         body = self._body(entity, changes, note, record)
         if entity == "incident" and "affected_service" in changes:
             body["cmdb_ci"] = self._ci(changes["affected_service"]) or ""
-        row = self.client.update(TABLES[entity], record["_sys_id"], body, fields=self._fields(entity), display_value="all")
+        try:
+            row = self.client.update(TABLES[entity], record["_sys_id"], body, fields=self._fields(entity), display_value="all")
+        except PermissionDenied as exc:
+            raise self._closed_hint(record, exc)
         return self.to_record(entity, row)
 
     def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
         body = self._body(record["entity"], {}, note)
         if body:
-            self.client.update(TABLES[record["entity"]], record["_sys_id"], body, fields="sys_id")
+            try:
+                self.client.update(TABLES[record["entity"]], record["_sys_id"], body, fields="sys_id")
+            except PermissionDenied as exc:
+                raise self._closed_hint(record, exc)
+
+    @staticmethod
+    def _closed_hint(record: Mapping[str, Any], exc: PermissionDenied) -> PermissionDenied:
+        """Closed incidents are read-only to non-admin roles; the IMS still records the PIR and the KB link on them."""
+        if record.get("entity") != "incident" or record.get("platform_state") != "7":
+            return exc
+        return PermissionDenied(f"{exc.message} (incident {record.get('id')} is Closed, which ServiceNow keeps read-only for "
+                                "non-admin roles; the IMS records the PIR and the KB link after closure, so give the integration "
+                                "account write access to closed incidents, e.g. an ACL on incident for its role)", **exc.details)
 
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         return ("the servicenow account can create incidents but cannot read them back by correlation_id: grant it read access "

@@ -3,15 +3,22 @@
 Each harness starts its backend once (``start``), hands out a fresh, empty platform per test
 (``new_platform``), and can tell the test what is stored (``snapshot``, ``notes``), how to lose the reply
 of the next create after it was applied (``lose_next_create_reply``) and what the platform shows for an
-IMS record (``check_mapping``). ServiceNow and Jira join by adding a harness to ``ADAPTERS``.
+IMS record (``check_mapping``). Jira joins by adding a harness to ``ADAPTERS``.
+
+The OTOBO and ServiceNow harnesses read what is stored straight from their simulator's state, never through the
+code under test.
 """
 
 import json
+import tempfile
 import urllib.request
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import DEFAULT_STATE_MAP, FIELD_MAP, OtoboPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params as servicenow_client
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow_ims import CHANGE_APPROVAL, HOLD_AWAITING_VENDOR, ServiceNowPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow_ims import DEFAULT_STATE_MAP as SN_STATE_MAP
 from simulators.harness import start_in_thread
 from tests.unit.contract.fake_platform import FakePlatform
 
@@ -110,4 +117,88 @@ class OtoboAdapter:
             assert record["platform_priority"] == prio.severity_to_priority(record["severity_level"], "otobo"), record
 
 
-ADAPTERS = {"fake": FakeAdapter, "otobo": OtoboAdapter}
+# The IMS teams as ServiceNow assignment groups (the intake team service_desk is the routed queue, "Service Desk").
+SN_TEAM_GROUPS = {"L1": "L1 Support", "L2": "L2 Support", "L3": "L3 Engineering", "incident_manager": "Incident Management",
+                  "change_mgmt": "Change Management", "facilities": "Facilities", "devops": "DevOps"}
+# closed_read_only off: the IMS records the PIR and the KB link on closed incidents, so the integration account
+# needs write access to them (on a real instance: an ACL for its role); test_servicenow_platform shows the default.
+SN_SIM_CONFIG = {"closed_read_only": False,
+                 "seed_rows": {"sys_user_group": [{"name": name} for name in sorted(SN_TEAM_GROUPS.values())]}}
+SN_CREDENTIALS = {"client_id": "labops", "client_secret": "client-secret", "username": "itsm.bot", "password": "bot-pw"}
+SN_TASK_TABLES = ("incident", "problem", "change_request")
+
+
+class ServiceNowAdapter:
+    """ServiceNowPlatform over the ServiceNow simulator (real HTTP, OAuth); one simulator, reset for every test."""
+
+    name = "servicenow"
+
+    def __init__(self, config=None):
+        self.config = config or SN_SIM_CONFIG
+        self.sim = None
+        self.cache = None
+
+    def start(self):
+        self.sim = start_in_thread("servicenow", self.config)
+        self.cache = tempfile.TemporaryDirectory(prefix="sn-tokens-")
+
+    def stop(self):
+        self.sim.stop()
+        self.cache.cleanup()
+
+    def client(self, **options):
+        params = dict(SN_CREDENTIALS, instance=self.sim.url, token_cache=self.cache.name, **options)
+        return servicenow_client(params)
+
+    def new_platform(self, **options):
+        self.sim.reset()
+        return ServiceNowPlatform(self.client(), queue="Service Desk", caller="monitoring", team_groups=SN_TEAM_GROUPS, **options)
+
+    def tables(self):
+        return self.sim.state()["tables"]
+
+    def row(self, number):
+        tables = self.tables()
+        return next(dict(row, _table=table) for table in SN_TASK_TABLES for row in tables.get(table, []) if row.get("number") == number)
+
+    def snapshot(self, platform):
+        """Every task record (all fields) and every journal entry."""
+        tables = self.tables()
+        return {table: sorted((sorted(row.items()) for row in tables.get(table, [])), key=str)
+                for table in SN_TASK_TABLES + ("sys_journal_field",)}
+
+    def notes(self, platform, ref):
+        sys_id = self.row(ref)["sys_id"]
+        return [{"subject": entry["value"].split("\n", 1)[0], "body": entry["value"], "visible": entry["element"] == "comments"}
+                for entry in self.tables().get("sys_journal_field", []) if entry["element_id"] == sys_id]
+
+    def lose_next_create_reply(self, platform):
+        self.sim.inject(kind="drop", operations=["POST incident"], after_apply=True, count=1)
+
+    def records_with_key(self, platform, key):
+        return [row["number"] for row in self.tables().get("incident", []) if row.get("correlation_id") == key]
+
+    def check_mapping(self, record):
+        """The native state, priority, hold reason, close fields, approval and group the IMS record shows."""
+        row = self.row(record["id"])
+        entity = record["entity"]
+        assert row["_table"] == entity, (row["_table"], record)
+        assert row["state"] == SN_STATE_MAP[entity][record["status"]], (row["state"], record)
+        assert row["u_ims_status"] == record["status"], row
+        if record.get("severity_level"):
+            pair = prio.servicenow_impact_urgency(record["severity_level"])
+            assert (row["impact"], row["urgency"]) == (pair["impact"], pair["urgency"]), row
+            assert row["priority"] == prio.severity_to_priority(record["severity_level"], "servicenow"), row
+        if entity == "incident":
+            assert row["hold_reason"] == (HOLD_AWAITING_VENDOR if record["status"] == "pending_vendor" else ""), row
+            if record["status"] in ("resolved", "closed"):
+                assert row["close_code"] and row["close_notes"], row
+        if entity == "change_request":
+            assert row["approval"] == CHANGE_APPROVAL[record["status"]], row
+        if record.get("assigned_team"):
+            groups = {group["sys_id"]: group["name"] for group in self.tables()["sys_user_group"]}
+            expected = "Service Desk" if record["assigned_team"] == "service_desk" else SN_TEAM_GROUPS[record["assigned_team"]]
+            assert groups[row["assignment_group"]] == expected, (row, record)
+
+
+ADAPTERS = {"fake": FakeAdapter, "otobo": OtoboAdapter, "servicenow": ServiceNowAdapter}
