@@ -64,11 +64,16 @@ HELP = (
     (DRY_RUN_TOTAL, "counter", "Check-mode (dry-run) runs that would have created a ticket, by platform."),
 )
 
-Labels = Tuple[Tuple[str, str], ...]
-Samples = Dict[Tuple[str, Labels], float]
+# series text (``name{labels}``, exactly as written) -> value, in file order
+Samples = Dict[str, float]
 
-_SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)$')
-_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_BUCKET = CREATION_DURATION + "_bucket"
+_SUM = CREATION_DURATION + "_sum"
+_COUNT = CREATION_DURATION + "_count"
+_KNOWN = frozenset((CREATION_TOTAL, DRY_RUN_TOTAL, _BUCKET, _SUM, _COUNT))
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+_SERIES_RE = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:' + _LABEL + '(?:,' + _LABEL + r')*)?\})?')
+_PLATFORM_RE = re.compile(r'[{,]platform="((?:[^"\\]|\\.)*)"')
 _UNESCAPE_RE = re.compile(r'\\(.)')
 
 
@@ -183,109 +188,78 @@ def _read(path: str) -> Tuple[Samples, int]:
 def parse(text: str) -> Tuple[Samples, int]:
     """Parse a file written by ``render``: (samples, number of dropped lines).
 
-    Only the three labops metrics are kept; a platform's histogram whose buckets do not match ``BUCKETS``
+    Only the three labops metrics are kept; a platform's histogram that lacks one of the ``BUCKETS``
     (written by another version) is dropped whole, which Prometheus sees as a counter reset.
     """
     samples = {}  # type: Samples
     dropped = 0
-    known = (CREATION_TOTAL, DRY_RUN_TOTAL, CREATION_DURATION + "_bucket", CREATION_DURATION + "_sum", CREATION_DURATION + "_count")
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        parsed = _parse_line(line)
-        if parsed is None or parsed[0] not in known:
-            dropped += 1
+        series, space, value_text = line.rpartition(" ")
+        try:
+            value = float(value_text) if space else -1.0
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or series.partition("{")[0] not in _KNOWN or _SERIES_RE.fullmatch(series) is None:
+            dropped += 1  # also NaN and negative values: a counter never goes there
             continue
-        name, labels, value = parsed
-        samples[(name, labels)] = value
+        samples[series] = value
     return _drop_foreign_histograms(samples), dropped
 
 
-def _parse_line(line: str) -> Optional[Tuple[str, Labels, float]]:
-    match = _SAMPLE_RE.match(line)
-    if match is None:
-        return None
-    name, label_text, value_text = match.groups()
-    labels = []  # type: List[Tuple[str, str]]
-    position = 0
-    label_text = label_text or ""
-    while position < len(label_text.rstrip()):
-        label = _LABEL_RE.match(label_text, position)
-        if label is None:
-            return None
-        labels.append((label.group(1), _unescape(label.group(2))))
-        position = label.end()
-    try:
-        value = float(value_text)
-    except ValueError:
-        return None
-    if math.isnan(value) or value < 0:
-        return None
-    return name, tuple(sorted(labels)), value
-
-
 def _drop_foreign_histograms(samples: Samples) -> Samples:
-    expected = {_le(bound) for bound in BUCKETS} | {"+Inf"}
-    seen = {}  # type: Dict[str, set]
-    for (name, labels) in samples:
-        if name == CREATION_DURATION + "_bucket":
-            label_map = dict(labels)
-            seen.setdefault(label_map.get("platform", ""), set()).add(label_map.get("le"))
-    foreign = {platform for platform, bounds in seen.items() if bounds != expected}
-    if not foreign:
+    platforms = [_platform_of(series) for series in samples if series.startswith(_COUNT + "{")]
+    histograms = {}  # type: Dict[str, List[str]]
+    for platform in platforms:
+        histograms[platform] = _bucket_series(platform) + [_series(_SUM, platform), _series(_COUNT, platform)]
+    ours = set()  # type: set
+    for kept in histograms.values():
+        if all(series in samples for series in kept):
+            ours.update(kept)
+    if all(series in ours for series in samples if series.startswith(CREATION_DURATION)):
         return samples
-    return {key: value for key, value in samples.items()
-            if not (key[0].startswith(CREATION_DURATION) and dict(key[1]).get("platform") in foreign)}
+    return {series: value for series, value in samples.items() if not series.startswith(CREATION_DURATION) or series in ours}
+
+
+def _platform_of(series: str) -> str:
+    match = _PLATFORM_RE.search(series)
+    return _unescape(match.group(1)) if match else ""
 
 
 def _apply(samples: Samples, platform: str, outcome: str, duration: Optional[float]) -> None:
     """Add one event; a platform's series all exist (at 0) from its first event on."""
-    for status in STATUSES:
-        samples.setdefault((CREATION_TOTAL, _labels(platform=platform, status=status)), 0)
-    samples.setdefault((DRY_RUN_TOTAL, _labels(platform=platform)), 0)
-    for bound in BUCKETS:
-        samples.setdefault((CREATION_DURATION + "_bucket", _labels(platform=platform, le=_le(bound))), 0)
-    samples.setdefault((CREATION_DURATION + "_bucket", _labels(platform=platform, le="+Inf")), 0)
-    samples.setdefault((CREATION_DURATION + "_sum", _labels(platform=platform)), 0.0)
-    samples.setdefault((CREATION_DURATION + "_count", _labels(platform=platform)), 0)
+    totals = {status: _series(CREATION_TOTAL, platform, "status", status) for status in STATUSES}
+    dry_runs = _series(DRY_RUN_TOTAL, platform)
+    buckets = _bucket_series(platform)
+    histogram = buckets + [_series(_SUM, platform), _series(_COUNT, platform)]
+    for series in list(totals.values()) + [dry_runs] + histogram:
+        samples.setdefault(series, 0)
     if outcome == "dry_run":
-        samples[(DRY_RUN_TOTAL, _labels(platform=platform))] += 1
+        samples[dry_runs] += 1
         return
-    samples[(CREATION_TOTAL, _labels(platform=platform, status=outcome))] += 1
+    samples[totals[outcome]] += 1
     if duration is None:
         return
-    for bound in BUCKETS:
+    for bound, series in zip(BUCKETS + (math.inf,), buckets):
         if duration <= bound:
-            samples[(CREATION_DURATION + "_bucket", _labels(platform=platform, le=_le(bound)))] += 1
-    samples[(CREATION_DURATION + "_bucket", _labels(platform=platform, le="+Inf"))] += 1
-    samples[(CREATION_DURATION + "_sum", _labels(platform=platform))] += duration
-    samples[(CREATION_DURATION + "_count", _labels(platform=platform))] += 1
+            samples[series] += 1
+    samples[histogram[-2]] += duration
+    samples[histogram[-1]] += 1
 
 
 def render(samples: Samples) -> str:
-    """Prometheus text exposition format (0.0.4), HELP and TYPE before each family, stable order."""
+    """Prometheus text exposition format (0.0.4): HELP and TYPE, then the family's series in file order."""
     lines = []  # type: List[str]
     for family, kind, help_text in HELP:
-        names = [family] if kind != "histogram" else [family + "_bucket", family + "_sum", family + "_count"]
-        rows = [(key, value) for key, value in samples.items() if key[0] in names]
-        if not rows:
-            continue
-        lines.append("# HELP {0} {1}".format(family, help_text.replace("\\", "\\\\").replace("\n", "\\n")))
-        lines.append(f"# TYPE {family} {kind}")
-        rows.sort(key=lambda row: _order(row[0], names))
-        for (name, labels), value in rows:
-            lines.append(f"{name}{_label_text(labels)} {_number(value)}")
+        names = (family,) if kind != "histogram" else (_BUCKET, _SUM, _COUNT)
+        rows = [f"{series} {_number(value)}" for series, value in samples.items() if series.partition("{")[0] in names]
+        if rows:
+            lines.append("# HELP {0} {1}".format(family, help_text.replace("\\", "\\\\").replace("\n", "\\n")))
+            lines.append(f"# TYPE {family} {kind}")
+            lines.extend(rows)
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def _order(key: Tuple[str, Labels], names: List[str]) -> tuple:
-    name, labels = key
-    label_map = dict(labels)
-    le = label_map.get("le")
-    bound = math.inf if le == "+Inf" else float(le) if le is not None else 0.0
-    rest = tuple(item for item in labels if item[0] != "le")
-    return (label_map.get("platform", ""), names.index(name), bound, rest)
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -311,15 +285,15 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def _labels(**labels: str) -> Labels:
-    return tuple(sorted(labels.items()))
+def _series(name: str, platform: str, label: Optional[str] = None, value: str = "") -> str:
+    text = name + '{platform="' + _escape(platform) + '"'
+    if label:
+        text += "," + label + '="' + _escape(value) + '"'
+    return text + "}"
 
 
-def _label_text(labels: Labels) -> str:
-    if not labels:
-        return ""
-    ordered = sorted(labels, key=lambda item: (item[0] == "le", item[0]))  # le last, as client libraries write it
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in ordered) + "}"
+def _bucket_series(platform: str) -> List[str]:
+    return [_series(_BUCKET, platform, "le", _le(bound)) for bound in BUCKETS] + [_series(_BUCKET, platform, "le", "+Inf")]
 
 
 def _escape(value: str) -> str:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,8 @@ def ansible_env(sim, tmp_path):
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
         ANSIBLE_RETRY_FILES_ENABLED="0",
         ANSIBLE_NOCOLOR="1",
+        LABOPS_METRICS_DIR=str(tmp_path / "metrics"),
+        LABOPS_LOG_FILE=str(tmp_path / "itsm.jsonl"),
     )
     return env
 
@@ -125,6 +128,24 @@ def test_lifecycle(sim, tmp_path, in_process):
     dump = json.dumps(records) + json.dumps(results)
     assert "s3cret" not in dump
     assert "SessionID" not in json.dumps(results)
+    assert_creation_metrics(tmp_path, ticket["TicketNumber"], key)
+
+
+def assert_creation_metrics(tmp_path, ticket_number, key):
+    """The node_exporter textfile and the JSON log: 1 check-mode dry run, the create, the create refused in Junk (6b);
+    the create lacking values (6c) never reached OTOBO and is not counted."""
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families((tmp_path / "metrics" / "labops_itsm.prom").read_text()) for s in family.samples}
+    assert samples[("itsm_ticket_creation_total", (("platform", "otobo"), ("status", "success")))] == 1
+    assert samples[("itsm_ticket_creation_total", (("platform", "otobo"), ("status", "failure")))] == 1
+    assert samples[("itsm_dry_run_total", (("platform", "otobo"),))] == 1
+    assert samples[("itsm_ticket_creation_duration_seconds_count", (("platform", "otobo"),))] == 2
+    log = (tmp_path / "itsm.jsonl").read_text()
+    lines = [json.loads(line) for line in log.splitlines()]
+    assert [(line["status"], line["dry_run"], line["ticket_id"]) for line in lines] == [
+        ("dry_run", True, None), ("success", False, ticket_number), ("failure", False, None)]
+    assert lines[1]["correlation_key"] == key and lines[2]["error_class"] == "PermissionDenied"
+    assert "s3cret" not in log
 
 
 @pytest.mark.parametrize("fault, creates, warning", [
