@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simulators.harness import start_simulator
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+CONNECTION = {"client_id": "labops", "client_secret": "client-secret", "username": "itsm.bot", "password": "bot-pw"}
 GROUPS = ("Infrastructure", "Platform", "Storage", "Network")
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -78,8 +79,7 @@ def playbook(sim_url: str, phase: str, count: int, out: Path) -> list:
     return [{
         "name": f"bench {phase}", "hosts": "localhost", "connection": "local", "gather_facts": False,
         "vars": {"sn_groups": list(GROUPS), "severities": list(SEVERITIES)},
-        "module_defaults": {"group/labops.itsm.servicenow": {"instance": sim_url, "client_id": "labops", "client_secret": "client-secret",
-                                                              "username": "itsm.bot", "password": "bot-pw"}},
+        "module_defaults": {"group/labops.itsm.servicenow": CONNECTION | {"instance": sim_url}},
         "tasks": [task, {"name": "summary", "ansible.builtin.copy": {"dest": str(out), "content": summary, "mode": "0600"}}],
     }]
 
