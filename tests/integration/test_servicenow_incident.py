@@ -252,3 +252,30 @@ def test_ansible_doc_renders(tmp_path):
         assert "[WARNING]" not in proc.stderr, proc.stderr
         for text in ("correlation_id", "instance", "token_cache", "ATTRIBUTES", "EXAMPLES", "RETURN VALUES"):
             assert text in proc.stdout, (module, text)
+
+
+def test_runs_as_a_separate_module_process_too(tmp_path):
+    """The AnsiballZ path (labops_itsm_in_process=false): the module_utils it packs (mapping, metrics) import there."""
+    book = tmp_path / "process.yml"
+    out = tmp_path / "process.json"
+    with harness.start_simulator("servicenow") as sim:
+        book.write_text(yaml.safe_dump([{
+            "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "module_defaults": {"group/labops.itsm.servicenow": {"instance": sim.url, "username": "itsm.bot", "password": "bot-pw"}},
+            "tasks": [
+                {"labops.itsm.servicenow_incident": {"correlation_id": "am:process", "severity": "high", "alert": ALERT}, "register": "created"},
+                {"labops.itsm.servicenow_incident_info": {"correlation_id": "am:process"}, "register": "info"},
+                {"ansible.builtin.copy": {"dest": str(out), "content": "{{ {'created': created, 'info': info} | to_json }}", "mode": "0600"}},
+            ]}]))
+        env = dict(os.environ, LABOPS_SERVICENOW_TOKEN_CACHE=str(tmp_path / "cache"), LABOPS_METRICS_DIR=str(tmp_path / "metrics"),
+                   ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
+        proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-vvv", "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable,
+                               "-e", "labops_itsm_in_process=false", str(book)], env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        assert "running as a separate module process" in proc.stdout
+        assert "running in the controller's task worker" not in proc.stdout
+        data = json.loads(out.read_text())
+    assert data["created"]["created"] is True and data["created"]["record"]["priority"] == "2"
+    assert data["created"]["record"]["short_description"] == "NodeDown on pve03:9100: node pve03 is down"
+    assert [r["number"] for r in data["info"]["records"]] == [data["created"]["number"]]
