@@ -43,6 +43,7 @@ from simulators.servicenow_model import (
     DEFAULT_CONFIG,
     JOURNAL_TABLE,
     PRIORITY_LOOKUP,
+    PROBLEM_MOVES,
     SYSTEM_FIELDS,
     FieldDef,
     Schema,
@@ -154,7 +155,8 @@ class ServiceNowSimulator(SimulatorApp):
             if not isinstance(self.config.get(key), dict):
                 raise ConfigError(f"{key} must be an object")
         limit = self.config.get("rate_limit")
-        if limit is not None and (not isinstance(limit, dict) or not isinstance(limit.get("limit"), int) or limit["limit"] < 1):
+        if limit is not None and (not isinstance(limit, dict) or not isinstance(limit.get("limit"), int) or limit["limit"] < 1
+                                  or not isinstance(limit.get("window", 3600), int) or limit.get("window", 3600) < 1):
             raise ConfigError('rate_limit must be null or {"limit": N, "window": seconds, "users"|"roles"|"operations": [...]}')
 
     def _rebuild_dynamic(self) -> None:
@@ -174,13 +176,21 @@ class ServiceNowSimulator(SimulatorApp):
         for table, rows in seed_rows(self.config).items():
             for row in rows:
                 self._insert_raw(table, row, "system", now)
-        for row in self.schema.choice_rows():
-            self._insert_raw(CHOICE_TABLE, dict(row, sys_id=stable_sys_id(CHOICE_TABLE, row["name"], row["element"], row["value"])), "system", now)
+        self._seed_choices()
         for table, rows in (self.config.get("seed_rows") or {}).items():
             if self.schema.table(table) is None:
                 raise ConfigError(f"seed_rows: unknown table {table!r}")
+            if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+                raise ConfigError(f"seed_rows.{table}: a list of objects")
             for row in rows:
                 self._seed_one(table, row)
+
+    def _seed_choices(self) -> None:
+        """(Re)write sys_choice from the schema (the close_code list follows the config)."""
+        now = self.now()
+        self.store.table(CHOICE_TABLE).clear()
+        for row in self.schema.choice_rows():
+            self._insert_raw(CHOICE_TABLE, dict(row, sys_id=stable_sys_id(CHOICE_TABLE, row["name"], row["element"], row["value"])), "system", now)
 
     def _insert_raw(self, table: str, values: Mapping[str, Any], user: str, now: float) -> dict[str, str]:
         """Store a row as given (strings), stamping only the missing system fields."""
@@ -286,6 +296,7 @@ class ServiceNowSimulator(SimulatorApp):
             raise
         finally:
             self._rebuild_dynamic()
+            self._seed_choices()
         return self._ctl_config_get(None)
 
     def _ctl_config_get(self, _payload: Any) -> Any:
@@ -771,6 +782,11 @@ class ServiceNowSimulator(SimulatorApp):
                 new["reopen_count"] = str(int(new.get("reopen_count", "0") or 0) + 1)
                 new.update(resolved_at="", resolved_by="", reopened_time=stamp, reopened_by=user)
         elif table == "problem":
+            if enforce and self.config["problem_state_model"] and entering and \
+                    (state not in PROBLEM_MOVES.get(old_state, set()) if old is not None else state not in ("101", "102")):
+                labels = fields["state"]
+                move = f"{labels.choice_label(old_state) or '(none)'} to {labels.choice_label(state)}"
+                raise SnError(403, "Operation Failed", f"Invalid state transition: {move} is not allowed by the problem state model")
             new["problem_state"] = state
             new["active"] = "false" if state == "107" else "true"
             if state in ("106", "107") and entering and close_fields and not new.get("resolution_code"):

@@ -37,6 +37,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "require_close_fields": True,
     "require_hold_reason": True,
     "change_requires_assignment_group": True,
+    "problem_state_model": False,
     "closed_read_only": True,
     "rate_limit": None,
     # role -> {table or "*": [read, create, write, delete]}; a user's rights are the union over its roles
@@ -249,6 +250,12 @@ ATTACHMENT_TABLE = "sys_attachment"
 TASK_TABLES = ("incident", "problem", "change_request")
 JOURNAL_TABLE = "sys_journal_field"
 CHOICE_TABLE = "sys_choice"
+
+# The problem state model of recent releases (Madrid on): allowed moves; 107 is final.
+PROBLEM_MOVES = {
+    "101": {"102", "107"}, "102": {"103", "107"}, "103": {"104", "106", "107"}, "104": {"103", "106", "107"},
+    "106": {"103", "107"}, "107": set(),
+}
 
 # Base data-lookup rules: (impact, urgency) -> priority.
 PRIORITY_LOOKUP = {

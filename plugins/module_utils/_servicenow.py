@@ -545,4 +545,3 @@ def client_from_params(params: Mapping[str, Any], http: Optional[ServiceNowHttp]
     return ServiceNowClient(http, username=params.get("username"), password=password, client_id=params.get("client_id"),
                             client_secret=params.get("client_secret"), grant_type=params.get("grant_type"),
                             api_key=params.get("api_key"), token_cache=params.get("token_cache", DEFAULT_TOKEN_CACHE), warn=warn)
-

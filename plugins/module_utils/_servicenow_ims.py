@@ -92,6 +92,11 @@ EXTRA_STATES = {
     "problem": {"102": "open"},
     "change_request": {"-5": "pending", "-4": "pending", "-1": "approved", "0": "approved", "3": "approved"},
 }
+# The base problem state model (recent releases enforce it server-side): state -> the states it may move to.
+PROBLEM_STATE_MOVES = {
+    "101": ("102", "107"), "102": ("103", "107"), "103": ("104", "106", "107"), "104": ("103", "106", "107"),
+    "106": ("103", "107"), "107": (),
+}
 CHANGE_APPROVAL = {"pending": "requested", "approved": "approved", "rejected": "rejected"}
 READ_EXTRA = ("sys_id", "number", "state", "impact", "urgency", "priority", "assignment_group", "hold_reason", "close_code",
               "close_notes", "active", "sys_created_on", "approval", "resolution_code")
@@ -126,6 +131,27 @@ def merge_field_map(overrides: Optional[Mapping[str, Any]]) -> dict:
             for entity in targets:
                 result[entity][ims_key] = field.strip()
     return result
+
+
+def state_path(moves: Mapping[str, Any], start: str, goal: str) -> list:
+    """The states to pass through from ``start`` to ``goal`` (``goal`` last), shortest first; [] when unreachable."""
+    seen, frontier = {start: [start]}, [start]
+    while frontier:
+        following = []
+        for state in frontier:
+            for nxt in moves.get(state, ()):
+                if nxt not in seen:
+                    seen[nxt] = seen[state] + [nxt]
+                    if nxt == goal:
+                        return seen[nxt][1:]
+                    following.append(nxt)
+        frontier = following
+    return []
+
+
+def _state_model_refusal(exc: PermissionDenied) -> bool:
+    text = "{0} {1}".format(exc.details.get("error_detail") or "", exc.message).lower()
+    return "state transition" in text or "state model" in text
 
 
 def _sn_date(value: Any) -> str:
@@ -361,8 +387,23 @@ class ServiceNowPlatform(TicketPlatform):
         try:
             row = self.client.update(TABLES[entity], record["_sys_id"], body, fields=self._fields(entity), display_value="all")
         except PermissionDenied as exc:
-            raise self._closed_hint(record, exc)
+            if entity != "problem" or "state" not in body or not _state_model_refusal(exc):
+                raise self._closed_hint(record, exc)
+            row = self._walk_problem_states(record, body, exc)
         return self.to_record(entity, row)
+
+    def _walk_problem_states(self, record: Mapping[str, Any], body: Mapping[str, Any], refusal: PermissionDenied) -> dict:
+        """The instance enforces the problem state model: pass through the states in between (state-only PATCHes),
+        then send the whole change. Nothing was written by the refused PATCH."""
+        path = state_path(PROBLEM_STATE_MOVES, str(record.get("platform_state") or ""), str(body["state"]))
+        if len(path) < 2:
+            raise refusal
+        for state in path[:-1]:
+            step = {"state": state}
+            if state in ("106", "107"):
+                step.update(resolution_code=body.get("resolution_code") or DEFAULT_PROBLEM_RESOLUTION, close_notes=body.get("close_notes") or state)
+            self.client.update("problem", record["_sys_id"], step, fields="sys_id")
+        return self.client.update("problem", record["_sys_id"], body, fields=self._fields("problem"), display_value="all")
 
     def add_note(self, record: Mapping[str, Any], note: Mapping[str, Any]) -> None:
         body = self._body(record["entity"], {}, note)

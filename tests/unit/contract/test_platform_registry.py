@@ -153,3 +153,44 @@ def test_bad_platform_options_fail_without_echoing_secrets(sim, tmp_path):
     result = run_main_in_process("ims_sop", args, check_mode=False, diff=False)
     assert result["failed"] is True and result["error_class"] == "ValidationError"
     assert "unknown option(s) colour" in result["msg"] and SECRET not in json.dumps(result)
+
+
+# -- ims_sop on ServiceNow: secrets masked, one OAuth token for several module runs -------------------------
+
+SN_SECRET = "cs-Hq42-not-in-results"
+SN_PASSWORD = "pw-Tr55-not-in-results"
+
+
+@pytest.fixture(scope="module")
+def sn_sim():
+    config = {"users": {"itsm.bot": {"password": SN_PASSWORD, "roles": ["itil"]}, "admin": {"password": "admin-pw", "roles": ["admin"]}},
+              "oauth_clients": {"labops": {"secret": SN_SECRET, "user": "itsm.bot"}}}
+    server = start_in_thread("servicenow", config)
+    yield server
+    server.stop()
+
+
+def test_ims_sop_on_servicenow_masks_secrets_and_reuses_one_token(sn_sim, tmp_path):
+    password_file = tmp_path / "sn-password"
+    password_file.write_text(SN_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    event = {"event_id": "ev-sn-1", "service": "pve03", "source": "automated_alert", "alert_type": "HostDown", "severity": "critical",
+             "summary": "token " + SN_SECRET}
+    args = dict(sop="monitoring_intake", platform="servicenow", queue="Infrastructure",
+                platform_options={"instance": sn_sim.url, "client_id": "labops", "client_secret": SN_SECRET, "username": "itsm.bot",
+                                  "password_file": str(password_file), "token_cache": str(tmp_path / "tokens"), "caller": "monitoring"},
+                event=event, impact="high", actor="eda", actor_role="automation", ledger_path=str(tmp_path / "audit.sqlite3"))
+    sn_sim.reset()
+    first = run_main_in_process("ims_sop", args, check_mode=False, diff=False)
+    assert first.get("failed") is not True, first
+    again = run_main_in_process("ims_sop", args, check_mode=False, diff=False)
+    assert (first["changed"], first["record"]["id"], first["record"]["severity_level"]) == (True, "INC0010001", "S1")
+    assert (again["changed"], again["duplicate_of"]) == (False, "INC0010001")
+    for result in (first, again):
+        assert SN_SECRET not in json.dumps(result) and SN_PASSWORD not in json.dumps(result)
+    operations = [entry["operation"] for entry in sn_sim.requests()]
+    assert operations.count("POST oauth_token") == 1  # the second module run reused the cached token
+    assert operations.count("POST incident") == 1
+    incident = sn_sim.state()["tables"]["incident"][0]
+    groups = {row["sys_id"]: row["name"] for row in sn_sim.state()["tables"]["sys_user_group"]}
+    assert (groups[incident["assignment_group"]], incident["priority"]) == ("Infrastructure", "1")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from simulators.harness import InThreadSimulator, start_in_thread, start_simulator
+from simulators.harness import InThreadSimulator, SimulatorError, start_in_thread, start_simulator
 from simulators.servicenow_model import stable_sys_id
 from simulators.servicenow_query import parse, split_terms
 
@@ -373,10 +373,15 @@ def test_pagination_headers(qsim: tuple[SN, dict[str, str]]) -> None:
     assert (status, headers["x-total-count"], json.loads(payload)) == (200, "0", {"result": []})
 
 
-def test_sys_choice_lists_close_codes(sn: SN) -> None:
+def test_sys_choice_lists_close_codes(sn: SN, sim: InThreadSimulator) -> None:
     result = sn.list("sys_choice", sysparm_query="name=incident^element=close_code^inactive=false", sysparm_fields="value,label")
     assert [r["value"] for r in result][:2] == ["Duplicate", "Known error"] and len(result) == 10
     assert all(r["value"] == r["label"] for r in result)
+    sim.set_config(close_codes=["Solved (Permanently)", "Solved (Work Around)"])  # an older release's list
+    result = sn.list("sys_choice", sysparm_query="name=incident^element=close_code", sysparm_fields="value")
+    assert [r["value"] for r in result] == ["Solved (Permanently)", "Solved (Work Around)"]
+    with pytest.raises(SimulatorError, match="rate_limit"):
+        sim.set_config(rate_limit={"limit": 5, "window": 0})
 
 
 # ---------------------------------------------------------------- business rules
@@ -474,6 +479,8 @@ def test_problem_and_change_request_rules(sn: SN) -> None:
     incident = sn.create(short_description="linked", problem_id=problem["sys_id"])
     assert incident["problem_id"]["value"] == problem["sys_id"]
 
+    assert sn.create("problem", short_description="any state goes without the state model", state="104")["state"] == "104"
+
     change = sn.create("change_request", short_description="patch kernel")
     assert (change["state"], change["type"], change["approval"], change["risk"]) == ("-5", "normal", "not requested", "3")
     status, _h, payload = sn.raw("PATCH", f"/api/now/table/change_request/{change['sys_id']}", body={"state": "-4"})
@@ -485,6 +492,20 @@ def test_problem_and_change_request_rules(sn: SN) -> None:
     assert (done["active"], bool(done["closed_at"])) == ("false", True)
     shown = sn.call("GET", f"/api/now/table/change_request/{change['sys_id']}", {"sysparm_display_value": "true", "sysparm_fields": "state,type"})
     assert shown["result"] == {"state": "Closed", "type": "Normal"}
+
+
+def test_problem_state_model_when_enforced(sn: SN, sim: InThreadSimulator) -> None:
+    sim.set_config(problem_state_model=True)
+    status, _h, payload = sn.raw("POST", "/api/now/table/problem", body={"short_description": "p", "state": "104"})
+    assert status == 403 and envelope(payload)[1].startswith("Invalid state transition: (none) to Fix in Progress")
+    problem = sn.create("problem", short_description="p")
+    status, _h, payload = sn.raw("PATCH", f"/api/now/table/problem/{problem['sys_id']}", body={"state": "106", "resolution_code": "fix_applied"})
+    assert status == 403 and envelope(payload)[1].startswith("Invalid state transition: New to Resolved")
+    for state in ("102", "103", "104", "106"):
+        assert sn.update(problem["sys_id"], "problem", state=state, resolution_code="fix_applied")["state"] == state
+    assert sn.update(problem["sys_id"], "problem", state="107")["state"] == "107"
+    assert sn.raw("PATCH", f"/api/now/table/problem/{problem['sys_id']}", body={"state": "103"})[0] == 403
+    assert sn.update(problem["sys_id"], "problem", fix_notes="text fields stay writable")["fix_notes"]
 
 
 # ---------------------------------------------------------------- OAuth, rate limits, faults

@@ -166,7 +166,7 @@ def test_rejected_credentials_name_the_check_without_the_secret(sim, tmp_path, p
 
 
 def test_rejected_oauth_client(sim, tmp_path):
-    client = make(sim, tmp_path, **dict(OAUTH, client_secret="not-the-secret"))
+    client = make(sim, tmp_path, client_id="labops", client_secret="not-the-secret", username="itsm.bot", password="bot-pw")
     with pytest.raises(AuthError) as info:
         client.list("incident", limit=1)
     text = str(info.value)
@@ -196,7 +196,7 @@ def test_token_cache_is_private_and_keyed_by_the_account(sim, tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     assert "itsm.bot" not in os.path.basename(path) and "labops" not in os.path.basename(path)
-    other = make(sim, tmp_path, **dict(OAUTH, username="admin", password="admin-pw"))
+    other = make(sim, tmp_path, client_id="labops", client_secret="client-secret", username="admin", password="admin-pw")
     other.list("incident", limit=1)
     assert other.token_cache.path != path and sim.state()["tokens_issued"] == 2
 

@@ -207,8 +207,8 @@ def test_registry_entry(tmp_path, monkeypatch):
     entry = platforms.REGISTRY["servicenow"]
     assert set(sn.SERVICENOW_CONNECTION_ARGSPEC) < set(entry.option_spec)
     built = platforms.build_platform("servicenow", {"instance": "acme", "api_key": "k-secret-1", "team_groups": {"L1": "Ops L1"}})
-    assert (built.name, built.queue, built.client.base_url, built.team_groups) == ("servicenow", "Service Desk", "https://acme.service-now.com",
-                                                                                 {"L1": "Ops L1"})
+    assert (built.name, built.queue, built.client.base_url) == ("servicenow", "Service Desk", "https://acme.service-now.com")
+    assert built.team_groups == {"L1": "Ops L1"}
     assert platforms.build_platform("servicenow", {"instance": "acme", "api_key": "k"}, queue="Storage").queue == "Storage"
     with pytest.raises(ValidationError, match="one of the following is required: api_key, client_id, username"):
         platforms.validate_options("servicenow", {"instance": "acme"})
@@ -221,3 +221,24 @@ def test_registry_entry(tmp_path, monkeypatch):
     assert platforms.secret_values("servicenow", options) == {"file-pw-77", "cs-1"}
     monkeypatch.setenv("SN_API_KEY", "env-key-9")
     assert platforms.secret_values("servicenow", {"instance": "acme"}) == {"env-key-9"}
+
+
+def test_problem_state_model_of_recent_releases_is_walked(tmp_path):
+    """An instance enforcing the problem state model refuses New -> Root Cause Analysis: the adapter passes Assess."""
+    with start_in_thread("servicenow", dict(SN_SIM_CONFIG, problem_state_model=True)) as sim:
+        adapter = platform(sim, tmp_path)
+        problem = adapter.create("problem", {"entity": "problem", "status": "open", "title": "fw bug"}, NOTE)
+        sim.clear_requests()
+        investigating = adapter.update(problem, {"status": "under_investigation"}, {"subject": "RCA", "body": "started"})
+        assert [(e["operation"], e["status"]) for e in sim.requests()] == [("PATCH problem", 403), ("PATCH problem", 200), ("PATCH problem", 200)]
+        assert (investigating["status"], investigating["platform_state"]) == ("under_investigation", "103")
+        sim.clear_requests()
+        known = adapter.update(investigating, {"status": "known_error", "workaround": "pin"})
+        resolved = adapter.update(known, {"status": "resolved"}, {"subject": "fixed", "body": "fw 1.3"})
+        closed = adapter.update(resolved, {"status": "closed"})
+        assert [e["status"] for e in sim.requests()] == [200, 200, 200]  # allowed moves: one PATCH each
+        assert closed["platform_state"] == "107"
+        journal = [e["value"] for e in sim.state()["tables"]["sys_journal_field"] if e["element_id"] == problem["_sys_id"]]
+        assert journal.count("RCA\n\nstarted") == 1  # the refused PATCH wrote nothing, the note is posted once
+        other = adapter.create("problem", {"entity": "problem", "status": "open", "title": "other"}, NOTE)
+        assert adapter.update(other, {"status": "known_error", "workaround": "w"})["platform_state"] == "104"
