@@ -155,7 +155,15 @@ class _locked:
         self.fd = -1
 
     def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+        # read-only is enough for flock, and works on a lock file another user of a shared directory created
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            self._acquire()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _acquire(self) -> None:
         if fcntl is None:  # pragma: no cover - not on POSIX
             return
         deadline = time.monotonic() + LOCK_TIMEOUT
@@ -166,7 +174,6 @@ class _locked:
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    os.close(self.fd)
                     raise OSError(f"another process held the lock {self.path} for more than {LOCK_TIMEOUT:g} s") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.02)

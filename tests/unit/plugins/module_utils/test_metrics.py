@@ -10,7 +10,11 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
+import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,6 +109,39 @@ def test_histogram_buckets_are_cumulative_and_inclusive(paths):
     parsed = families(prom)["itsm_ticket_creation_duration_seconds"][2]
     assert parsed[("itsm_ticket_creation_duration_seconds_count", (("platform", "jira"),))] == len(durations)
     assert parsed[("itsm_ticket_creation_duration_seconds_sum", (("platform", "jira"),))] == pytest.approx(sum(durations))
+
+
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+
+@pytest.mark.skipif(NODE_EXPORTER is None, reason="node_exporter is not installed (Debian: prometheus-node-exporter)")
+def test_node_exporter_textfile_collector_serves_the_file(paths):
+    """The collector the file is written for reads it without a scrape error and serves every series."""
+    prom = paths[0]
+    assert metrics.record_ticket_creation("otobo", "success", 0.31) is None
+    assert metrics.record_dry_run("servicenow") is None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exporter = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                                 "--collector.textfile", f"--collector.textfile.directory={prom.parent}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, text = time.monotonic() + 15, ""
+        while time.monotonic() < deadline and "node_textfile_scrape_error" not in text:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    text = response.read().decode()
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        exporter.terminate()
+        exporter.wait(10)
+    served = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    assert served[("node_textfile_scrape_error", ())] == 0
+    assert served[("itsm_ticket_creation_total", (("platform", "otobo"), ("status", "success")))] == 1
+    assert served[("itsm_dry_run_total", (("platform", "servicenow"),))] == 1
+    assert served[("itsm_ticket_creation_duration_seconds_bucket", (("le", "0.5"), ("platform", "otobo")))] == 1
 
 
 def test_label_values_are_escaped_and_read_back(paths):
