@@ -26,11 +26,12 @@ harness = pytest.importorskip("simulators.harness", reason="the simulator harnes
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 ANSIBLE_DOC = Path(sys.executable).parent / "ansible-doc"
 KEY = "am:6f1c2a9e0b1d"
+FIELD_TOKEN = "fld-tok-9c1e77"  # a ${VAR} of the mapping: sent, never shown
 ALERT = {"status": "firing", "labels": {"alertname": "NodeDown", "instance": "pve03:9100", "severity": "critical"},
          "annotations": {"summary": "node pve03 is down", "description": "pve03 stopped answering"},
          "startsAt": "2026-05-01T10:00:00Z", "fingerprint": "6f1c2a9e0b1d2c3e"}
 MAPPING = {
-    "defaults": {"category": "hardware", "contact_type": "monitoring", "caller_id": "monitoring"},
+    "defaults": {"category": "hardware", "contact_type": "monitoring", "caller_id": "monitoring", "u_integration_token": "${SN_FIELD_TOKEN}"},
     "severity": {"critical": {"impact": 1, "urgency": 1}},
     "custom_fields": {"alert_source": "u_alert_source"},
     "templates": {"short_description": "{{ alert.labels.alertname }} {{ cmdb.name }}"},
@@ -50,11 +51,14 @@ STEPS = [
                 "work_notes": "Investigating the storage path."}, {}),
     ("update_rerun", {"correlation_id": KEY, "state": "in_progress", "assignment_group": "Platform", "urgency": "medium",
                       "work_notes": "Investigating the storage path."}, {}),
+    ("hold", {"correlation_id": KEY, "state": "on_hold", "hold_reason": "awaiting_vendor"}, {}),
     ("resolve", {"correlation_id": KEY, "state": "resolved", "close_code": "Solution provided", "close_notes": "Alert resolved at source",
                  "work_notes": "AlertManager reported resolved"}, {}),
     ("resolve_rerun", {"correlation_id": KEY, "state": "resolved", "close_code": "Solution provided",
                        "close_notes": "Alert resolved at source", "work_notes": "AlertManager reported resolved"}, {}),
     ("close", {"correlation_id": KEY, "state": "closed"}, {}),
+    ("cancel_create", {"correlation_id": "am:cancel", "short_description": "Flapping alert", "impact": "low"}, {}),
+    ("cancel", {"correlation_id": "am:cancel", "state": "canceled", "work_notes": "Flapping, not an incident"}, {}),
     # negative cases
     ("bad_credentials", {"correlation_id": KEY, "password": "wrong-pw", "token_cache": ""}, {"ignore_errors": True}),
     ("missing_close_fields", {"correlation_id": "am:second", "short_description": "Second", "state": "resolved"}, {"ignore_errors": True}),
@@ -109,8 +113,8 @@ def run(tmp_path_factory):
         book = tmp / "lifecycle.yml"
         book.write_text(yaml.safe_dump(playbook(sim.url, out), sort_keys=False))
         env = dict(os.environ, LABOPS_SERVICENOW_TOKEN_CACHE=str(tmp / "token-cache"), LABOPS_METRICS_DIR=str(tmp / "metrics"),
-                   LABOPS_LOG_FILE=str(tmp / "itsm.log"), ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
-                   ANSIBLE_NOCOLOR="1")
+                   LABOPS_LOG_FILE=str(tmp / "itsm.log"), SN_FIELD_TOKEN=FIELD_TOKEN, ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),
+                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1")
         for name in ("SN_HOST", "SN_INSTANCE", "SN_USERNAME", "SN_PASSWORD", "SN_PASSWORD_FILE", "SN_CLIENT_ID", "SN_CLIENT_SECRET",
                      "SN_API_KEY"):
             env.pop(name, None)
@@ -139,7 +143,8 @@ def test_check_mode_is_a_dry_run_with_the_exact_payload(run):
     assert check["payload"] == {
         "category": "hardware", "contact_type": "monitoring", "caller_id": check["payload"]["caller_id"], "impact": "1", "urgency": "1",
         "short_description": "NodeDown pve03", "description": check["payload"]["description"], "assignment_group": "Infrastructure",
-        "cmdb_ci": "pve03", "correlation_id": KEY, "correlation_display": "alertmanager", "u_alert_source": "prometheus"}
+        "cmdb_ci": "pve03", "correlation_id": KEY, "correlation_display": "alertmanager", "u_alert_source": "prometheus",
+        "u_integration_token": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
     assert len(check["payload"]["caller_id"]) == 32  # the caller's user name was looked up (and cached)
     assert "pve03 stopped answering" in check["payload"]["description"]  # the built-in description template
     assert check["query"] == {"sysparm_input_display_value": "true"}  # group and CI go out by name
@@ -193,6 +198,25 @@ def test_update_and_journal_not_reposted(run):
     assert rerun["changed"] is False and ops(run, "update_rerun") == ["GET incident"]
 
 
+def test_hold_and_cancel(run):
+    hold = result(run, "hold")
+    assert ops(run, "hold") == ["GET incident", "PATCH incident"]
+    assert hold["payload"] == {"state": "3", "hold_reason": "4"} and hold["state"] == "on_hold"
+    assert ops(run, "cancel_create") == ["GET incident", "POST incident"]
+    cancel = result(run, "cancel")
+    assert ops(run, "cancel") == ["GET incident", "PATCH incident"]
+    assert cancel["state"] == "canceled" and cancel["record"]["active"] == "false"
+
+
+def test_mapping_secret_is_sent_but_never_shown(run):
+    # servicenow_incident hides it (payload, record, diff); servicenow_incident_info reads the stored field back as
+    # ServiceNow has it: the mapping's ${VAR} values are unknown to it
+    dump = json.dumps({name: value for name, value in run["results"].items() if name != "info"})
+    assert FIELD_TOKEN not in dump, dump[max(0, dump.find(FIELD_TOKEN) - 400):dump.find(FIELD_TOKEN) + 100]
+    assert result(run, "info")["records"][0]["u_integration_token"]["value"] == FIELD_TOKEN  # it was sent
+    assert FIELD_TOKEN not in run["stdout"].replace(json.dumps(result(run, "info")), "")
+
+
 def test_resolve_and_close(run):
     resolve = result(run, "resolve")
     assert ops(run, "resolve") == ["GET incident", "PATCH incident"]
@@ -235,13 +259,15 @@ def test_delete(run):
 
 def test_journal_entries_and_metrics(run):
     journal = [row for row in run["state"]["tables"].get("sys_journal_field", []) if row["element"] == "work_notes"]
-    assert sorted(row["value"] for row in journal) == ["AlertManager reported resolved", "Investigating the storage path."]
+    assert sorted(row["value"] for row in journal) == ["AlertManager reported resolved", "Flapping, not an incident",
+                                                        "Investigating the storage path."]
     metrics = (run["tmp"] / "metrics" / "labops_itsm.prom").read_text()
-    assert 'itsm_ticket_creation_total{platform="servicenow",status="success"} 1' in metrics
+    assert 'itsm_ticket_creation_total{platform="servicenow",status="success"} 2' in metrics  # create, cancel_create
     assert 'itsm_dry_run_total{platform="servicenow"} 1' in metrics
     lines = [json.loads(line) for line in (run["tmp"] / "itsm.log").read_text().splitlines()]
     assert [(line["platform"], line["ticket_id"], line["dry_run"]) for line in lines] == [
-        ("servicenow", None, True), ("servicenow", result(run, "create")["number"], False)]
+        ("servicenow", None, True), ("servicenow", result(run, "create")["number"], False),
+        ("servicenow", result(run, "cancel_create")["number"], False)]
 
 
 def test_ansible_doc_renders(tmp_path):
