@@ -259,8 +259,8 @@ def test_delete(run):
 
 def test_journal_entries_and_metrics(run):
     journal = [row for row in run["state"]["tables"].get("sys_journal_field", []) if row["element"] == "work_notes"]
-    assert sorted(row["value"] for row in journal) == ["AlertManager reported resolved", "Flapping, not an incident",
-                                                        "Investigating the storage path."]
+    expected = ["AlertManager reported resolved", "Flapping, not an incident", "Investigating the storage path."]
+    assert sorted(row["value"] for row in journal) == expected
     metrics = (run["tmp"] / "metrics" / "labops_itsm.prom").read_text()
     assert 'itsm_ticket_creation_total{platform="servicenow",status="success"} 2' in metrics  # create, cancel_create
     assert 'itsm_dry_run_total{platform="servicenow"} 1' in metrics
