@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
 
-.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger bench-storm clean docs-rst docs-lint build
+.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger bench-storm bench-servicenow clean docs-rst docs-lint build
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -41,6 +41,10 @@ bench-ingest: venv
 # 1,000 alerts in 50 groups through a real AlertManager, this checkout beside the rulebook before issue 7 (bench/README.md).
 bench-storm: venv
 	@$(PY) bench/storm.py $(BENCH_ARGS)
+
+# servicenow_incident over 200 incidents against the ServiceNow simulator: s/task and HTTP calls per task (bench/README.md).
+bench-servicenow: venv
+	@$(PY) bench/servicenow.py $(BENCH_ARGS)
 
 bench-ledger:
 	@LABOPS_WITH_POSTGRES=1 bash scripts/bootstrap.sh && $(PY) bench/ledger.py $(BENCH_ARGS)

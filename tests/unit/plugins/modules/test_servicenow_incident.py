@@ -1,0 +1,174 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""servicenow_incident / servicenow_incident_info logic below the HTTP layer (the real path runs in
+tests/integration/test_servicenow_incident.py): desired values, journal parsing, references and their cache, paging."""
+
+import os
+import stat
+from unittest.mock import Mock
+
+import pytest
+
+from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping
+from ansible_collections.labops.itsm.plugins.module_utils._servicenow import ServiceNowClient
+from ansible_collections.labops.itsm.plugins.modules import servicenow_incident as sn
+from ansible_collections.labops.itsm.plugins.modules import servicenow_incident_info as sn_info
+
+GROUP_ID = "8a5055c9c61122780043563ef53438e3"
+USER_ID = "62826bf03710200044e0bfc8bcbe5df1"
+
+
+def params(**given):
+    values = {name: None for name in sn.argument_spec()}
+    values["state"] = "present"
+    values.update(given)
+    return values
+
+
+def current(**fields):
+    row = {"sys_id": {"value": "9d385017c611228701d22104cc95c371", "display_value": "9d385017c611228701d22104cc95c371"},
+           "number": {"value": "INC0010042", "display_value": "INC0010042"}}
+    row.update(fields)
+    return sn.Current(row)
+
+
+def test_journal_entries_are_parsed_from_the_display_value():
+    text = ("2026-05-01 10:42:10 - Monitoring Bot (Work notes)\nAlertManager reported resolved\n\n"
+            "2026-05-01 10:00:03 - Monitoring Bot (Work notes)\nFirst line\nsecond line\n\n")
+    incident = current(work_notes={"value": "", "display_value": text})
+    assert incident.journal_entries("work_notes") == ["AlertManager reported resolved", "First line\nsecond line"]
+    assert incident.journal_entries("comments") == []
+    assert incident.record()["work_notes"] == text
+    changes = sn.changes_for(None, incident, {"work_notes": "First line\nsecond line"})
+    assert changes == {}
+    assert sn.changes_for(None, incident, {"work_notes": "First line"}) == {"work_notes": "First line"}
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"correlation_id": ""}, "correlation_id is empty: an empty key is never searched"),
+    ({"number": "  "}, "number is empty"),
+    ({"sys_id": "INC0010042"}, "sys_id must be 32 lowercase hex characters"),
+    ({"state": "absent"}, "state=absent needs one of number, sys_id or correlation_id"),
+])
+def test_check_params_refuses(given, message):
+    with pytest.raises(ValidationError, match=message):
+        sn.check_params(params(**given))
+
+
+def test_desired_values_from_severity_templates_and_custom_fields():
+    mapping = load_mapping({"custom_fields": {"alert_source": "u_alert_source"},
+                            "templates": {"short_description": "{{ alert.labels.alertname }} " + "x" * 200}}, "servicenow")
+    wanted = sn.desired_values(params(severity="S2", alert={"labels": {"alertname": "DiskFull"}}, custom_fields={"alert_source": "prom",
+                                      "u_flag": True}, caller="monitoring", state="on_hold", hold_reason="awaiting_vendor",
+                                      work_notes="note"), mapping)
+    assert wanted["impact"] == "1" and wanted["urgency"] == "2"
+    assert wanted["short_description"].startswith("DiskFull x") and len(wanted["short_description"]) == sn.SHORT_DESCRIPTION_MAX
+    assert wanted["u_alert_source"] == "prom" and wanted["u_flag"] == "true"
+    assert wanted["caller_id"] == "monitoring" and wanted["state"] == "3" and wanted["hold_reason"] == "4"
+    assert wanted["work_notes"] == "note"
+    assert "description" in wanted  # rendered from the built-in template
+
+
+def test_creation_values_put_defaults_under_the_options():
+    mapping = load_mapping({"defaults": {"category": "hardware", "caller": "monitoring", "impact": "3"}}, "servicenow")
+    values = sn.creation_values(params(), mapping, {"impact": "1", "short_description": "x", "state": "1"})
+    assert values == {"category": "hardware", "caller_id": "monitoring", "impact": "1", "short_description": "x"}
+    with pytest.raises(ValidationError, match="creating one needs short_description"):
+        sn.creation_values(params(correlation_id="am:1"), mapping, {})
+
+
+def test_state_needs_close_fields_unless_the_incident_has_them():
+    with pytest.raises(ValidationError, match="state=resolved needs close_code and close_notes"):
+        sn.check_state_needs(params(state="resolved"), {"state": "6"}, None)
+    with pytest.raises(ValidationError, match="needs close_notes"):
+        sn.check_state_needs(params(state="closed"), {"state": "7", "close_code": "Duplicate"}, current())
+    sn.check_state_needs(params(state="closed"), {"state": "7"}, current(close_code="Duplicate", close_notes="dup"))
+    with pytest.raises(ValidationError, match="state=on_hold needs hold_reason"):
+        sn.check_state_needs(params(state="on_hold"), {"state": "3"}, current(hold_reason=""))
+
+
+def test_references_cost_nothing_when_known_and_one_lookup_per_new_user(tmp_path):
+    client = Mock(spec=ServiceNowClient)
+    client.resolve_reference.return_value = USER_ID
+    cache = sn.ReferenceCache(str(tmp_path / "cache"), "https://acme.service-now.com")
+    refs = sn.References(client, cache)
+    incident = current(assignment_group={"value": GROUP_ID, "display_value": "Infrastructure"},
+                       caller_id={"value": USER_ID, "display_value": "Monitoring Bot"})
+    assert refs.same("assignment_group", "infrastructure", incident)  # display value, any case
+    assert refs.same("assignment_group", GROUP_ID, incident)
+    assert not refs.same("assignment_group", "Platform", incident)  # a group's display value is its name: no lookup
+    assert refs.same("caller_id", "monitoring", incident)  # user name: looked up once ...
+    assert refs.same("caller_id", "Monitoring", incident)  # ... then from the cache
+    assert client.resolve_reference.call_count == 1
+    body, query = sn.body_for(refs, {"assignment_group": "Platform", "caller_id": "monitoring", "impact": "1"})
+    assert body == {"assignment_group": "Platform", "caller_id": USER_ID, "impact": "1"}
+    assert query == {"sysparm_input_display_value": "true"}
+    unknown = refs.learn(sn.Current({"assignment_group": {"value": "", "display_value": ""}}))
+    assert unknown and "no sys_user_group record" in unknown[0]
+    cache.save()
+    path = cache.path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = sn.ReferenceCache(str(tmp_path / "cache"), "https://acme.service-now.com")
+    assert again.get("sys_user", "MONITORING") == USER_ID and again.get("sys_user_group", "infrastructure") == GROUP_ID
+    os.chmod(path, 0o644)  # a cache others can read is not trusted
+    assert sn.ReferenceCache(str(tmp_path / "cache"), "https://acme.service-now.com").entries == {}
+
+
+def test_predict_prepends_journal_entries_and_keeps_the_rest():
+    incident = current(state={"value": "2", "display_value": "In Progress"},
+                       work_notes={"value": "", "display_value": "2026-05-01 10:00:03 - Bot (Work notes)\nold\n\n"})
+    record = sn.predict(incident, {"state": "6", "work_notes": "new"})
+    assert record["state"] == "6" and record["number"] == "INC0010042"
+    assert record["work_notes"].startswith("new\n\n2026-05-01")
+
+
+def test_info_pages_until_the_limit():
+    client = Mock(spec=ServiceNowClient)
+    rows = [{"sys_id": "%032x" % n} for n in range(7)]
+    client.list_page.side_effect = lambda table, query, fields, limit, offset, display_value: (rows[offset:offset + limit], len(rows))
+    client.record_link.side_effect = lambda table, sys_id: "link/" + sys_id
+    client.request_count = 3
+    module = Mock(params=dict({name: None for name in sn_info.argument_spec()}, limit=5, page_size=2, display_value="false"))
+    result = sn_info.run(module, client)
+    assert [r["sys_id"] for r in result["records"]] == [r["sys_id"] for r in rows[:5]]
+    assert [call.kwargs["offset"] for call in client.list_page.call_args_list] == [0, 2, 4]
+    assert client.list_page.call_args_list[-1].kwargs["limit"] == 1
+    assert "ORDERBY" in client.list_page.call_args_list[0].args[1]
+    module.params.update(limit=0, query="active=true^assignment_group=")
+    with pytest.raises(ValidationError, match="never searched"):
+        sn_info.run(module, client)
+
+
+class _Module:
+    """What the module's run() uses of AnsibleModule."""
+
+    def __init__(self, **given):
+        self.params = dict(params(**given))
+        self.check_mode = False
+        self.warnings = []
+        self.no_log_values = set()
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+
+@pytest.mark.parametrize("after_apply, posts, warning", [
+    (True, 1, "reply to the create was lost, but incident INC"),
+    (False, 2, "lost and no incident was created; sent it once more"),
+])
+def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, after_apply, posts, warning):
+    from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params
+    from simulators.harness import start_in_thread
+
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    with start_in_thread("servicenow") as sim:
+        sim.inject(kind="http_status", status=503, count=1, operations=["POST incident"], after_apply=after_apply)
+        client = client_from_params({"instance": sim.url, "username": "itsm.bot", "password": "bot-pw", "token_cache": ""})
+        module = _Module(correlation_id="am:lost", short_description="lost reply", impact="2")
+        result = sn.run(module, client, sn.ReferenceCache("", sim.url))
+        incidents = [row for row in sim.state()["tables"]["incident"] if row["correlation_id"] == "am:lost"]
+        operations = [entry["operation"] for entry in sim.requests()]
+    assert len(incidents) == 1 and result["number"] == incidents[0]["number"] and result["created"] is True
+    assert operations.count("POST incident") == posts
+    assert operations.count("GET incident") == 2  # the lookup before, the one after the lost reply
+    assert len(module.warnings) == 1 and warning in module.warnings[0]
