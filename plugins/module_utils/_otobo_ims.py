@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Optional, cast
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OPEN_STATES, state_type, title_with_marker
-from ansible_collections.labops.itsm.plugins.module_utils._platform import DEFAULT_LOOKUP_LIMIT, FOLLOW_UP_KEY, TicketPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._platform import DEFAULT_LOOKUP_LIMIT, FOLLOW_UP_KEY, TicketPlatform, merge_platform_state_map
 from ansible_collections.labops.itsm.plugins.module_utils._time import normalise_time, parse_time, utc_now
 
 PLATFORM = "otobo"
@@ -74,15 +74,7 @@ def missing_read_permission_hint(queue: Any, agent: Any) -> str:
 
 def merge_state_map(overrides: Optional[Mapping[str, Any]]) -> dict:
     """DEFAULT_STATE_MAP with ``{entity: {status: state}}`` overrides applied."""
-    result = {entity: dict(states) for entity, states in DEFAULT_STATE_MAP.items()}
-    for entity, states in (overrides or {}).items():
-        if entity not in result or not isinstance(states, Mapping):
-            raise ValidationError(f"state_map keys must be incident, problem or change_request with a status->state mapping, got {entity!r}")
-        unknown = sorted(set(states) - set(result[entity]))
-        if unknown:
-            raise ValidationError("state_map.{0}: unknown IMS status {1}".format(entity, ", ".join(unknown)))
-        result[entity].update((status, str(state)) for status, state in states.items())
-    return result
+    return merge_platform_state_map(DEFAULT_STATE_MAP, overrides)
 
 
 def _encode(key: str, value: Any) -> Any:

@@ -33,6 +33,20 @@ def is_correlation_key(value: Any) -> bool:
     return isinstance(value, str) and CORRELATION_KEY_RE.match(value) is not None
 
 
+def merge_platform_state_map(defaults: Mapping[str, Mapping[str, Any]], overrides: Optional[Mapping[str, Any]]) -> dict:
+    """An adapter's ``{entity: {IMS status: platform state}}`` defaults with the user's overrides applied
+    (the ``state_map`` option of every platform); unknown entities and statuses are refused by name."""
+    result = {entity: dict(states) for entity, states in defaults.items()}
+    for entity, states in (overrides or {}).items():
+        if entity not in result or not isinstance(states, Mapping):
+            raise ValidationError(f"state_map keys must be incident, problem or change_request with a status->state mapping, got {entity!r}")
+        unknown = sorted(set(states) - set(result[entity]))
+        if unknown:
+            raise ValidationError("state_map.{0}: unknown IMS status {1}".format(entity, ", ".join(unknown)))
+        result[entity].update((status, str(state)) for status, state in states.items())
+    return result
+
+
 def validate_correlation_key(key: Any) -> str:
     if not is_correlation_key(key):
         raise ValidationError(f"correlation_key must be 8 to 64 lowercase hex characters, got {key!r}")

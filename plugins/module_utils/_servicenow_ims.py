@@ -38,6 +38,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._platform import (
     DEFAULT_LOOKUP_LIMIT,
     FOLLOW_UP_KEY,
     TicketPlatform,
+    merge_platform_state_map,
     validate_correlation_key,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._servicenow import SYS_ID_RE, eq
@@ -104,15 +105,7 @@ READ_EXTRA = ("sys_id", "number", "state", "impact", "urgency", "priority", "ass
 
 def merge_state_map(overrides: Optional[Mapping[str, Any]]) -> dict:
     """DEFAULT_STATE_MAP with ``{entity: {status: state}}`` overrides applied."""
-    result = {entity: dict(states) for entity, states in DEFAULT_STATE_MAP.items()}
-    for entity, states in (overrides or {}).items():
-        if entity not in result or not isinstance(states, Mapping):
-            raise ValidationError(f"state_map keys must be incident, problem or change_request with a status->state mapping, got {entity!r}")
-        unknown = sorted(set(states) - set(result[entity]))
-        if unknown:
-            raise ValidationError("state_map.{0}: unknown IMS status {1}".format(entity, ", ".join(unknown)))
-        result[entity].update((status, str(state)) for status, state in states.items())
-    return result
+    return merge_platform_state_map(DEFAULT_STATE_MAP, overrides)
 
 
 def merge_field_map(overrides: Optional[Mapping[str, Any]]) -> dict:

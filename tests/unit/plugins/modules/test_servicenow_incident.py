@@ -172,21 +172,3 @@ def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, afte
     assert operations.count("POST incident") == posts
     assert operations.count("GET incident") == 2  # the lookup before, the one after the lost reply
     assert len(module.warnings) == 1 and warning in module.warnings[0]
-
-
-def test_a_create_reply_without_the_key_is_read_back_the_way_the_next_run_looks(sn_sim, tmp_path, monkeypatch):
-    """The POST reply normally proves findability (it carries the correlation_id through the read ACLs): 1 GET + 1 POST.
-    A reply that lacks it (a field ACL hides correlation_id) costs the governed write's read back: 1 more GET."""
-    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
-    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
-    client = _client(sn_sim)
-    sn_sim.clear_requests()
-    sn.run(_Module(correlation_id="am:proved", short_description="reply carries the key"), client, ledger)
-    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident"]
-    client = _client(sn_sim)
-    create = client.create
-    monkeypatch.setattr(client, "create", lambda *args, **kwargs: {k: v for k, v in create(*args, **kwargs).items() if k != "correlation_id"})
-    sn_sim.clear_requests()
-    result = sn.run(_Module(correlation_id="am:hidden", short_description="reply hides the key"), client, ledger)
-    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident", "GET incident"]
-    assert result["record"]["correlation_id"] == "am:hidden" and [r["action"] for r in result["audit"]] == ["create"]
