@@ -93,6 +93,17 @@ class TicketPlatform:
         """The incident carrying ``key`` (the newest), or None."""
         raise NotImplementedError
 
+    def publish_kb(self, record: Mapping[str, Any], *, requested: Optional[str], planned: str, title: Optional[str],
+                   content: Optional[str], kb_type: Optional[str]) -> str:
+        """Publish the knowledge article of ``record`` (SOP kb_update, problem_workaround); return its reference.
+
+        ``requested`` is the article id the caller named, ``planned`` the reference the plan predicted. A platform
+        without a knowledge base keeps the reference on the record only and returns ``planned``; one with a knowledge
+        base (ServiceNow ``kb_knowledge``) creates or updates the article (found again on a re-run, never duplicated)
+        and returns its number, which becomes the record's ``kb_link``.
+        """
+        return planned
+
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         """Why a record this account just created is not found by ``find_by_correlation_key`` (names the permission)."""
         return f"the {self.name} account can create records but cannot find them again; grant it read access where it creates them"

@@ -30,6 +30,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import re
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
@@ -99,6 +100,11 @@ PROBLEM_STATE_MOVES = {
     "106": ("103", "107"), "107": (),
 }
 CHANGE_APPROVAL = {"pending": "requested", "approved": "approved", "rejected": "rejected"}
+# Knowledge articles (SOP kb_update, problem_workaround): kb_knowledge, found again by number or by source record.
+KB_TABLE = "kb_knowledge"
+KB_FIELDS = "sys_id,number,short_description,text,source,meta"
+KB_NUMBER_RE = re.compile(r"^KB[0-9]{7,}$")
+KB_TITLE_LIMIT = 160
 READ_EXTRA = ("sys_id", "number", "state", "impact", "urgency", "priority", "assignment_group", "hold_reason", "close_code",
               "close_notes", "active", "sys_created_on", "approval", "resolution_code")
 
@@ -405,6 +411,27 @@ class ServiceNowPlatform(TicketPlatform):
                 self.client.update(TABLES[record["entity"]], record["_sys_id"], body, fields="sys_id")
             except PermissionDenied as exc:
                 raise self._closed_hint(record, exc)
+
+    def publish_kb(self, record: Mapping[str, Any], *, requested: Optional[str], planned: str, title: Optional[str],
+                   content: Optional[str], kb_type: Optional[str]) -> str:
+        """The article in ``kb_knowledge``: the one the caller named, else the one the record links, else the one whose
+        ``source`` is the record; created (draft) when there is none. Only what differs is written. Returns its number."""
+        body = {"short_description": str(title or planned)[:KB_TITLE_LIMIT], "text": content or "",
+                "source": record.get("_sys_id") or ""}
+        if kb_type:
+            body["meta"] = f"labops.itsm kb_type={kb_type}"
+        article = None
+        for number in (requested, record.get("kb_link")):
+            if article is None and number and KB_NUMBER_RE.match(str(number)):
+                article = self.client.find_one(KB_TABLE, eq("number", number), fields=KB_FIELDS)
+        if article is None and record.get("_sys_id"):
+            article = self.client.find_one(KB_TABLE, eq("source", record["_sys_id"]) + "^ORDERBYDESCsys_created_on", fields=KB_FIELDS)
+        if article is None:
+            return str(self.client.create(KB_TABLE, dict(body, workflow_state="draft"), fields=KB_FIELDS)["number"])
+        changes = {key: value for key, value in body.items() if str(article.get(key) or "") != value}
+        if changes:
+            self.client.update(KB_TABLE, article["sys_id"], changes, fields="sys_id")
+        return str(article["number"])
 
     @staticmethod
     def _closed_hint(record: Mapping[str, Any], exc: PermissionDenied) -> PermissionDenied:

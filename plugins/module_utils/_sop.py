@@ -77,6 +77,7 @@ class Plan:
         self.audits = []  # type: list
         self.extra = {}  # type: dict
         self.unchanged = False
+        self.kb = None  # type: Optional[dict]  # the knowledge article to publish (publish_kb arguments)
         # the creation audit of the record a dedupe found (back-filled when the ledger lacks one)
         self.creation_of_existing = None  # type: Optional[dict]
 
@@ -546,6 +547,8 @@ def plan_kb_update(ctx: Context) -> Plan:
     kb_id = ctx.get("kb_article_id") or "KB-{0}".format(record["id"])
     plan = Plan(ctx.sop, "incident", record)
     plan.changes = only_changes(record, {"kb_link": kb_id})
+    plan.kb = {"requested": ctx.get("kb_article_id"), "planned": kb_id, "title": ctx.get("kb_title"),
+               "content": ctx.get("kb_content"), "kb_type": ctx.get("kb_type")}
     plan.note = note("Knowledge base {0}: {1}".format(kb_id, ctx.get("kb_title")),
                      [("Type", ctx.get("kb_type")), ("Content", ctx.get("kb_content"))])
     plan.extra = {"kb_article_id": kb_id}
@@ -724,6 +727,8 @@ def plan_problem_workaround(ctx: Context) -> Plan:
     kb_id = ctx.get("kb_article_id") or "KB-{0}".format(problem["id"])
     plan = Plan(ctx.sop, "problem", problem)
     plan.changes = only_changes(problem, {"status": "known_error", "workaround": clip(ctx.get("workaround"), 500), "kb_link": kb_id})
+    plan.kb = {"requested": ctx.get("kb_article_id"), "planned": kb_id, "title": "Known error: {0}".format(problem.get("title") or problem["id"]),
+               "content": ctx.get("workaround"), "kb_type": "workaround"}
     plan.note = note(f"Known error: workaround published as {kb_id}", [("Workaround", ctx.get("workaround"))])
     plan.extra = {"kb_article_id": kb_id}
     plan.audit("kb_update", "problem", problem["id"], fields=deltas(problem, plan.changes),
@@ -904,6 +909,8 @@ def _creation_index(plan: Plan) -> int:
 def _apply(ctx: Context, plan: Plan, governed: GovernedWrite, written: dict) -> Optional[dict]:
     """Platform writes; a create goes through the governed write, which also audits it (recorded in ``written``)."""
     record = plan.before
+    if plan.kb is not None and plan.before is not None:
+        _publish_kb(ctx, plan)
     if plan.create is not None:
         index = _creation_index(plan)
         first_note = plan.note or note(ctx.sop, ctx.sop)
@@ -918,6 +925,30 @@ def _apply(ctx: Context, plan: Plan, governed: GovernedWrite, written: dict) -> 
     for other, changes, other_note in plan.side:
         _apply_side(ctx, record, other, changes, other_note)
     return record
+
+
+def _publish_kb(ctx: Context, plan: Plan) -> None:
+    """Publish the article first; a platform with a knowledge base names it itself (its number): the link, the result,
+    the note and the audit records then carry that number instead of the planned reference."""
+    kb = cast(dict, plan.kb)
+    published = ctx.platform.publish_kb(cast(dict, plan.before), **kb)
+    if not published or published == kb["planned"]:
+        return
+    if cast(dict, plan.before).get("kb_link") == published:
+        plan.changes.pop("kb_link", None)
+    else:
+        plan.changes["kb_link"] = published
+    plan.extra["kb_article_id"] = published
+    if plan.note is not None:
+        plan.note = dict(plan.note, subject=plan.note["subject"].replace(kb["planned"], published))
+    for entry in plan.audits:
+        change = entry["fields"].get("kb_link")
+        if change is not None:
+            entry["fields"]["kb_link"] = dict(change, after=published)
+            if change.get("before") == published:
+                del entry["fields"]["kb_link"]
+        if entry["meta"].get("kb_article_id") == kb["planned"]:
+            entry["meta"]["kb_article_id"] = published
 
 
 def _apply_side(ctx: Context, record: Optional[Mapping[str, Any]], other: Mapping[str, Any], changes: Mapping[str, Any],

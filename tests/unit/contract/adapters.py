@@ -59,6 +59,11 @@ class FakeAdapter:
     def check_mapping(record):
         pass
 
+    @staticmethod
+    def check_kb(platform, ref, kb_id, title, content):
+        """No knowledge base: the planned reference is the link."""
+        assert kb_id == "KB-" + ref, kb_id
+
 
 class OtoboAdapter:
     """OtoboPlatform over the OTOBO simulator (real HTTP); one simulator, reset for every test."""
@@ -108,6 +113,11 @@ class OtoboAdapter:
 
     def records_with_key(self, platform, key):
         return [t["TicketNumber"] for t in self.tickets() if t["DynamicField"].get(FIELD_MAP["correlation_key"]) == key]
+
+    @staticmethod
+    def check_kb(platform, ref, kb_id, title, content):
+        """OTOBO has no knowledge base the adapter writes: the planned reference is the link."""
+        assert kb_id == "KB-" + ref, kb_id
 
     @staticmethod
     def check_mapping(record):
@@ -177,6 +187,15 @@ class ServiceNowAdapter:
 
     def records_with_key(self, platform, key):
         return [row["number"] for row in self.tables().get("incident", []) if row.get("correlation_id") == key]
+
+    def check_kb(self, platform, ref, kb_id, title, content):
+        """One kb_knowledge article per source record, named by its number, with the title and content."""
+        source = self.row(ref)["sys_id"]
+        articles = [row for row in self.tables().get("kb_knowledge", []) if row.get("source") == source]
+        assert [row["number"] for row in articles] == [kb_id], (kb_id, articles)
+        if title is not None:
+            assert articles[0]["short_description"] == title, articles[0]
+        assert articles[0]["text"] == content, articles[0]
 
     def check_mapping(self, record):
         """The native state, priority, hold reason, close fields, approval and group the IMS record shows."""

@@ -271,8 +271,15 @@ def test_kb_update(env):
     ref = new_incident(env, "closed")
     env.halt("wrong_state", "kb_update", incident_id=new_incident(env, "resolved"), kb_type="resolution", kb_title="t", kb_content="c")
     result = env.run("kb_update", role="L3", actor="l3", incident_id=ref, kb_type="resolution", kb_title="Ceph latency", kb_content="steps")
-    assert (result["kb_article_id"], result["record"]["kb_link"]) == ("KB-" + ref, "KB-" + ref)
+    kb_id = result["kb_article_id"]
+    assert result["record"]["kb_link"] == kb_id
+    env.adapter.check_kb(env.platform, ref, kb_id, "Ceph latency", "steps")
     assert_audit(result, ["kb_update"], "incident", ref, "kb_update", "L3", "l3")
+    assert result["audit"][0]["meta"]["kb_article_id"] == kb_id
+    # a re-run with new content updates the same article (a platform with a knowledge base never duplicates it)
+    again = env.run("kb_update", role="L3", actor="l3", incident_id=ref, kb_type="resolution", kb_title="Ceph latency", kb_content="steps v2")
+    assert again["kb_article_id"] == kb_id and again["record"]["kb_link"] == kb_id
+    env.adapter.check_kb(env.platform, ref, kb_id, "Ceph latency", "steps v2")
 
 
 def test_monitoring_intake_creates_and_dedupes(env):
@@ -326,7 +333,8 @@ def test_problem_lifecycle(env):
     assert linked["record"]["incident_links"] == [inc, other] and env.get("incident", other)["problem_link"] == pid
     assert env.run("problem_link_incident", role="L2", problem_id=pid, incident_id=other)["changed"] is False
     work = env.run("problem_workaround", role="L3", actor="l3-erin", problem_id=pid, workaround="pin fw 1.1")
-    assert (work["record"]["status"], work["kb_article_id"]) == ("known_error", "KB-" + pid)
+    assert work["record"]["status"] == "known_error" and work["record"]["kb_link"] == work["kb_article_id"]
+    env.adapter.check_kb(env.platform, pid, work["kb_article_id"], None, "pin fw 1.1")
     assert_audit(work, ["kb_update"], "problem", pid, "problem_workaround", "L3", "l3-erin")
     resolved = env.run("problem_resolve", role="L3", actor="l3-erin", problem_id=pid, validation_evidence="no flaps 7d")
     assert_audit(resolved, ["resolve"], "problem", pid, "problem_resolve", "L3", "l3-erin")
