@@ -365,6 +365,9 @@ class ServiceNowPlatform(TicketPlatform):
         if entity not in TABLES:
             raise ValidationError(f"servicenow: unknown entity {entity!r}")
         body = self._body(entity, values, note)
+        if note and not body.get("description"):
+            # the first note (for an alert: its FIRING details) is what an agent reads first on the form
+            body["description"] = self._note_text(note)
         if not values.get("assigned_team"):
             body["assignment_group"] = self._group(INTAKE_TEAM)  # the routed queue (changes need a group from Assess on)
         if entity == "incident":

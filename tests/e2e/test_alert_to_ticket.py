@@ -165,6 +165,7 @@ def test_servicenow_asset_opens_and_resolves_a_servicenow_incident(stack: Stack)
     assert "SwitchUplinkDown core-sw-01" in incident["short_description"]
     assert incident["assignment_group"] == stack.sn_record_id("sys_user_group", "Network")   # CMDB: itsm_queue Network
     assert incident["state"] in ("1", "2")
+    assert "FIRING SwitchUplinkDown" in incident["description"]      # the alert's details, on the form
     # critical x impact high -> S1: ServiceNow impact 1 / urgency 1, priority 1 derived by the instance's lookup
     assert (incident["impact"], incident["urgency"], incident["priority"]) == ("1", "1", "1")
     assert all(isinstance(value, str) for value in incident.values() if not isinstance(value, (dict, list)))
