@@ -116,14 +116,19 @@ class GovernedWrite:
 
     ``find(key)`` is the lookup the next run will do (``find_by_correlation_key``); ``ref(record)`` is the
     audited id; ``hint(record)`` explains (naming the missing permission) why a created record is not found.
-    ``log_fields`` go to the JSON log line of each create (e.g. ``job_id``).
+    ``log_fields`` go to the JSON log line of each create (e.g. ``job_id``). ``found_in_reply(record, key)``
+    (optional) says whether the record the create answered with already proves that the next run's lookup finds
+    it (ServiceNow: the POST reply passes the same read ACLs as the GET and carries the key), which saves the
+    read back after the create; when it answers False the record is looked up as usual.
     """
 
     def __init__(self, auditor: Auditor, *, find: Finder, ref: Callable[[Mapping[str, Any]], Any],
                  hint: Callable[[Optional[Mapping[str, Any]]], str], warn: Warn, what: str = "record",
-                 log_fields: Optional[Mapping[str, Any]] = None) -> None:
+                 log_fields: Optional[Mapping[str, Any]] = None,
+                 found_in_reply: Optional[Callable[[Mapping[str, Any], str], bool]] = None) -> None:
         self.auditor = auditor
         self.find = find
+        self.found_in_reply = found_in_reply
         self.ref = ref
         self.hint = hint
         self.warn = warn
@@ -144,6 +149,19 @@ class GovernedWrite:
         meta = dict(creation.get("meta") or {}, backfilled=True, backfill_reason=BACKFILL_REASON)
         return audit_entry(creation["action"], creation["ref_type"], ref_id, creation.get("fields"), meta,
                            creation_record_key(self.platform, creation["ref_type"], ref_id))
+
+    def backfill(self, record: Mapping[str, Any], creation: Mapping[str, Any], *, check_mode: bool = False) -> bool:
+        """Back-fill the creation record of ``record`` (found by its correlation key) when the ledger lacks it.
+
+        True when a record was (in check mode: would be) written; the ledger is preflighted first.
+        """
+        entry = self.backfill_entry(record, creation)
+        if entry is None:
+            return False
+        if not check_mode:
+            self.auditor.preflight()
+            self.auditor.append(entry, self.ref(record))
+        return True
 
     # -- the create path --------------------------------------------------------------------
 
@@ -174,7 +192,7 @@ class GovernedWrite:
 
     def _create(self, send: Sender, key: Optional[str], creation: Any) -> dict:
         record, found_by_key = self._create_once(send, key)
-        if key and not found_by_key:
+        if key and not found_by_key and not (record is not None and self.found_in_reply is not None and self.found_in_reply(record, key)):
             found = self.find(key)
             if found is None:
                 self._fail_unfindable(record, key, creation)

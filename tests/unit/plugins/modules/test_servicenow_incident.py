@@ -8,8 +8,9 @@ from unittest.mock import Mock
 
 import pytest
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._servicenow import ServiceNowClient
 from ansible_collections.labops.itsm.plugins.modules import servicenow_incident as sn
 from ansible_collections.labops.itsm.plugins.modules import servicenow_incident_info as sn_info
@@ -153,8 +154,8 @@ class _Module:
 
 
 @pytest.mark.parametrize("after_apply, posts, warning", [
-    (True, 1, "reply to the create was lost, but incident INC"),
-    (False, 2, "lost and no incident was created; sent it once more"),
+    (True, 1, "the create reply was lost, but incident INC"),
+    (False, 2, "the create reply was lost and no incident with correlation key am:lost exists; sent the create once more"),
 ])
 def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, after_apply, posts, warning):
     from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params
@@ -165,10 +166,67 @@ def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, afte
         sim.inject(kind="http_status", status=503, count=1, operations=["POST incident"], after_apply=after_apply)
         client = client_from_params({"instance": sim.url, "username": "itsm.bot", "password": "bot-pw", "token_cache": ""})
         module = _Module(correlation_id="am:lost", short_description="lost reply", impact="2")
-        result = sn.run(module, client, sn.ReferenceCache("", sim.url))
+        result = sn.run(module, client, sn.ReferenceCache("", sim.url), ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")}))
         incidents = [row for row in sim.state()["tables"]["incident"] if row["correlation_id"] == "am:lost"]
         operations = [entry["operation"] for entry in sim.requests()]
     assert len(incidents) == 1 and result["number"] == incidents[0]["number"] and result["created"] is True
     assert operations.count("POST incident") == posts
     assert operations.count("GET incident") == 2  # the lookup before, the one after the lost reply
     assert len(module.warnings) == 1 and warning in module.warnings[0]
+
+
+@pytest.fixture(scope="module")
+def sn_sim():
+    from simulators.harness import start_in_thread
+
+    with start_in_thread("servicenow") as sim:
+        yield sim
+
+
+def _client(sim):
+    from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params
+
+    return client_from_params({"instance": sim.url, "username": "itsm.bot", "password": "bot-pw", "token_cache": ""})
+
+
+def test_a_ledger_failing_after_the_write_says_unaudited(sn_sim, tmp_path, monkeypatch):
+    """The preflight passed, ServiceNow was changed, then the append failed: the task fails naming the incident."""
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    sn.run(_Module(correlation_id="am:unaudited-update", short_description="audited create", impact="2"), _client(sn_sim),
+           sn.ReferenceCache("", sn_sim.url), ledger)
+
+    def disk_full(*args, **kwargs):
+        raise AuditWriteError("audit ledger write failed (sqlite %s): disk full; the governed action halts" % (tmp_path / "ledger.sqlite3"))
+
+    monkeypatch.setattr(ledger, "append", disk_full)
+    module = _Module(correlation_id="am:unaudited", short_description="ledger dies after the POST", impact="2")
+    with pytest.raises(AuditWriteError) as failure:
+        sn.run(module, _client(sn_sim), sn.ReferenceCache("", sn_sim.url), ledger)
+    rows = [row for row in sn_sim.state()["tables"]["incident"] if row["correlation_id"] == "am:unaudited"]
+    assert len(rows) == 1  # applied ...
+    message = str(failure.value)
+    assert f"servicenow incident {rows[0]['number']} (sys_id {rows[0]['sys_id']}): the create was applied on ServiceNow but is UNAUDITED" in message
+    assert "disk full" in message and failure.value.details["number"] == rows[0]["number"]
+    # an update is the same: applied, then UNAUDITED
+    module = _Module(correlation_id="am:unaudited-update", urgency="high")
+    with pytest.raises(AuditWriteError, match="the update was applied on ServiceNow but is UNAUDITED"):
+        sn.run(module, _client(sn_sim), sn.ReferenceCache("", sn_sim.url), ledger)
+    assert [row["urgency"] for row in sn_sim.state()["tables"]["incident"] if row["correlation_id"] == "am:unaudited-update"] == ["1"]
+
+
+def test_an_incident_whose_creation_the_ledger_lacks_is_back_filled(sn_sim, tmp_path):
+    client = _client(sn_sim)
+    created = client.create("incident", {"short_description": "created elsewhere", "correlation_id": "am:backfill"})
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    check = _Module(correlation_id="am:backfill")
+    check.check_mode = True
+    predicted = sn.run(check, _client(sn_sim), sn.ReferenceCache("", sn_sim.url), ledger)
+    assert predicted["changed"] is True and predicted["audit"] == [] and ledger.query() == []  # check mode writes nothing
+    first = sn.run(_Module(correlation_id="am:backfill"), _client(sn_sim), sn.ReferenceCache("", sn_sim.url), ledger)
+    assert first["changed"] is True and first["requests"] == 1
+    (record,) = first["audit"]
+    assert (record["action"], record["ref_id"]) == ("create", created["number"])
+    assert record["meta"]["backfilled"] is True and record["meta"]["record_key"] == "servicenow:create:incident:" + created["number"]
+    again = sn.run(_Module(correlation_id="am:backfill"), _client(sn_sim), sn.ReferenceCache("", sn_sim.url), ledger)
+    assert again["changed"] is False and again["audit"] == [] and len(ledger.query()) == 1
