@@ -194,7 +194,7 @@ notes:
     (then one refresh)."
   - "References given by name: a group or CI name that the module has not seen before is sent as a display value
     (C(sysparm_input_display_value=true), no lookup); a caller or assignee given by user name or e-mail is looked up once
-    (1 GET). The sys_ids learnt either way are kept in O(token_cache) (C(references-*.json)), so later runs compare and send
+    (1 GET). The sys_ids learnt either way are kept in O(token_cache) (the client's reference cache), so later runs compare and send
     sys_ids at no cost."
   - Runs on the controller (use C(delegate_to) V(localhost)) and needs the Python C(requests) library.
 requirements:
@@ -354,11 +354,7 @@ diff:
       type: dict
 """
 
-import hashlib
-import json
-import os
 import re
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -461,63 +457,6 @@ def find_by_correlation_id(client, key):
     return client.find_one(TABLE, eq("correlation_id", key) + "^ORDERBYDESCsys_created_on", display_value="all")
 
 
-# -- the reference cache -----------------------------------------------------------------------
-
-
-class ReferenceCache:
-    """name -> sys_id of referenced records, kept beside the token cache (0600 file in a 0700 directory).
-
-    Names are not secrets; the cache only saves lookups. A cache that is not private to this user is ignored.
-    """
-
-    def __init__(self, directory, instance):
-        self.path = None
-        self.entries = {}
-        self.dirty = False
-        if not directory:
-            return
-        self.directory = directory  # token_cache is type=path: already expanded
-        digest = hashlib.sha256(str(instance).encode("utf-8")).hexdigest()[:32]
-        self.path = os.path.join(self.directory, f"references-{digest}.json")
-        try:
-            info = os.stat(self.path)
-            if info.st_uid == os.getuid() and not info.st_mode & 0o077:
-                with open(self.path, encoding="utf-8") as handle:
-                    data = json.load(handle)
-                self.entries = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            self.entries = {}
-
-    @staticmethod
-    def _key(table, name):
-        return f"{table}:{name.strip().lower()}"
-
-    def get(self, table, name):
-        value = self.entries.get(self._key(table, name))
-        return value if isinstance(value, str) and SYS_ID.match(value) else None
-
-    def put(self, table, name, sys_id):
-        if name and sys_id and SYS_ID.match(sys_id) and self.entries.get(self._key(table, name)) != sys_id:
-            self.entries[self._key(table, name)] = sys_id
-            self.dirty = True
-
-    def forget(self, table, name):
-        if self.entries.pop(self._key(table, name), None) is not None:
-            self.dirty = True
-
-    def save(self):
-        if not (self.path and self.dirty):
-            return
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".references-")
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(self.entries, stream)
-            os.replace(temporary, self.path)
-        except OSError:
-            return  # a cache we cannot write only costs lookups
-
-
 # -- desired state -----------------------------------------------------------------------------
 
 
@@ -616,11 +555,13 @@ def check_state_needs(params, values, current):
 
 
 class References:
-    """Turns reference values given by name into what to compare and to send, with as few requests as possible."""
+    """Turns reference values given by name into what to compare and to send, with as few requests as possible.
 
-    def __init__(self, client, cache):
+    The name -> sys_id pairs live in the client's reference cache (kept in O(token_cache) across runs).
+    """
+
+    def __init__(self, client):
         self.client = client
-        self.cache = cache
         self.by_display = {}  # field -> name sent as a display value
 
     def same(self, field, name, current):
@@ -629,31 +570,26 @@ class References:
         if SYS_ID.match(name):
             return value == name
         if display and display.strip().lower() == name.strip().lower():
-            self.cache.put(REFERENCE_FIELDS[field], name, value)
+            self.client.remember_reference(REFERENCE_FIELDS[field], name, value)
             return True
-        known = self.cache.get(REFERENCE_FIELDS[field], name)
+        known = self.client.known_reference(REFERENCE_FIELDS[field], name)
         if known is not None:
             return value == known
         if REFERENCE_FIELDS[field] in DISPLAY_NAME_TABLES:
             return False  # the display value is the name: a different one is a change
-        return value == self.lookup(field, name)
-
-    def lookup(self, field, name):
-        sys_id = self.client.resolve_reference(REFERENCE_FIELDS[field], name)
-        self.cache.put(REFERENCE_FIELDS[field], name, sys_id)
-        return sys_id
+        return value == self.client.resolve_reference(REFERENCE_FIELDS[field], name)
 
     def outgoing(self, field, name):
         """The value to send: a sys_id when known, else the name (as a display value) or a looked-up sys_id."""
         if SYS_ID.match(name):
             return name
-        known = self.cache.get(REFERENCE_FIELDS[field], name)
+        known = self.client.known_reference(REFERENCE_FIELDS[field], name)
         if known is not None:
             return known
         if REFERENCE_FIELDS[field] in DISPLAY_NAME_TABLES:
             self.by_display[field] = name
             return name
-        return self.lookup(field, name)
+        return self.client.resolve_reference(REFERENCE_FIELDS[field], name)
 
     def learn(self, written):
         """After a write with display values: cache the sys_ids; a name ServiceNow did not know left the field empty."""
@@ -661,7 +597,7 @@ class References:
         for field, name in self.by_display.items():
             sys_id = written.raw.get(field, "")
             if sys_id:
-                self.cache.put(REFERENCE_FIELDS[field], name, sys_id)
+                self.client.remember_reference(REFERENCE_FIELDS[field], name, sys_id)
             else:
                 unknown.append(f"{field} {name!r} (no {REFERENCE_FIELDS[field]} record has that name)")
         return unknown
@@ -724,13 +660,16 @@ def ensure_created(module, client, governed, references, mapping, wanted):
         governed.dry_run(key=key)
         return True, predict(None, body), body, query
     governed.auditor.preflight()
-    fields = masked({name: {"before": None, "after": value} for name, value in body.items()}, mapping.secrets)
 
     def send():
         return client.create(TABLE, body, input_display_value=bool(query), display_value="all")
 
-    written = Current(governed.create(send, key=key, creation=lambda row: incident_entry(
-        "create", row, fields, {"correlation_id": key} if key else None)))
+    def creation(row):
+        stored = Current(row).raw  # references as the sys_ids ServiceNow stored
+        fields = {name: {"before": None, "after": stored.get(name) or value if name in REFERENCE_FIELDS else value} for name, value in body.items()}
+        return incident_entry("create", row, masked(fields, mapping.secrets), {"correlation_id": key} if key else None)
+
+    written = Current(governed.create(send, key=key, creation=creation))
     unknown = references.learn(written)
     if unknown:
         raise NotFoundError("servicenow: incident {0} was created, but ServiceNow left {1} empty".format(
@@ -850,29 +789,25 @@ def backfill_creation(module, governed, current):
                              check_mode=module.check_mode)
 
 
-def run(module, client, cache, ledger):
+def run(module, client, ledger):
     params = module.params
     check_params(params)
     mapping = load_mapping(params.get("mapping"), PLATFORM)
     for secret in mapping.secrets:
         module.no_log_values.add(secret)
-    references = References(client, cache)
+    references = References(client)
     governed = make_governed(module, client, make_auditor(ledger, params))
     current = find_incident(client, params)
-    try:
-        backfilled = backfill_creation(module, governed, current)
-        if params["state"] == "absent":
-            changed, record, payload, query = ensure_absent(module, client, governed.auditor, current)
-            wanted = {}
+    backfilled = backfill_creation(module, governed, current)
+    if params["state"] == "absent":
+        changed, record, payload, query = ensure_absent(module, client, governed.auditor, current)
+        wanted = {}
+    else:
+        wanted = desired_values(params, mapping)
+        if current is None:
+            changed, record, payload, query = ensure_created(module, client, governed, references, mapping, wanted)
         else:
-            wanted = desired_values(params, mapping)
-            if current is None:
-                changed, record, payload, query = ensure_created(module, client, governed, references, mapping, wanted)
-            else:
-                changed, record, payload, query = ensure_updated(module, client, governed.auditor, references, current, wanted,
-                                                                 mapping.secrets)
-    finally:
-        cache.save()
+            changed, record, payload, query = ensure_updated(module, client, governed.auditor, references, current, wanted, mapping.secrets)
     return build_result(client, changed or backfilled, current, record, payload, query, wanted, governed.auditor.records)
 
 
@@ -946,7 +881,7 @@ def main(module_class=AnsibleModule):
     try:
         client = client_from_params(module.params, warn=module.warn, register_secret=module.no_log_values.add)
         ledger = ledger_from_params(module.params)
-        result = run(module, client, ReferenceCache(module.params.get("token_cache"), client.base_url), ledger)
+        result = run(module, client, ledger)
     except LabopsError as exc:
         kwargs = exc.fail_kwargs()
         if client is not None:
