@@ -244,3 +244,21 @@ def test_an_incident_whose_creation_the_ledger_lacks_is_back_filled(sn_sim, tmp_
     assert record["meta"]["backfilled"] is True and record["meta"]["record_key"] == "servicenow:create:incident:" + created["number"]
     again = sn.run(_Module(correlation_id="am:backfill"), _client(sn_sim), ledger)
     assert again["changed"] is False and again["audit"] == [] and len(ledger.query()) == 1
+
+
+def test_a_create_reply_without_the_key_is_read_back_the_way_the_next_run_looks(sn_sim, tmp_path, monkeypatch):
+    """The POST reply normally proves findability (it carries the correlation_id through the read ACLs): 1 GET + 1 POST.
+    A reply that lacks it (a field ACL hides correlation_id) costs the governed write's read back: 1 more GET."""
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    client = _client(sn_sim)
+    sn_sim.clear_requests()
+    sn.run(_Module(correlation_id="am:proved", short_description="reply carries the key"), client, ledger)
+    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident"]
+    client = _client(sn_sim)
+    create = client.create
+    monkeypatch.setattr(client, "create", lambda *args, **kwargs: {k: v for k, v in create(*args, **kwargs).items() if k != "correlation_id"})
+    sn_sim.clear_requests()
+    result = sn.run(_Module(correlation_id="am:hidden", short_description="reply hides the key"), client, ledger)
+    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident", "GET incident"]
+    assert result["record"]["correlation_id"] == "am:hidden" and [r["action"] for r in result["audit"]] == ["create"]
