@@ -106,6 +106,20 @@ class Auditor:
                    for record in self.ledger.query(ref_type=ref_type, ref_id=str(ref_id), action="identify"))
 
 
+def module_auditor(ledger: Any, params: Mapping[str, Any], *, platform: str, platform_label: str, what: str, ref_key: str,
+                   id_key: str, id_label: Optional[str] = None) -> Auditor:
+    """The Auditor of a governed module: who acts from its ledger options (``actor``, ``actor_role``); a ledger write that
+    fails after the platform write names the record and says UNAUDITED, e.g. ``servicenow incident INC0010001 (sys_id ...):
+    the update was applied on ServiceNow but is UNAUDITED: ...``. The entries carry the platform's own id in ``meta[id_key]``;
+    the error's details are ``{ref_key: <audited id>, id_key: <that id>}``."""
+    def unaudited(entry: Mapping[str, Any], ref_id: Any, exc: LabopsError) -> LabopsError:
+        other = (entry.get("meta") or {}).get(id_key)
+        return AuditWriteError("{0} {1} ({2} {3}): the {4} was applied on {5} but is UNAUDITED: the ledger write failed: {6}".format(
+            what, ref_id, id_label or id_key, other, entry["action"], platform_label, exc), **{ref_key: ref_id, id_key: other})
+
+    return Auditor(ledger, actor=params.get("actor"), role=params.get("actor_role"), platform=platform, on_failure=unaudited)
+
+
 def _default_failure(entry: Mapping[str, Any], ref_id: Any, exc: LabopsError) -> LabopsError:
     return AuditWriteError("the {0} of {1} {2} was applied but is UNAUDITED: the ledger write failed: {3}".format(
         entry["action"], entry["ref_type"], ref_id, exc), ref_type=entry["ref_type"], ref_id=ref_id)

@@ -358,8 +358,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError, NotFoundError, ValidationError
-from ansible_collections.labops.itsm.plugins.module_utils._governed import Auditor, GovernedWrite, audit_entry
+from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, NotFoundError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._governed import GovernedWrite, audit_entry, module_auditor
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping, render
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
@@ -713,14 +713,8 @@ def ensure_absent(module, client, auditor, current):
 
 def make_auditor(ledger, params):
     """Preflight before the ServiceNow write, append after it; failures after the write say UNAUDITED."""
-    return Auditor(ledger, actor=params.get("actor"), role=params.get("actor_role"), platform=PLATFORM, on_failure=_unaudited)
-
-
-def _unaudited(entry, number, exc):
-    sys_id = (entry.get("meta") or {}).get("sys_id")
-    return AuditWriteError(
-        "servicenow incident {0} (sys_id {1}): the {2} was applied on ServiceNow but is UNAUDITED: the ledger write failed: {3}".format(
-            number, sys_id, entry["action"], exc), number=number, sys_id=sys_id)
+    return module_auditor(ledger, params, platform=PLATFORM, platform_label="ServiceNow", what="servicenow incident", ref_key="number",
+                          id_key="sys_id")
 
 
 def incident_entry(action, row, fields=None, meta=None):
