@@ -106,6 +106,20 @@ class Auditor:
                    for record in self.ledger.query(ref_type=ref_type, ref_id=str(ref_id), action="identify"))
 
 
+def module_auditor(ledger: Any, params: Mapping[str, Any], *, platform: str, platform_label: str, what: str, ref_key: str,
+                   id_key: str, id_label: Optional[str] = None) -> Auditor:
+    """The Auditor of a governed module: who acts from its ledger options (``actor``, ``actor_role``); a ledger write that
+    fails after the platform write names the record and says UNAUDITED, e.g. ``servicenow incident INC0010001 (sys_id ...):
+    the update was applied on ServiceNow but is UNAUDITED: ...``. The entries carry the platform's own id in ``meta[id_key]``;
+    the error's details are ``{ref_key: <audited id>, id_key: <that id>}``."""
+    def unaudited(entry: Mapping[str, Any], ref_id: Any, exc: LabopsError) -> LabopsError:
+        other = (entry.get("meta") or {}).get(id_key)
+        return AuditWriteError("{0} {1} ({2} {3}): the {4} was applied on {5} but is UNAUDITED: the ledger write failed: {6}".format(
+            what, ref_id, id_label or id_key, other, entry["action"], platform_label, exc), **{ref_key: ref_id, id_key: other})
+
+    return Auditor(ledger, actor=params.get("actor"), role=params.get("actor_role"), platform=platform, on_failure=unaudited)
+
+
 def _default_failure(entry: Mapping[str, Any], ref_id: Any, exc: LabopsError) -> LabopsError:
     return AuditWriteError("the {0} of {1} {2} was applied but is UNAUDITED: the ledger write failed: {3}".format(
         entry["action"], entry["ref_type"], ref_id, exc), ref_type=entry["ref_type"], ref_id=ref_id)
@@ -116,14 +130,19 @@ class GovernedWrite:
 
     ``find(key)`` is the lookup the next run will do (``find_by_correlation_key``); ``ref(record)`` is the
     audited id; ``hint(record)`` explains (naming the missing permission) why a created record is not found.
-    ``log_fields`` go to the JSON log line of each create (e.g. ``job_id``).
+    ``log_fields`` go to the JSON log line of each create (e.g. ``job_id``). ``found_in_reply(record, key)``
+    (optional) says whether the record the create answered with already proves that the next run's lookup finds
+    it (ServiceNow: the POST reply passes the same read ACLs as the GET and carries the key), which saves the
+    read back after the create; when it answers False the record is looked up as usual.
     """
 
     def __init__(self, auditor: Auditor, *, find: Finder, ref: Callable[[Mapping[str, Any]], Any],
                  hint: Callable[[Optional[Mapping[str, Any]]], str], warn: Warn, what: str = "record",
-                 log_fields: Optional[Mapping[str, Any]] = None) -> None:
+                 log_fields: Optional[Mapping[str, Any]] = None,
+                 found_in_reply: Optional[Callable[[Mapping[str, Any], str], bool]] = None) -> None:
         self.auditor = auditor
         self.find = find
+        self.found_in_reply = found_in_reply
         self.ref = ref
         self.hint = hint
         self.warn = warn
@@ -144,6 +163,19 @@ class GovernedWrite:
         meta = dict(creation.get("meta") or {}, backfilled=True, backfill_reason=BACKFILL_REASON)
         return audit_entry(creation["action"], creation["ref_type"], ref_id, creation.get("fields"), meta,
                            creation_record_key(self.platform, creation["ref_type"], ref_id))
+
+    def backfill(self, record: Mapping[str, Any], creation: Mapping[str, Any], *, check_mode: bool = False) -> bool:
+        """Back-fill the creation record of ``record`` (found by its correlation key) when the ledger lacks it.
+
+        True when a record was (in check mode: would be) written; the ledger is preflighted first.
+        """
+        entry = self.backfill_entry(record, creation)
+        if entry is None:
+            return False
+        if not check_mode:
+            self.auditor.preflight()
+            self.auditor.append(entry, self.ref(record))
+        return True
 
     # -- the create path --------------------------------------------------------------------
 
@@ -174,7 +206,7 @@ class GovernedWrite:
 
     def _create(self, send: Sender, key: Optional[str], creation: Any) -> dict:
         record, found_by_key = self._create_once(send, key)
-        if key and not found_by_key:
+        if key and not found_by_key and not (record is not None and self.found_in_reply is not None and self.found_in_reply(record, key)):
             found = self.find(key)
             if found is None:
                 self._fail_unfindable(record, key, creation)

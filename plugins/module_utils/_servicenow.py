@@ -17,6 +17,12 @@ Authentication, first match wins:
   a fresh ``password`` / ``client_credentials`` grant; a rejected token is forgotten;
 * else Basic with ``username`` and ``password`` / ``password_file``.
 
+References given by name (``resolve_reference``) are cached per instance: in memory for every table, and for
+``sys_user``, ``sys_user_group`` and ``cmdb_ci`` also on disk in ``token_cache`` (one 0600 file per instance in the
+0700 directory, ``ReferenceCache``), so later tasks and processes (one per alert batch) neither look them up again nor
+send names. A cached sys_id that turns out stale (a 404 on it, or a write whose reply shows the reference pointing
+nowhere) is forgotten.
+
 Retries are ``_http``'s policy (1 s / 2 s / 4 s, 429 ``Retry-After``); a POST whose reply is lost raises
 ``AmbiguousWriteError`` (never re-sent here: the governed write looks the record up first). Error replies
 (``{"error": {"message", "detail"}, "status": "failure"}``) become ``_errors`` classes whose message carries the
@@ -70,6 +76,8 @@ REFERENCE_KEYS = {
     "kb_knowledge": ("number",),
 }
 EMPTY_KEY = "an empty key is never searched"
+# referenced tables whose name -> sys_id pairs are kept on disk (records numbers are only remembered in memory)
+PERSISTED_REFERENCE_TABLES = ("sys_user", "sys_user_group", "cmdb_ci")
 
 # Connection options shared by every ServiceNow module and the servicenow platform of ims_sop.
 SERVICENOW_CONNECTION_ARGSPEC = dict(
@@ -166,6 +174,70 @@ class BearerAuth(AuthBase):
         return request
 
 
+class ReferenceCache:
+    """name -> sys_id of referenced records of one instance.
+
+    Every pair is kept in memory; those of ``PERSISTED_REFERENCE_TABLES`` also on disk (``_secrets.SessionCache``: a 0600
+    file in the 0700 ``directory``, ignored when it is not private to this user), merged under a lock so that parallel
+    processes do not drop each other's entries. Names are not secrets; the cache only saves lookups, and a cache that
+    cannot be written only costs them.
+    """
+
+    def __init__(self, directory: Optional[str], instance: str) -> None:
+        self.store = SessionCache(directory, "servicenow-references", instance) if directory else None
+        self.entries = {}  # type: dict
+        if self.store is not None:
+            self.entries.update(self._valid(self.store.load_entry()))
+
+    @staticmethod
+    def _valid(data: Any) -> dict:
+        return {key: value for key, value in (data or {}).items() if isinstance(value, str) and SYS_ID_RE.match(value)}
+
+    @staticmethod
+    def key(table: str, name: Any) -> str:
+        return f"{table}:{str(name).strip().lower()}"
+
+    def get(self, table: str, name: Any) -> Optional[str]:
+        return self.entries.get(self.key(table, name))
+
+    def name_of(self, sys_id: str) -> Optional[tuple]:
+        """(table, name key) of an entry holding ``sys_id``, or None."""
+        for key, value in self.entries.items():
+            if value == sys_id:
+                table, name = key.split(":", 1)
+                return table, name
+        return None
+
+    def put(self, table: str, name: Any, sys_id: str) -> None:
+        if not name or not str(name).strip() or not SYS_ID_RE.match(str(sys_id or "")):
+            return
+        key = self.key(table, name)
+        if self.entries.get(key) == sys_id:
+            return
+        self.entries[key] = sys_id
+        if table in PERSISTED_REFERENCE_TABLES:
+            self._persist({key: sys_id}, ())
+
+    def forget_sys_id(self, sys_id: str) -> list:
+        """Drop every entry that holds ``sys_id`` (it no longer exists); returns their keys."""
+        keys = [key for key, value in self.entries.items() if value == sys_id]
+        for key in keys:
+            del self.entries[key]
+        if keys:
+            self._persist({}, keys)
+        return keys
+
+    def _persist(self, put: Mapping[str, str], drop: Any) -> None:
+        if self.store is None:
+            return
+        with self.store.locked():
+            data = self._valid(self.store.load_entry())
+            data.update(put)
+            for key in drop:
+                data.pop(key, None)
+            self.store.store_entry(data)
+
+
 class ServiceNowClient:
     """Table API client. Not thread safe (one token, one reference cache)."""
 
@@ -183,7 +255,8 @@ class ServiceNowClient:
         self._password = password
         self.client_id = client_id
         self._client_secret = client_secret
-        self._references = {}  # type: dict
+        self.references = ReferenceCache(token_cache or None, self.base_url)
+        self.stale_references = []  # type: list  # (field, table, name) of the last write whose cached sys_id was stale
         self.token_cache = None  # type: Optional[SessionCache]
         self._token = None  # type: Optional[dict]
         for secret in (password, client_secret, api_key):
@@ -441,6 +514,7 @@ class ServiceNowClient:
         response = self._call("GET", f"{TABLE_PATH}{table}/{sys_id}", operation=f"get {table}",
                               params=self._read_params(fields, display_value), expected=(200, 404))
         if response.status == 404:
+            self._forget_stale(sys_id)
             return None
         return self._result(response)
 
@@ -448,30 +522,36 @@ class ServiceNowClient:
                display_value: Any = False) -> dict:
         """POST -> the stored record (201). A lost reply raises AmbiguousWriteError: it is never re-sent here."""
         table = self._table(table)
-        params = self._read_params(fields, display_value)
+        params = self._read_params(self._with_cached_references(fields, values, display_value), display_value)
         if input_display_value:
             params["sysparm_input_display_value"] = "true"
         response = self._call("POST", TABLE_PATH + table, operation=f"create {table}", params=params, body=_strings(values),
                               expected=(201, 200))
-        return self._result(response)
+        return self._check_references(table, values, self._result(response), fields, display_value)
 
     def update(self, table: str, sys_id: str, values: Mapping[str, Any], *, input_display_value: bool = False, fields: Any = None,
                display_value: Any = False) -> dict:
         """PATCH -> the stored record. Retried after a lost reply only when it adds no journal entry (work notes, comments)."""
         table, sys_id = self._table(table), self._sys_id(sys_id)
-        params = self._read_params(fields, display_value)
+        params = self._read_params(self._with_cached_references(fields, values, display_value), display_value)
         if input_display_value:
             params["sysparm_input_display_value"] = "true"
         body = _strings(values)
         journal = any(body.get(name) for name in ("work_notes", "comments"))
-        response = self._call("PATCH", f"{TABLE_PATH}{table}/{sys_id}", operation=f"update {table}", params=params, body=body,
-                              retry_unsafe=not journal)
-        return self._result(response)
+        try:
+            response = self._call("PATCH", f"{TABLE_PATH}{table}/{sys_id}", operation=f"update {table}", params=params, body=body,
+                                  retry_unsafe=not journal)
+        except NotFoundError:
+            self._forget_stale(sys_id)
+            raise
+        return self._check_references(table, values, self._result(response), fields, display_value)
 
     def delete(self, table: str, sys_id: str) -> bool:
         """True when deleted, False when there was no such record (404)."""
         table, sys_id = self._table(table), self._sys_id(sys_id)
         response = self._call("DELETE", f"{TABLE_PATH}{table}/{sys_id}", operation=f"delete {table}", expected=(204, 200, 404))
+        if response.status == 404:
+            self._forget_stale(sys_id)
         return response.status != 404
 
     def find_one(self, table: str, query: str, *, fields: Any = None, display_value: Any = False) -> Optional[dict]:
@@ -483,27 +563,81 @@ class ServiceNowClient:
         return rows[0] if rows else None
 
     def resolve_reference(self, table: str, value: Any) -> str:
-        """The sys_id of ``value`` in ``table``: a sys_id passes through, else a lookup by name (cached per client)."""
+        """The sys_id of ``value`` in ``table``: a sys_id passes through, else the reference cache, else a lookup by name."""
         text = str(value or "").strip()
         if SYS_ID_RE.match(text):
             return text
         if not text:
             raise ValidationError(f"servicenow: an empty reference to {table}: {EMPTY_KEY}")
-        key = (table, text)
-        if key in self._references:
-            return self._references[key]
+        known = self.references.get(table, text)
+        if known is not None:
+            return known
         for field in REFERENCE_KEYS.get(table, ("name",)):
             row = self.find_one(table, eq(field, text), fields="sys_id")
             if row is not None:
-                self._references[key] = row["sys_id"]
+                self.references.put(table, text, row["sys_id"])
                 return row["sys_id"]
         raise NotFoundError(f"servicenow: no {table} record named {text!r} (looked up by {' then '.join(REFERENCE_KEYS.get(table, ('name',)))})",
                             platform=PLATFORM, table=table, value=text)
 
+    def known_reference(self, table: str, name: Any) -> Optional[str]:
+        """The cached sys_id of ``name`` in ``table`` (no request), or None."""
+        return self.references.get(table, name)
+
     def remember_reference(self, table: str, name: str, sys_id: str) -> None:
-        """Teach the reference cache a name -> sys_id pair already known (e.g. a record just created)."""
-        if name and sys_id:
-            self._references[(table, str(name))] = sys_id
+        """Teach the reference cache a name -> sys_id pair already known (e.g. a record just created or read)."""
+        self.references.put(table, name, sys_id)
+
+    def _forget_stale(self, sys_id: str) -> List[Any]:
+        keys = self.references.forget_sys_id(sys_id)
+        if keys:
+            self.warn("servicenow: the cached sys_id {0} ({1}) no longer exists; forgotten, the name is looked up again".format(
+                sys_id, ", ".join(keys)))
+        return keys
+
+    def _with_cached_references(self, fields: Any, values: Mapping[str, Any], display_value: Any) -> Any:
+        """``fields`` plus the fields that carry a cached sys_id, so that the reply shows whether they still point somewhere."""
+        if not fields or display_value != "all":
+            return fields
+        names = [name.strip() for name in (fields.split(",") if isinstance(fields, str) else fields)]
+        extra = [field for field, value in values.items() if isinstance(value, str) and self.references.name_of(value) and field not in names]
+        return names + extra if extra else fields
+
+    def _check_references(self, table: str, values: Mapping[str, Any], row: Any, fields: Any, display_value: Any) -> Any:
+        """After a write read back with display values: a cached sys_id whose reference shows no display value points
+        at no record (deleted, or deleted and re-created, since it was cached). Forget it, look the name up again and
+        send those fields once more (1 lookup + 1 PATCH, only then); ``stale_references`` lists them."""
+        self.stale_references = []
+        if not isinstance(row, dict):
+            return row
+        for field, value in values.items():
+            shown = row.get(field)
+            if not (isinstance(value, str) and SYS_ID_RE.match(value) and isinstance(shown, dict) and "display_value" in shown):
+                continue
+            named = self.references.name_of(value)
+            if named is not None and shown.get("value") == value and not shown.get("display_value"):
+                self.references.forget_sys_id(value)
+                self.stale_references.append((field, named[0], named[1]))
+        if not self.stale_references:
+            return row
+        stale = list(self.stale_references)
+        repaired = {}  # type: dict
+        for field, ref_table, name in stale:
+            try:
+                repaired[field] = self.resolve_reference(ref_table, name)
+            except NotFoundError:
+                repaired[field] = ""  # the name is gone too: the reference is cleared rather than left dangling
+        sys_id = row.get("sys_id")
+        sys_id = sys_id.get("value") if isinstance(sys_id, dict) else sys_id
+        self.warn("servicenow: {0} {1}: {2} pointed at a record that no longer exists (a stale cached sys_id); sent again".format(
+            table, _raw_value(row.get("number")) or sys_id, ", ".join(sorted(repaired))))
+        fixed = self.update(table, str(sys_id), repaired, fields=fields, display_value=display_value)
+        self.stale_references = stale
+        return fixed
+
+
+def _raw_value(value: Any) -> Any:
+    return value.get("value") if isinstance(value, dict) else value
 
 
 def _strings(values: Mapping[str, Any]) -> dict:

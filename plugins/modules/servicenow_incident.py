@@ -22,12 +22,20 @@ description:
     so a re-run adds nothing.
   - Check mode is the dry run of seed 001 - it returns the exact request body it would send in RV(payload), and the
     predicted incident.
+  - Every change (create, update, state change, resolve, close, cancel, delete) is appended to the hash-chained audit
+    ledger (the same governed write as M(labops.itsm.otobo_ticket) and M(labops.itsm.ims_sop)). The ledger is checked
+    before ServiceNow is changed and the task fails, changing nothing, if it cannot be written; a ledger write that fails
+    after the change fails the task with C(error_class=AuditWriteError) saying the change is UNAUDITED.
   - A create whose reply was lost (a timeout or 5xx after sending) is never re-sent blindly - with O(correlation_id) the
     module looks the incident up and sends the create once more only when it is not there (with a warning either way).
+    The creation is audited once (ledger record key C(servicenow:create:incident:<number>)).
+  - An incident found by O(correlation_id) whose creation the ledger lacks (an earlier run lost its reply or failed
+    before its audit) gets its C(create) record now, marked C(meta.backfilled), and the task reports C(changed).
 author:
   - labops.itsm developers (@labops)
 extends_documentation_fragment:
   - labops.itsm.servicenow
+  - labops.itsm.ledger
   - labops.itsm.attributes
 attributes:
   check_mode:
@@ -37,12 +45,16 @@ attributes:
   diff_mode:
     support: full
   action_group:
-    description: Use C(group/labops.itsm.servicenow) in C(module_defaults) to set the connection options for this module.
+    description:
+      - Use C(group/labops.itsm.servicenow) in C(module_defaults) to set the connection options and
+        C(group/labops.itsm.ledger) to set the audit ledger for this module.
     support: full
     membership:
       - labops.itsm.servicenow
+      - labops.itsm.ledger
 seealso:
   - module: labops.itsm.servicenow_incident_info
+  - module: labops.itsm.ims_audit_info
 options:
   state:
     description:
@@ -175,12 +187,14 @@ options:
 notes:
   - "HTTP calls per task (asserted against the simulator's request log in the integration tests): a run with nothing to change
     costs 1 GET (the lookup reads the whole record with display values, journal entries included); a create at most 1 lookup
-    GET and 1 POST; an update or a resolve 1 GET and 1 PATCH; O(state=absent) 1 GET and 1 DELETE. With OAuth the first task
-    of a controller user adds the token request; later tasks reuse the token kept in O(token_cache) until it expires
+    GET and 1 POST (the POST reply carries the stored record with its O(correlation_id), which proves that the next run
+    finds it, so nothing is read back; only a reply without it costs 1 more GET); an update or a resolve 1 GET and 1 PATCH;
+    O(state=absent) 1 GET and 1 DELETE. A create whose reply was lost adds 1 GET (the lookup before any re-send). With OAuth
+    the first task of a controller user adds the token request; later tasks reuse the token kept in O(token_cache) until it expires
     (then one refresh)."
   - "References given by name: a group or CI name that the module has not seen before is sent as a display value
     (C(sysparm_input_display_value=true), no lookup); a caller or assignee given by user name or e-mail is looked up once
-    (1 GET). The sys_ids learnt either way are kept in O(token_cache) (C(references-*.json)), so later runs compare and send
+    (1 GET). The sys_ids learnt either way are kept in O(token_cache) (the client's reference cache), so later runs compare and send
     sys_ids at no cost."
   - Runs on the controller (use C(delegate_to) V(localhost)) and needs the Python C(requests) library.
 requirements:
@@ -313,6 +327,20 @@ requests:
   returned: always
   type: int
   sample: 1
+audit:
+  description:
+    - Audit records written to the ledger by this task (none in check mode). A create is audited with record key
+      C(servicenow:create:incident:<number>); updates as C(update), comments as C(notify), resolving as C(resolve),
+      closing, canceling and deleting as C(close) (a delete with C(meta.operation=delete)).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - action: create
+      ref_type: incident
+      ref_id: INC0010042
+      platform: servicenow
+      meta: {record_key: "servicenow:create:incident:INC0010042", correlation_id: "am:6f1c2a9e", sys_id: 9d385017c611228701d22104cc95c371}
 diff:
   description: Compared fields before and after (server-managed fields left out).
   returned: always
@@ -326,19 +354,15 @@ diff:
       type: dict
 """
 
-import hashlib
-import json
-import os
 import re
-import tempfile
-import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import AmbiguousWriteError, LabopsError, NotFoundError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, NotFoundError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._governed import GovernedWrite, audit_entry, module_auditor
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping, render
-from ansible_collections.labops.itsm.plugins.module_utils._metrics import record_dry_run, record_ticket_creation
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._servicenow import (
     SERVICENOW_CONNECTION_ARGSPEC,
     SERVICENOW_CONNECTION_MUTUALLY_EXCLUSIVE,
@@ -350,8 +374,15 @@ from ansible_collections.labops.itsm.plugins.module_utils._servicenow import (
 
 PLATFORM = "servicenow"
 TABLE = "incident"
+REF_TYPE = "incident"
 STATES = {"new": "1", "in_progress": "2", "on_hold": "3", "resolved": "6", "closed": "7", "canceled": "8"}
 STATE_NAMES = {code: name for name, code in STATES.items()}
+# target state -> the audit action of the change (other state changes are updates)
+STATE_ACTIONS = {"6": "resolve", "7": "close", "8": "close"}
+CLOSING_FIELDS = ("state", "close_code", "close_notes")
+UNFINDABLE_HINT = ("the servicenow account can create incidents but cannot find them by correlation_id: grant it read access to incident and "
+                   "its correlation_id field (the itil role has it)")
+MASK = "********"
 HOLD_REASONS = {"awaiting_caller": "1", "awaiting_problem": "3", "awaiting_vendor": "4", "awaiting_change": "5"}
 RATINGS = {"high": "1", "medium": "2", "low": "3", "1": "1", "2": "2", "3": "3"}
 # option -> (field, referenced table)
@@ -416,66 +447,14 @@ def find_incident(client, params):
             raise NotFoundError("servicenow: incident {0} does not exist (or an ACL hides it)".format(params["number"]))
         return Current(row)
     if params.get("correlation_id") is not None:
-        row = client.find_one(TABLE, eq("correlation_id", params["correlation_id"]) + "^ORDERBYDESCsys_created_on", display_value="all")
+        row = find_by_correlation_id(client, params["correlation_id"])
         return Current(row) if row is not None else None
     return None
 
 
-# -- the reference cache -----------------------------------------------------------------------
-
-
-class ReferenceCache:
-    """name -> sys_id of referenced records, kept beside the token cache (0600 file in a 0700 directory).
-
-    Names are not secrets; the cache only saves lookups. A cache that is not private to this user is ignored.
-    """
-
-    def __init__(self, directory, instance):
-        self.path = None
-        self.entries = {}
-        self.dirty = False
-        if not directory:
-            return
-        self.directory = directory  # token_cache is type=path: already expanded
-        digest = hashlib.sha256(str(instance).encode("utf-8")).hexdigest()[:32]
-        self.path = os.path.join(self.directory, f"references-{digest}.json")
-        try:
-            info = os.stat(self.path)
-            if info.st_uid == os.getuid() and not info.st_mode & 0o077:
-                with open(self.path, encoding="utf-8") as handle:
-                    data = json.load(handle)
-                self.entries = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            self.entries = {}
-
-    @staticmethod
-    def _key(table, name):
-        return f"{table}:{name.strip().lower()}"
-
-    def get(self, table, name):
-        value = self.entries.get(self._key(table, name))
-        return value if isinstance(value, str) and SYS_ID.match(value) else None
-
-    def put(self, table, name, sys_id):
-        if name and sys_id and SYS_ID.match(sys_id) and self.entries.get(self._key(table, name)) != sys_id:
-            self.entries[self._key(table, name)] = sys_id
-            self.dirty = True
-
-    def forget(self, table, name):
-        if self.entries.pop(self._key(table, name), None) is not None:
-            self.dirty = True
-
-    def save(self):
-        if not (self.path and self.dirty):
-            return
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".references-")
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(self.entries, stream)
-            os.replace(temporary, self.path)
-        except OSError:
-            return  # a cache we cannot write only costs lookups
+def find_by_correlation_id(client, key):
+    """The newest incident carrying ``key`` (read with display values), or None. One GET."""
+    return client.find_one(TABLE, eq("correlation_id", key) + "^ORDERBYDESCsys_created_on", display_value="all")
 
 
 # -- desired state -----------------------------------------------------------------------------
@@ -576,11 +555,13 @@ def check_state_needs(params, values, current):
 
 
 class References:
-    """Turns reference values given by name into what to compare and to send, with as few requests as possible."""
+    """Turns reference values given by name into what to compare and to send, with as few requests as possible.
 
-    def __init__(self, client, cache):
+    The name -> sys_id pairs live in the client's reference cache (kept in O(token_cache) across runs).
+    """
+
+    def __init__(self, client):
         self.client = client
-        self.cache = cache
         self.by_display = {}  # field -> name sent as a display value
 
     def same(self, field, name, current):
@@ -589,31 +570,26 @@ class References:
         if SYS_ID.match(name):
             return value == name
         if display and display.strip().lower() == name.strip().lower():
-            self.cache.put(REFERENCE_FIELDS[field], name, value)
+            self.client.remember_reference(REFERENCE_FIELDS[field], name, value)
             return True
-        known = self.cache.get(REFERENCE_FIELDS[field], name)
+        known = self.client.known_reference(REFERENCE_FIELDS[field], name)
         if known is not None:
             return value == known
         if REFERENCE_FIELDS[field] in DISPLAY_NAME_TABLES:
             return False  # the display value is the name: a different one is a change
-        return value == self.lookup(field, name)
-
-    def lookup(self, field, name):
-        sys_id = self.client.resolve_reference(REFERENCE_FIELDS[field], name)
-        self.cache.put(REFERENCE_FIELDS[field], name, sys_id)
-        return sys_id
+        return value == self.client.resolve_reference(REFERENCE_FIELDS[field], name)
 
     def outgoing(self, field, name):
         """The value to send: a sys_id when known, else the name (as a display value) or a looked-up sys_id."""
         if SYS_ID.match(name):
             return name
-        known = self.cache.get(REFERENCE_FIELDS[field], name)
+        known = self.client.known_reference(REFERENCE_FIELDS[field], name)
         if known is not None:
             return known
         if REFERENCE_FIELDS[field] in DISPLAY_NAME_TABLES:
             self.by_display[field] = name
             return name
-        return self.lookup(field, name)
+        return self.client.resolve_reference(REFERENCE_FIELDS[field], name)
 
     def learn(self, written):
         """After a write with display values: cache the sys_ids; a name ServiceNow did not know left the field empty."""
@@ -621,7 +597,7 @@ class References:
         for field, name in self.by_display.items():
             sys_id = written.raw.get(field, "")
             if sys_id:
-                self.cache.put(REFERENCE_FIELDS[field], name, sys_id)
+                self.client.remember_reference(REFERENCE_FIELDS[field], name, sys_id)
             else:
                 unknown.append(f"{field} {name!r} (no {REFERENCE_FIELDS[field]} record has that name)")
         return unknown
@@ -673,23 +649,27 @@ def diff_view(record, fields):
 # -- ensure steps ----------------------------------------------------------------------------------
 
 
-def ensure_created(module, client, references, mapping, wanted):
+def ensure_created(module, client, governed, references, mapping, wanted):
+    """Create through the governed write (lost reply: look the correlation_id up first; creation audited once)."""
     params = module.params
     values = creation_values(params, mapping, wanted)
     check_state_needs(params, values, None)
     body, query = body_for(references, values)
+    key = params.get("correlation_id")
     if module.check_mode:
-        _warn(module, record_dry_run(PLATFORM, correlation_key=params.get("correlation_id"), payload_fields=sorted(body)))
+        governed.dry_run(key=key)
         return True, predict(None, body), body, query
-    started = time.time()
-    try:
-        written = create_once(module, client, body, query)
-    except LabopsError as exc:
-        _warn(module, record_ticket_creation(PLATFORM, "failure", time.time() - started, message=str(exc),
-                                             correlation_key=params.get("correlation_id")))
-        raise
-    _warn(module, record_ticket_creation(PLATFORM, "success", time.time() - started, ticket_id=written.raw.get("number"),
-                                         correlation_key=params.get("correlation_id")))
+    governed.auditor.preflight()
+
+    def send():
+        return client.create(TABLE, body, input_display_value=bool(query), display_value="all")
+
+    def creation(row):
+        stored = Current(row).raw  # references as the sys_ids ServiceNow stored
+        fields = {name: {"before": None, "after": stored.get(name) or value if name in REFERENCE_FIELDS else value} for name, value in body.items()}
+        return incident_entry("create", row, masked(fields, mapping.secrets), {"correlation_id": key} if key else None)
+
+    written = Current(governed.create(send, key=key, creation=creation))
     unknown = references.learn(written)
     if unknown:
         raise NotFoundError("servicenow: incident {0} was created, but ServiceNow left {1} empty".format(
@@ -697,23 +677,7 @@ def ensure_created(module, client, references, mapping, wanted):
     return True, written.record(), body, query
 
 
-def create_once(module, client, body, query):
-    """POST; after a lost reply look the incident up by its correlation_id and send again only when it is not there."""
-    params = module.params
-    try:
-        return Current(client.create(TABLE, body, input_display_value=bool(query), display_value="all"))
-    except AmbiguousWriteError:
-        if not params.get("correlation_id"):
-            raise  # nothing to find it by: the caller must look before running again
-        found = find_incident(client, params)
-        if found is not None:
-            module.warn("servicenow: the reply to the create was lost, but incident {0} was created".format(found.raw.get("number")))
-            return found
-        module.warn("servicenow: the reply to the create was lost and no incident was created; sent it once more")
-        return Current(client.create(TABLE, body, input_display_value=bool(query), display_value="all"))
-
-
-def ensure_updated(module, client, references, current, wanted):
+def ensure_updated(module, client, auditor, references, current, wanted, secrets):
     params = module.params
     changed = changes_for(references, current, wanted)
     if not changed:
@@ -722,7 +686,9 @@ def ensure_updated(module, client, references, current, wanted):
     body, query = body_for(references, changed)
     if module.check_mode:
         return True, predict(current, body), body, query
+    auditor.preflight()
     written = Current(client.update(TABLE, current.raw["sys_id"], body, input_display_value=bool(query), display_value="all"))
+    audit_update(auditor, current, written, body, secrets)
     unknown = references.learn(written)
     if unknown:
         raise NotFoundError("servicenow: incident {0}: ServiceNow left {1} empty".format(current.raw.get("number"), "; ".join(unknown)),
@@ -730,41 +696,116 @@ def ensure_updated(module, client, references, current, wanted):
     return True, written.record(), body, query
 
 
-def ensure_absent(module, client, current):
+def ensure_absent(module, client, auditor, current):
     if current is None:
         return False, None, None, None
     if not module.check_mode:
+        auditor.preflight()
         client.delete(TABLE, current.raw["sys_id"])
+        state = current.raw.get("state", "")
+        auditor.append(incident_entry("close", current.raw, {"state": {"before": STATE_NAMES.get(state, state), "after": "deleted"}},
+                                      {"operation": "delete"}), current.raw.get("number"))
     return True, None, None, None
 
 
-def _warn(module, warning):
-    if warning:
-        module.warn(warning)
+# -- audit ---------------------------------------------------------------------------------------
 
 
-def run(module, client, cache):
+def make_auditor(ledger, params):
+    """Preflight before the ServiceNow write, append after it; failures after the write say UNAUDITED."""
+    return module_auditor(ledger, params, platform=PLATFORM, platform_label="ServiceNow", what="servicenow incident", ref_key="number",
+                          id_key="sys_id")
+
+
+def incident_entry(action, row, fields=None, meta=None):
+    """The audit entry of ``action`` on the incident ``row`` (raw or display-value row; its sys_id goes to meta)."""
+    return audit_entry(action, REF_TYPE, None, fields, dict(meta or {}, sys_id=Current(row).raw.get("sys_id")))
+
+
+def carries_key(row, key):
+    """The create reply passed the read ACLs the lookup passes and shows the correlation_id: the next run finds it."""
+    written = Current(row)
+    return bool(written.raw.get("sys_id") and written.raw.get("number")) and written.raw.get("correlation_id") == key
+
+
+def make_governed(module, client, auditor):
+    """The governed write over incidents, looked up by correlation_id the way find_incident does it."""
+    return GovernedWrite(auditor, find=lambda key: find_by_correlation_id(client, key), ref=lambda row: Current(row).raw["number"],
+                         hint=lambda row: UNFINDABLE_HINT, warn=module.warn, what="incident", found_in_reply=carries_key)
+
+
+def masked(deltas, secrets):
+    """Field deltas with every resolved ${VAR} value of the mapping replaced (the ledger never holds them)."""
+    def mask(value):
+        if not isinstance(value, str):
+            return value
+        for secret in secrets:
+            if secret:
+                value = value.replace(secret, MASK)
+        return value
+    return {name: {side: mask(value) for side, value in delta.items()} for name, delta in deltas.items()}
+
+
+def _audited_value(field, value):
+    return STATE_NAMES.get(value, value) if field == "state" else value
+
+
+def audit_update(auditor, current, written, body, secrets):
+    """update (field deltas, work notes), notify (comments), then resolve / close (the state change and its close fields)."""
+    number = written.raw.get("number") or current.raw.get("number")
+    before = current.raw
+    deltas = {}
+    for field in body:
+        if field in JOURNALS:
+            deltas[field] = {"before": None, "after": body[field]}  # a journal entry is appended, nothing is replaced
+        else:
+            deltas[field] = {"before": _audited_value(field, before.get(field, "")),
+                             "after": _audited_value(field, written.raw.get(field, body[field]))}
+    deltas = masked(deltas, secrets)
+    action = STATE_ACTIONS.get(body.get("state"))
+    closing = {name: deltas.pop(name) for name in CLOSING_FIELDS if action and name in deltas}
+    comments = deltas.pop("comments", None)
+    record = written.raw or current.raw
+    if deltas:
+        auditor.append(incident_entry("update", record, deltas), number)
+    if comments:
+        auditor.append(incident_entry("notify", record, {"comments": comments}), number)
+    if action:
+        auditor.append(incident_entry(action, record, closing, {"canceled": True} if body.get("state") == STATES["canceled"] else None), number)
+
+
+def backfill_creation(module, governed, current):
+    """An incident found by its correlation_id whose creation the ledger lacks gets that record now (marked back-filled)."""
+    params = module.params
+    if current is None or not params.get("correlation_id") or params.get("number") or params.get("sys_id"):
+        return False
+    return governed.backfill(current.raw, incident_entry("create", current.raw, meta={"correlation_id": params["correlation_id"]}),
+                             check_mode=module.check_mode)
+
+
+def run(module, client, ledger):
     params = module.params
     check_params(params)
     mapping = load_mapping(params.get("mapping"), PLATFORM)
     for secret in mapping.secrets:
         module.no_log_values.add(secret)
-    references = References(client, cache)
+    references = References(client)
+    governed = make_governed(module, client, make_auditor(ledger, params))
     current = find_incident(client, params)
+    backfilled = backfill_creation(module, governed, current)
     if params["state"] == "absent":
-        changed, record, payload, query = ensure_absent(module, client, current)
+        changed, record, payload, query = ensure_absent(module, client, governed.auditor, current)
         wanted = {}
     else:
         wanted = desired_values(params, mapping)
         if current is None:
-            changed, record, payload, query = ensure_created(module, client, references, mapping, wanted)
+            changed, record, payload, query = ensure_created(module, client, governed, references, mapping, wanted)
         else:
-            changed, record, payload, query = ensure_updated(module, client, references, current, wanted)
-    cache.save()
-    return build_result(client, changed, current, record, payload, query, wanted)
+            changed, record, payload, query = ensure_updated(module, client, governed.auditor, references, current, wanted, mapping.secrets)
+    return build_result(client, changed or backfilled, current, record, payload, query, wanted, governed.auditor.records)
 
 
-def build_result(client, changed, current, record, payload, query, wanted):
+def build_result(client, changed, current, record, payload, query, wanted, audit_records):
     sys_id = (record or {}).get("sys_id")
     fields = set(wanted) | set(payload or {})
     before = current.record() if current is not None else None
@@ -780,12 +821,14 @@ def build_result(client, changed, current, record, payload, query, wanted):
         payload=payload,
         query=query,
         requests=client.request_count,
+        audit=audit_records,
         diff=dict(before=diff_view(before, fields or set(before or {})), after=diff_view(record, fields or set(record or {}))),
     )
 
 
 def argument_spec():
     spec = dict(SERVICENOW_CONNECTION_ARGSPEC)
+    spec.update(LEDGER_ARGSPEC)
     spec.update(
         state=dict(type="str", default="present", choices=["present", "new", "in_progress", "on_hold", "resolved", "closed", "canceled", "absent"]),
         number=dict(type="str"),
@@ -831,7 +874,8 @@ def main(module_class=AnsibleModule):
     client = None
     try:
         client = client_from_params(module.params, warn=module.warn, register_secret=module.no_log_values.add)
-        result = run(module, client, ReferenceCache(module.params.get("token_cache"), client.base_url))
+        ledger = ledger_from_params(module.params)
+        result = run(module, client, ledger)
     except LabopsError as exc:
         kwargs = exc.fail_kwargs()
         if client is not None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+
 pytestmark = pytest.mark.integration
 
 harness = pytest.importorskip("simulators.harness", reason="the simulator harness is not available")
@@ -59,6 +61,10 @@ STEPS = [
     ("close", {"correlation_id": KEY, "state": "closed"}, {}),
     ("cancel_create", {"correlation_id": "am:cancel", "short_description": "Flapping alert", "impact": "low"}, {}),
     ("cancel", {"correlation_id": "am:cancel", "state": "canceled", "work_notes": "Flapping, not an incident"}, {}),
+    # the POST's reply is lost after ServiceNow stored the incident: looked up by correlation_id, not sent again
+    ("lost_reply", {"correlation_id": "am:lost", "short_description": "Lost reply", "impact": "low"},
+     {"_fault": {"kind": "drop", "count": 1, "operations": ["POST incident"], "after_apply": True}}),
+    ("lost_reply_rerun", {"correlation_id": "am:lost", "short_description": "Lost reply", "impact": "low"}, {}),
     # negative cases
     ("bad_credentials", {"correlation_id": KEY, "password": "wrong-pw", "token_cache": ""}, {"ignore_errors": True}),
     ("missing_close_fields", {"correlation_id": "am:second", "short_description": "Second", "state": "resolved"}, {"ignore_errors": True}),
@@ -66,6 +72,9 @@ STEPS = [
     ("bad_mapping", {"correlation_id": "am:third", "short_description": "x", "mapping": {"severity": {"urgent": {"impact": 1, "urgency": 1}}}},
      {"ignore_errors": True}),
     ("closed_is_read_only", {"correlation_id": KEY, "comments": "one more thing"}, {"ignore_errors": True}),
+    # an audit ledger that cannot be written (below a regular file): the task halts before ServiceNow is changed
+    ("unwritable_ledger", {"correlation_id": "am:noledger", "short_description": "never created", "ledger_path": "{{ blocked_ledger }}"},
+     {"ignore_errors": True}),
     # admin deletes it (Basic auth): 1 GET + 1 DELETE; then absent again changes nothing
     ("delete", {"correlation_id": KEY, "state": "absent", "username": "admin", "password": "admin-pw", "client_id": "",
                 "client_secret": ""}, {}),
@@ -77,12 +86,18 @@ STEPS = [
 def playbook(sim_url, out):
     tasks = []
     for name, args, keywords in STEPS:
-        args = dict(args)
+        args, keywords = dict(args), dict(keywords)
+        fault = keywords.pop("_fault", None)
         module = "labops.itsm.servicenow_incident_info" if args.pop("_info", False) else "labops.itsm.servicenow_incident"
         if module.endswith("servicenow_incident") and name not in ("bad_mapping",):
             args.setdefault("mapping", "{{ mapping_file }}")
         tasks += [
             {"name": f"{name}: clear the request log", "ansible.builtin.uri": {"url": f"{sim_url}/_sim/requests", "method": "DELETE"}},
+        ]
+        if fault:
+            tasks.append({"name": f"{name}: inject a fault", "ansible.builtin.uri": {
+                "url": f"{sim_url}/_sim/faults", "method": "POST", "body_format": "json", "body": fault, "status_code": [200, 201]}})
+        tasks += [
             dict({"name": name, module: {k: v for k, v in args.items() if v is not None}, "register": name}, **keywords),
             {"name": f"{name}: read the request log", "ansible.builtin.uri": {"url": f"{sim_url}/_sim/requests", "return_content": True},
              "register": f"{name}_log"},
@@ -112,18 +127,25 @@ def run(tmp_path_factory):
         out = tmp / "results.json"
         book = tmp / "lifecycle.yml"
         book.write_text(yaml.safe_dump(playbook(sim.url, out), sort_keys=False))
+        blocker = tmp / "not-a-directory"
+        blocker.write_text("a regular file\n")
         env = dict(os.environ, LABOPS_SERVICENOW_TOKEN_CACHE=str(tmp / "token-cache"), LABOPS_METRICS_DIR=str(tmp / "metrics"),
+                   LABOPS_LEDGER_PATH=str(tmp / "ledger.sqlite3"), LABOPS_ACTOR="sn-integration", LABOPS_ACTOR_ROLE="service_desk",
                    LABOPS_LOG_FILE=str(tmp / "itsm.log"), SN_FIELD_TOKEN=FIELD_TOKEN, ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),
                    ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1")
+        env.pop("LABOPS_LEDGER_BACKEND", None)
         for name in ("SN_HOST", "SN_INSTANCE", "SN_USERNAME", "SN_PASSWORD", "SN_PASSWORD_FILE", "SN_CLIENT_ID", "SN_CLIENT_SECRET",
                      "SN_API_KEY"):
             env.pop(name, None)
         command = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable,
-                   "-e", json.dumps({"mapping_file": str(mapping_file)}), str(book)]
+                   "-e", json.dumps({"mapping_file": str(mapping_file), "blocked_ledger": str(blocker / "ledger.sqlite3")}), str(book)]
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, "ansible-playbook failed:\n%s\n%s\nsimulator log:\n%s" % (
             proc.stdout[-8000:], proc.stderr[-3000:], sim.log()[-3000:])
-        yield {"results": json.loads(out.read_text()), "state": sim.state(), "tmp": tmp, "stdout": proc.stdout}
+        with ledger_from_params({"ledger_path": str(tmp / "ledger.sqlite3")}) as ledger:
+            records, verification = ledger.query(), ledger.verify(expect_records=True)
+        yield {"results": json.loads(out.read_text()), "state": sim.state(), "tmp": tmp, "stdout": proc.stdout, "ledger": records,
+               "verification": verification}
     finally:
         sim.stop()
 
@@ -262,12 +284,15 @@ def test_journal_entries_and_metrics(run):
     expected = ["AlertManager reported resolved", "Flapping, not an incident", "Investigating the storage path."]
     assert sorted(row["value"] for row in journal) == expected
     metrics = (run["tmp"] / "metrics" / "labops_itsm.prom").read_text()
-    assert 'itsm_ticket_creation_total{platform="servicenow",status="success"} 2' in metrics  # create, cancel_create
+    # counted by the governed write: create, cancel_create, lost_reply (the halted and the refused creates never sent a POST)
+    assert 'itsm_ticket_creation_total{platform="servicenow",status="success"} 3' in metrics, metrics
+    assert 'itsm_ticket_creation_total{platform="servicenow",status="failure"} 0' in metrics, metrics
     assert 'itsm_dry_run_total{platform="servicenow"} 1' in metrics
     lines = [json.loads(line) for line in (run["tmp"] / "itsm.log").read_text().splitlines()]
     assert [(line["platform"], line["ticket_id"], line["dry_run"]) for line in lines] == [
         ("servicenow", None, True), ("servicenow", result(run, "create")["number"], False),
-        ("servicenow", result(run, "cancel_create")["number"], False)]
+        ("servicenow", result(run, "cancel_create")["number"], False), ("servicenow", result(run, "lost_reply")["number"], False)]
+    assert lines[1]["correlation_key"] == KEY and lines[1]["actor"] == "sn-integration"
 
 
 def test_ansible_doc_renders(tmp_path):
@@ -305,3 +330,56 @@ def test_runs_as_a_separate_module_process_too(tmp_path):
     assert data["created"]["created"] is True and data["created"]["record"]["priority"] == "2"
     assert data["created"]["record"]["short_description"] == "NodeDown on pve03:9100: node pve03 is down"
     assert [r["number"] for r in data["info"]["records"]] == [data["created"]["number"]]
+
+
+def test_every_change_is_audited_and_the_chain_verifies(run):
+    number, cancel, lost = (result(run, name)["number"] for name in ("create", "cancel_create", "lost_reply"))
+    trail = [(r["action"], r["ref_id"]) for r in run["ledger"]]
+    assert trail == [
+        ("create", number), ("update", number), ("update", number), ("update", number), ("resolve", number), ("close", number),
+        ("create", cancel), ("update", cancel), ("close", cancel), ("create", lost), ("close", number)], trail
+    assert run["verification"]["ok"] and run["verification"]["count"] == len(trail), run["verification"]
+    records = run["ledger"]
+    assert all(r["platform"] == "servicenow" and r["ref_type"] == "incident" and r["actor"] == "sn-integration"
+               and r["role"] == "service_desk" for r in records)
+    create = records[0]
+    assert create["meta"]["record_key"] == "servicenow:create:incident:" + number
+    assert create["meta"]["correlation_id"] == KEY and create["meta"]["sys_id"] == result(run, "create")["sys_id"]
+    assert create["fields"]["short_description"] == {"before": None, "after": "NodeDown pve03"}
+    assert FIELD_TOKEN not in json.dumps(records)  # the mapping's ${VAR} value never reaches the ledger
+    update = records[1]["fields"]
+    assert update["state"] == {"before": "new", "after": "in_progress"} and update["urgency"] == {"before": "1", "after": "2"}
+    assert update["work_notes"] == {"before": None, "after": "Investigating the storage path."}
+    assert records[2]["fields"] == {"state": {"before": "in_progress", "after": "on_hold"}, "hold_reason": {"before": "", "after": "4"}}
+    assert records[3]["fields"] == {"work_notes": {"before": None, "after": "AlertManager reported resolved"}}
+    assert records[4]["fields"] == {"state": {"before": "on_hold", "after": "resolved"},
+                                    "close_code": {"before": "", "after": "Solution provided"},
+                                    "close_notes": {"before": "", "after": "Alert resolved at source"}}
+    assert records[5]["fields"] == {"state": {"before": "resolved", "after": "closed"}}
+    assert records[8]["fields"]["state"]["after"] == "canceled" and records[8]["meta"]["canceled"] is True
+    assert records[10]["meta"]["operation"] == "delete" and records[10]["fields"] == {"state": {"before": "closed", "after": "deleted"}}
+    # what each task returned in `audit` is what the ledger holds
+    returned = [r for name, dummy, dummy2 in STEPS for r in (result(run, name).get("audit") or [])]
+    assert [(r["seq"], r["hash"]) for r in returned] == [(r["seq"], r["hash"]) for r in records]
+    assert result(run, "check_create")["audit"] == [] and result(run, "rerun")["audit"] == []
+
+
+def test_a_lost_create_reply_gives_one_incident_and_one_creation_record(run):
+    lost = result(run, "lost_reply")
+    assert ops(run, "lost_reply") == ["GET incident", "POST incident", "GET incident"]  # lookup, lost POST, lookup again
+    assert lost["changed"] is True and lost["created"] is True
+    assert len(lost["warnings"]) == 1 and "the create reply was lost, but incident " + lost["number"] in lost["warnings"][0]
+    rows = [row for row in run["state"]["tables"]["incident"] if row["correlation_id"] == "am:lost"]
+    assert [row["number"] for row in rows] == [lost["number"]]
+    assert [r["action"] for r in run["ledger"] if r["ref_id"] == lost["number"]] == ["create"]
+    rerun = result(run, "lost_reply_rerun")
+    assert rerun["changed"] is False and rerun["audit"] == [] and ops(run, "lost_reply_rerun") == ["GET incident"]
+
+
+def test_an_unwritable_ledger_halts_before_servicenow_changes(run):
+    halted = result(run, "unwritable_ledger")
+    assert halted["failed"] and halted["error_class"] == "AuditWriteError", halted
+    assert halted["msg"].startswith("audit ledger ") and "not-a-directory" in halted["msg"] and "the governed action halts" in halted["msg"]
+    assert "UNAUDITED" not in halted["msg"]  # halted before the change, not after it
+    assert ops(run, "unwritable_ledger") == ["GET incident"]  # the lookup ran, no POST
+    assert not [row for row in run["state"]["tables"]["incident"] if row["correlation_id"] == "am:noledger"]

@@ -431,3 +431,57 @@ def test_delete_answers_whether_it_deleted(sim, tmp_path):
         admin.delete("incident", "INC0010001")
     with pytest.raises(ValidationError, match="invalid table name"):
         admin.list("incident; drop")
+
+
+def test_references_are_kept_on_disk_for_the_next_client(sim, tmp_path):
+    """One process per alert batch: the second client (same token_cache) resolves the same names with no request."""
+    first = make(sim, tmp_path, api_key="key-123")
+    ids = {(table, name): first.resolve_reference(table, name)
+           for table, name in (("sys_user", "monitoring"), ("sys_user_group", "Storage"), ("cmdb_ci", "pve01"))}
+    assert first.request_count == 3
+    first.remember_reference("incident", "INC0010001", "a" * 32)  # record numbers stay in memory only
+    path = first.references.store.path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    second = make(sim, tmp_path, api_key="key-123")
+    assert {key: second.resolve_reference(*key) for key in ids} == ids
+    assert second.resolve_reference("sys_user_group", "STORAGE") == ids[("sys_user_group", "Storage")]  # names ignore case
+    assert second.request_count == 0
+    assert second.known_reference("incident", "INC0010001") is None
+    # keyed by instance: another instance's cache holds nothing of this one
+    other = sn.ReferenceCache(str(tmp_path / "tokens"), "https://other.service-now.com")
+    assert other.get("sys_user", "monitoring") is None
+    # a cache file other users can read is not trusted
+    os.chmod(path, 0o644)
+    assert make(sim, tmp_path, api_key="key-123").known_reference("sys_user", "monitoring") is None
+    # without a token_cache directory nothing is written and nothing read
+    bare = make(sim, tmp_path, api_key="key-123", token_cache="")
+    assert bare.references.store is None and bare.known_reference("cmdb_ci", "pve01") is None
+
+
+def test_a_stale_cached_reference_is_forgotten(sim, tmp_path):
+    gone = "0" * 32
+    seeded = make(sim, tmp_path, api_key="key-123")
+    seeded.remember_reference("cmdb_ci", "pve02", gone)  # a CI deleted since its sys_id was learnt
+    seeded.remember_reference("sys_user_group", "Network", "f" * 32)
+    warnings = []
+    client = make(sim, tmp_path, api_key="key-123")
+    client.warn = warnings.append
+    # a write whose reply shows the cached reference pointing nowhere (no display value): forgotten, looked up, sent again
+    sim.clear_requests()
+    row = client.create("incident", {"short_description": "stale CI", "cmdb_ci": client.resolve_reference("cmdb_ci", "pve02")},
+                        fields="sys_id,number", display_value="all")
+    pve02 = next(ci["sys_id"] for ci in sim.state()["tables"]["cmdb_ci"] if ci["name"] == "pve02")
+    assert row["cmdb_ci"] == {"value": pve02, "display_value": "pve02"}  # asked for although not in fields: it carried a cached id
+    assert client.stale_references == [("cmdb_ci", "cmdb_ci", "pve02")]
+    assert [op for op, dummy in ops(sim)] == ["POST incident", "GET cmdb_ci", "PATCH incident"]
+    assert len(warnings) == 1 and "cmdb_ci pointed at a record that no longer exists" in warnings[0]
+    assert client.known_reference("cmdb_ci", "pve02") == pve02
+    # ... and a 404 on a cached sys_id
+    assert client.get("sys_user_group", "f" * 32) is None
+    assert client.known_reference("sys_user_group", "Network") is None and "no longer exists; forgotten" in warnings[1]
+    # on disk too: the next client knows the new CI id and looks the group up again
+    fresh = make(sim, tmp_path, api_key="key-123")
+    assert fresh.resolve_reference("cmdb_ci", "pve02") == pve02 and fresh.request_count == 0
+    assert fresh.resolve_reference("sys_user_group", "Network") != "f" * 32 and fresh.request_count == 1
+    fresh.update("incident", row["sys_id"]["value"], {"cmdb_ci": pve02}, display_value="all")
+    assert fresh.stale_references == []

@@ -242,3 +242,12 @@ def test_problem_state_model_of_recent_releases_is_walked(tmp_path):
         assert journal.count("RCA\n\nstarted") == 1  # the refused PATCH wrote nothing, the note is posted once
         other = adapter.create("problem", {"entity": "problem", "status": "open", "title": "other"}, NOTE)
         assert adapter.update(other, {"status": "known_error", "workaround": "w"})["platform_state"] == "104"
+
+
+def test_the_next_batch_process_pays_no_reference_lookups(sim, tmp_path):
+    """The alert path runs one process per batch: the group, caller and CI learnt by one are known to the next."""
+    platform(sim, tmp_path).create("incident", INCIDENT, NOTE)
+    sim.clear_requests()
+    second = platform(sim, tmp_path)  # a new client, as a new process has: only token_cache is shared
+    second.create("incident", dict(INCIDENT, correlation_key="2" * 24), NOTE)
+    assert calls(sim) == ["POST incident"]  # token and references from token_cache

@@ -2,20 +2,16 @@
 """servicenow_incident / servicenow_incident_info logic below the HTTP layer (the real path runs in
 tests/integration/test_servicenow_incident.py): desired values, journal parsing, references and their cache, paging."""
 
-import os
-import stat
 from unittest.mock import Mock
 
 import pytest
 
-from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping
+from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._servicenow import ServiceNowClient
 from ansible_collections.labops.itsm.plugins.modules import servicenow_incident as sn
 from ansible_collections.labops.itsm.plugins.modules import servicenow_incident_info as sn_info
-
-GROUP_ID = "8a5055c9c61122780043563ef53438e3"
-USER_ID = "62826bf03710200044e0bfc8bcbe5df1"
 
 
 def params(**given):
@@ -87,31 +83,51 @@ def test_state_needs_close_fields_unless_the_incident_has_them():
         sn.check_state_needs(params(state="on_hold"), {"state": "3"}, current(hold_reason=""))
 
 
-def test_references_cost_nothing_when_known_and_one_lookup_per_new_user(tmp_path):
-    client = Mock(spec=ServiceNowClient)
-    client.resolve_reference.return_value = USER_ID
-    cache = sn.ReferenceCache(str(tmp_path / "cache"), "https://acme.service-now.com")
-    refs = sn.References(client, cache)
-    incident = current(assignment_group={"value": GROUP_ID, "display_value": "Infrastructure"},
-                       caller_id={"value": USER_ID, "display_value": "Monitoring Bot"})
+def test_references_cost_nothing_when_known_and_one_lookup_per_new_user(sn_sim, tmp_path):
+    tables = sn_sim.state()["tables"]
+    group_id = next(row["sys_id"] for row in tables["sys_user_group"] if row["name"] == "Infrastructure")
+    user_id = next(row["sys_id"] for row in tables["sys_user"] if row["user_name"] == "monitoring")
+    client = _client(sn_sim, token_cache=str(tmp_path / "cache"))
+    refs = sn.References(client)
+    incident = current(assignment_group={"value": group_id, "display_value": "Infrastructure"},
+                       caller_id={"value": user_id, "display_value": "Monitoring Bot"})
     assert refs.same("assignment_group", "infrastructure", incident)  # display value, any case
-    assert refs.same("assignment_group", GROUP_ID, incident)
+    assert refs.same("assignment_group", group_id, incident)
     assert not refs.same("assignment_group", "Platform", incident)  # a group's display value is its name: no lookup
     assert refs.same("caller_id", "monitoring", incident)  # user name: looked up once ...
     assert refs.same("caller_id", "Monitoring", incident)  # ... then from the cache
-    assert client.resolve_reference.call_count == 1
+    assert client.request_count == 1
     body, query = sn.body_for(refs, {"assignment_group": "Platform", "caller_id": "monitoring", "impact": "1"})
-    assert body == {"assignment_group": "Platform", "caller_id": USER_ID, "impact": "1"}
+    assert body == {"assignment_group": "Platform", "caller_id": user_id, "impact": "1"}
     assert query == {"sysparm_input_display_value": "true"}
     unknown = refs.learn(sn.Current({"assignment_group": {"value": "", "display_value": ""}}))
     assert unknown and "no sys_user_group record" in unknown[0]
-    cache.save()
-    path = cache.path
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    again = sn.ReferenceCache(str(tmp_path / "cache"), "https://acme.service-now.com")
-    assert again.get("sys_user", "MONITORING") == USER_ID and again.get("sys_user_group", "infrastructure") == GROUP_ID
-    os.chmod(path, 0o644)  # a cache others can read is not trusted
-    assert sn.ReferenceCache(str(tmp_path / "cache"), "https://acme.service-now.com").entries == {}
+    # the next task (a new client) knows both from the client's cache in token_cache: no request
+    again = sn.References(_client(sn_sim, token_cache=str(tmp_path / "cache")))
+    assert again.same("caller_id", "monitoring", incident) and again.same("assignment_group", "Infrastructure", incident)
+    assert again.client.request_count == 0
+
+
+def test_a_stale_cached_reference_is_sent_again_by_name(sn_sim, tmp_path, monkeypatch):
+    """A group deleted and re-created since its sys_id was cached: the create's reply shows the reference pointing nowhere;
+    the client forgets the sys_id, looks the name up and sends the field once more (1 GET + 1 PATCH, only then)."""
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    cache = str(tmp_path / "cache")
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    _client(sn_sim, token_cache=cache).remember_reference("sys_user_group", "Storage", "0" * 32)  # a group that is gone
+    module = _Module(correlation_id="am:stale", short_description="stale group", assignment_group="Storage", token_cache=cache)
+    client = _client(sn_sim, token_cache=cache)
+    warnings = []
+    client.warn = warnings.append
+    sn_sim.clear_requests()
+    result = sn.run(module, client, ledger)
+    storage = next(row["sys_id"] for row in sn_sim.state()["tables"]["sys_user_group"] if row["name"] == "Storage")
+    assert result["record"]["assignment_group"] == storage
+    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident", "GET sys_user_group", "PATCH incident"]
+    assert len(warnings) == 1 and "stale cached sys_id" in warnings[0], warnings
+    (created,) = result["audit"]
+    assert created["action"] == "create" and created["fields"]["assignment_group"] == {"before": None, "after": storage}
+    assert _client(sn_sim, token_cache=cache).known_reference("sys_user_group", "Storage") == storage  # learnt anew
 
 
 def test_predict_prepends_journal_entries_and_keeps_the_rest():
@@ -153,8 +169,8 @@ class _Module:
 
 
 @pytest.mark.parametrize("after_apply, posts, warning", [
-    (True, 1, "reply to the create was lost, but incident INC"),
-    (False, 2, "lost and no incident was created; sent it once more"),
+    (True, 1, "the create reply was lost, but incident INC"),
+    (False, 2, "the create reply was lost and no incident with correlation key am:lost exists; sent the create once more"),
 ])
 def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, after_apply, posts, warning):
     from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params
@@ -165,10 +181,84 @@ def test_a_lost_create_reply_never_makes_a_duplicate(tmp_path, monkeypatch, afte
         sim.inject(kind="http_status", status=503, count=1, operations=["POST incident"], after_apply=after_apply)
         client = client_from_params({"instance": sim.url, "username": "itsm.bot", "password": "bot-pw", "token_cache": ""})
         module = _Module(correlation_id="am:lost", short_description="lost reply", impact="2")
-        result = sn.run(module, client, sn.ReferenceCache("", sim.url))
+        result = sn.run(module, client, ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")}))
         incidents = [row for row in sim.state()["tables"]["incident"] if row["correlation_id"] == "am:lost"]
         operations = [entry["operation"] for entry in sim.requests()]
     assert len(incidents) == 1 and result["number"] == incidents[0]["number"] and result["created"] is True
     assert operations.count("POST incident") == posts
     assert operations.count("GET incident") == 2  # the lookup before, the one after the lost reply
     assert len(module.warnings) == 1 and warning in module.warnings[0]
+
+
+@pytest.fixture(scope="module")
+def sn_sim():
+    from simulators.harness import start_in_thread
+
+    with start_in_thread("servicenow") as sim:
+        yield sim
+
+
+def _client(sim, token_cache=""):
+    from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params
+
+    return client_from_params({"instance": sim.url, "username": "itsm.bot", "password": "bot-pw", "token_cache": token_cache})
+
+
+def test_a_ledger_failing_after_the_write_says_unaudited(sn_sim, tmp_path, monkeypatch):
+    """The preflight passed, ServiceNow was changed, then the append failed: the task fails naming the incident."""
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    sn.run(_Module(correlation_id="am:unaudited-update", short_description="audited create", impact="2"), _client(sn_sim), ledger)
+
+    def disk_full(*args, **kwargs):
+        raise AuditWriteError("audit ledger write failed (sqlite %s): disk full; the governed action halts" % (tmp_path / "ledger.sqlite3"))
+
+    monkeypatch.setattr(ledger, "append", disk_full)
+    module = _Module(correlation_id="am:unaudited", short_description="ledger dies after the POST", impact="2")
+    with pytest.raises(AuditWriteError) as failure:
+        sn.run(module, _client(sn_sim), ledger)
+    rows = [row for row in sn_sim.state()["tables"]["incident"] if row["correlation_id"] == "am:unaudited"]
+    assert len(rows) == 1  # applied ...
+    message = str(failure.value)
+    assert f"servicenow incident {rows[0]['number']} (sys_id {rows[0]['sys_id']}): the create was applied on ServiceNow but is UNAUDITED" in message
+    assert "disk full" in message and failure.value.details["number"] == rows[0]["number"]
+    # an update is the same: applied, then UNAUDITED
+    module = _Module(correlation_id="am:unaudited-update", urgency="high")
+    with pytest.raises(AuditWriteError, match="the update was applied on ServiceNow but is UNAUDITED"):
+        sn.run(module, _client(sn_sim), ledger)
+    assert [row["urgency"] for row in sn_sim.state()["tables"]["incident"] if row["correlation_id"] == "am:unaudited-update"] == ["1"]
+
+
+def test_an_incident_whose_creation_the_ledger_lacks_is_back_filled(sn_sim, tmp_path):
+    client = _client(sn_sim)
+    created = client.create("incident", {"short_description": "created elsewhere", "correlation_id": "am:backfill"})
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    check = _Module(correlation_id="am:backfill")
+    check.check_mode = True
+    predicted = sn.run(check, _client(sn_sim), ledger)
+    assert predicted["changed"] is True and predicted["audit"] == [] and ledger.query() == []  # check mode writes nothing
+    first = sn.run(_Module(correlation_id="am:backfill"), _client(sn_sim), ledger)
+    assert first["changed"] is True and first["requests"] == 1
+    (record,) = first["audit"]
+    assert (record["action"], record["ref_id"]) == ("create", created["number"])
+    assert record["meta"]["backfilled"] is True and record["meta"]["record_key"] == "servicenow:create:incident:" + created["number"]
+    again = sn.run(_Module(correlation_id="am:backfill"), _client(sn_sim), ledger)
+    assert again["changed"] is False and again["audit"] == [] and len(ledger.query()) == 1
+
+
+def test_a_create_reply_without_the_key_is_read_back_the_way_the_next_run_looks(sn_sim, tmp_path, monkeypatch):
+    """The POST reply normally proves findability (it carries the correlation_id through the read ACLs): 1 GET + 1 POST.
+    A reply that lacks it (a field ACL hides correlation_id) costs the governed write's read back: 1 more GET."""
+    monkeypatch.setenv("LABOPS_METRICS_DIR", str(tmp_path / "metrics"))
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "ledger.sqlite3")})
+    client = _client(sn_sim)
+    sn_sim.clear_requests()
+    sn.run(_Module(correlation_id="am:proved", short_description="reply carries the key"), client, ledger)
+    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident"]
+    client = _client(sn_sim)
+    create = client.create
+    monkeypatch.setattr(client, "create", lambda *args, **kwargs: {k: v for k, v in create(*args, **kwargs).items() if k != "correlation_id"})
+    sn_sim.clear_requests()
+    result = sn.run(_Module(correlation_id="am:hidden", short_description="reply hides the key"), client, ledger)
+    assert [entry["operation"] for entry in sn_sim.requests()] == ["GET incident", "POST incident", "GET incident"]
+    assert result["record"]["correlation_id"] == "am:hidden" and [r["action"] for r in result["audit"]] == ["create"]
