@@ -109,6 +109,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="labops-bench-sn-") as tmp:
         workdir = Path(tmp)
         env = dict(os.environ, LABOPS_SERVICENOW_TOKEN_CACHE=str(workdir / "token-cache"), LABOPS_METRICS_DIR=str(workdir / "metrics"),
+                   LABOPS_LEDGER_PATH=str(workdir / "ledger.sqlite3"), LABOPS_LEDGER_BACKEND="sqlite",
                    ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"), ANSIBLE_RETRY_FILES_ENABLED="0",
                    ANSIBLE_COLLECTIONS_PATH=str(Path(sys.prefix) / "collections"))
         with start_simulator("servicenow") as sim:

@@ -57,6 +57,13 @@ class TicketPlatform:
     """What the SOP engine needs from a ticket platform."""
 
     name = "abstract"
+    # True when the record ``create`` returns is the platform's own reply read under the account's read rights, so a
+    # correlation key in it proves that ``find_by_correlation_key`` will find the record (no GET to check it).
+    reply_proves_findable = False
+
+    def carries_key(self, record: Mapping[str, Any], key: str) -> bool:
+        """Whether a created ``record`` already shows that the next lookup of ``key`` finds it (``reply_proves_findable``)."""
+        return self.reply_proves_findable and record.get("correlation_key") == key
 
     def get(self, entity: str, ref: str) -> Optional[dict]:
         """The record, or None when it does not exist."""

@@ -172,6 +172,8 @@ class ServiceNowPlatform(TicketPlatform):
     """IMS records on ServiceNow incident, problem and change_request records."""
 
     name = PLATFORM
+    # The POST reply is the stored record as the account may read it: a correlation_id in it proves the lookup.
+    reply_proves_findable = True
 
     def __init__(self, client: Any, *, queue: Optional[str] = None, caller: Optional[str] = None,
                  field_map: Optional[Mapping[str, Any]] = None, state_map: Optional[Mapping[str, Any]] = None,

@@ -864,7 +864,7 @@ def run_sop(sop: str, inputs: Mapping[str, Any], *, actor: str, role: str, platf
     auditor = Auditor(ledger, actor=actor, role=role, sop=sop, platform=platform.name, on_failure=_audit_failure(ctx, plan))
     governed = GovernedWrite(auditor, find=platform.find_by_correlation_key, ref=lambda record: record.get("id"),
                              hint=platform.unfindable_hint, warn=warn or ctx.warnings.append, what=plan.entity or "record",
-                             log_fields=log_fields)
+                             log_fields=log_fields, found_in_reply=platform.carries_key)
     backfill = None
     if plan.creation_of_existing is not None:
         backfill = governed.backfill_entry(cast(dict, plan.before), plan.creation_of_existing)  # set together with before

@@ -251,3 +251,26 @@ def test_the_next_batch_process_pays_no_reference_lookups(sim, tmp_path):
     second = platform(sim, tmp_path)  # a new client, as a new process has: only token_cache is shared
     second.create("incident", dict(INCIDENT, correlation_key="2" * 24), NOTE)
     assert calls(sim) == ["POST incident"]  # token and references from token_cache
+
+
+def test_monitoring_intake_requests_on_servicenow(sim, tmp_path):
+    """SOP 16 through the governed write on a warm client: one correlation lookup and one POST (the POST reply carries
+    the correlation_id, which proves the next lookup finds it: no checking GET); a repeat is one GET."""
+    from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
+    from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
+
+    adapter = platform(sim, tmp_path)
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "audit.sqlite3")})
+    adapter.create("incident", dict(INCIDENT, correlation_key="2" * 24), NOTE)   # warms the token and the reference cache
+    event = {"event_id": "ev-9", "service": "pve01", "source": "automated_alert", "alert_type": "HostDown", "severity": "critical",
+             "occurred_at": "2026-05-01T10:00:00Z", "correlation_key": KEY}
+    sim.clear_requests()
+    first = run_sop("monitoring_intake", {"event": event, "impact": "high"}, actor="eda", role="automation", platform=adapter, ledger=ledger)
+    assert first["changed"] and first["record"]["correlation_key"] == KEY
+    assert calls(sim) == ["GET incident", "POST incident"]
+    sim.clear_requests()
+    again = run_sop("monitoring_intake", {"event": event, "impact": "high"}, actor="eda", role="automation", platform=adapter, ledger=ledger)
+    assert not again["changed"] and again["record"]["id"] == first["record"]["id"]
+    assert calls(sim) == ["GET incident"]
+    assert [r["action"] for r in ledger.query(ref_id=first["record"]["id"])] == ["create"]
+    ledger.close()
