@@ -336,12 +336,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     AmbiguousWriteError,
-    AuditWriteError,
     LabopsError,
     NotFoundError,
     ValidationError,
 )
-from ansible_collections.labops.itsm.plugins.module_utils._governed import Auditor, GovernedWrite, audit_entry
+from ansible_collections.labops.itsm.plugins.module_utils._governed import GovernedWrite, audit_entry, module_auditor
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
@@ -534,14 +533,8 @@ def find_ticket(client, params, articles):
 
 def make_auditor(ledger, params):
     """Preflight before the platform write, append after it; failures after the write say UNAUDITED."""
-    return Auditor(ledger, actor=params.get("actor"), role=params.get("actor_role"), platform=PLATFORM, on_failure=_unaudited)
-
-
-def _unaudited(entry, ticket_number, exc):
-    ticket_id = (entry.get("meta") or {}).get("ticket_id")
-    return AuditWriteError(
-        "otobo ticket {0} (id {1}): the {2} was applied on OTOBO but is UNAUDITED: the ledger write failed: {3}".format(
-            ticket_number, ticket_id, entry["action"], exc), ticket_number=ticket_number, ticket_id=ticket_id)
+    return module_auditor(ledger, params, platform=PLATFORM, platform_label="OTOBO", what="otobo ticket", ref_key="ticket_number",
+                          id_key="ticket_id", id_label="id")
 
 
 def ticket_entry(action, record, fields=None, meta=None):
@@ -580,13 +573,8 @@ def backfill_creation(module, governed, current):
     params = module.params
     if current is None or not params.get("correlation_key") or params.get("ticket_id") is not None or params.get("ticket_number"):
         return False
-    entry = governed.backfill_entry(current, ticket_entry("create", current, meta={"correlation_key": params["correlation_key"]}))
-    if entry is None:
-        return False
-    if not module.check_mode:
-        governed.auditor.preflight()
-        governed.auditor.append(entry, current["ticket_number"])
-    return True
+    return governed.backfill(current, ticket_entry("create", current, meta={"correlation_key": params["correlation_key"]}),
+                             check_mode=module.check_mode)
 
 
 # -- ensure steps ----------------------------------------------------------------------------
