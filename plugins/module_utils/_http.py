@@ -223,6 +223,7 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self._secrets: set = set()
+        self.sent = 0  # HTTP requests sent (every attempt, retries included): the call counts modules report
         self.session = session if session is not None else requests.Session()
         # Passed with every request as well: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a
         # session-level verify, which would silently undo validate_certs: false and ca_path.
@@ -255,21 +256,25 @@ class HttpClient:
         operation: str,
         params: Any = None,
         json: Any = None,
+        form: Optional[Mapping[str, Any]] = None,
         expected: Iterable[int] = (200,),
         retry_unsafe: bool = False,
         status_retry_caps: Optional[Mapping[int, int]] = None,
     ) -> HttpResponse:
         """Send one logical request, with retries; return the response or raise.
 
+        The body is ``json`` (JSON) or ``form`` (form-urlencoded, e.g. an OAuth token request).
         ``status_retry_caps`` limits retries for single statuses (``{500: 1}``).
         """
+        if json is not None and form is not None:
+            raise ValueError("json and form are mutually exclusive")
         method = method.upper()
         expected = tuple(expected)
         context = self._context(operation, method, path)
         retries_done = 0
         per_status: dict = {}
         while True:
-            attempt = self._send(method, path, params, json)
+            attempt = self._send(method, path, params, json, form)
             delay = self._retry_delay(attempt, method, retry_unsafe, retries_done, per_status, status_retry_caps, expected)
             if delay is None:
                 return self._finish(attempt, method, context, expected)
@@ -282,11 +287,14 @@ class HttpClient:
         clean_path = self.scrub(path.split("?", 1)[0])
         return f"{self.platform} {operation} ({method} {clean_path})"
 
-    def _send(self, method: str, path: str, params: Any, body: Any) -> _Attempt:
+    def _send(self, method: str, path: str, params: Any, body: Any, form: Optional[Mapping[str, Any]] = None) -> _Attempt:
         url = self.base_url + path
         kwargs = {"params": params, "timeout": self.timeout, "verify": self.verify}
         if body is not None:
             kwargs["json"] = body
+        if form is not None:
+            kwargs["data"] = dict(form)
+        self.sent += 1
         try:
             return _Attempt(response=self._request(method, url, kwargs))
         except rexc.ConnectTimeout as exc:

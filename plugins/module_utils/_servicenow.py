@@ -143,25 +143,6 @@ def check_query_keys(query: str) -> None:
                                   f"(it would match every record whose {match.group(1)} is empty)", query=query)
 
 
-class FormBody(dict):
-    """A request body sent form-urlencoded (the token endpoint accepts no JSON)."""
-
-
-class ServiceNowHttp(HttpClient):
-    """``HttpClient`` that also sends form bodies (``FormBody``) and counts every request it sends (retries too)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.sent = 0
-
-    def _request(self, method: str, url: str, kwargs: dict) -> Any:
-        if isinstance(kwargs.get("json"), FormBody):
-            kwargs = dict(kwargs)
-            kwargs["data"] = dict(kwargs.pop("json"))
-        self.sent += 1
-        return super()._request(method, url, kwargs)
-
-
 class BearerAuth(AuthBase):
     """``Authorization: Bearer <token>`` on every request but the token endpoint's."""
 
@@ -241,12 +222,10 @@ class ReferenceCache:
 class ServiceNowClient:
     """Table API client. Not thread safe (one token, one reference cache)."""
 
-    def __init__(self, http: ServiceNowHttp, *, username: Optional[str] = None, password: Optional[str] = None,
+    def __init__(self, http: HttpClient, *, username: Optional[str] = None, password: Optional[str] = None,
                  client_id: Optional[str] = None, client_secret: Optional[str] = None, grant_type: Optional[str] = None,
                  api_key: Optional[str] = None, token_cache: Optional[str] = DEFAULT_TOKEN_CACHE,
                  warn: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.time) -> None:
-        if not isinstance(http, ServiceNowHttp):
-            raise ValidationError("servicenow: the client needs a ServiceNowHttp (it sends the token request form-encoded and counts requests)")
         self.http = http
         self.base_url = http.base_url
         self.warn = warn or _ignore
@@ -363,8 +342,8 @@ class ServiceNowClient:
         return self._grant({"grant_type": "client_credentials"})
 
     def _grant(self, form: Mapping[str, Any]) -> dict:
-        body = FormBody(form, client_id=self.client_id, client_secret=self._client_secret)
-        response = self.http.request("POST", TOKEN_PATH, operation="token ({0} grant)".format(form["grant_type"]), json=body,
+        body = dict(form, client_id=self.client_id, client_secret=self._client_secret)
+        response = self.http.request("POST", TOKEN_PATH, operation="token ({0} grant)".format(form["grant_type"]), form=body,
                                      expected=(200, 400, 401, 403), retry_unsafe=True)
         if response.status != 200:
             text = self._oauth_error(response)
@@ -664,7 +643,7 @@ def connection_password(params: Mapping[str, Any], warn: Optional[Callable[[str]
     return password or None
 
 
-def client_from_params(params: Mapping[str, Any], http: Optional[ServiceNowHttp] = None, warn: Optional[Callable[[str], None]] = None,
+def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = None, warn: Optional[Callable[[str], None]] = None,
                        register_secret: Optional[Callable[[str], None]] = None) -> ServiceNowClient:
     """The client from the connection options (``SERVICENOW_CONNECTION_ARGSPEC``).
 
@@ -674,7 +653,7 @@ def client_from_params(params: Mapping[str, Any], http: Optional[ServiceNowHttp]
     if password and params.get("password_file") and register_secret is not None:
         register_secret(password)
     if http is None:
-        http = ServiceNowHttp(PLATFORM, instance_url(params.get("instance")), validate_certs=params.get("validate_certs", True),
+        http = HttpClient(PLATFORM, instance_url(params.get("instance")), validate_certs=params.get("validate_certs", True),
                               ca_path=params.get("ca_path"), timeout=params.get("timeout") or 30)
     return ServiceNowClient(http, username=params.get("username"), password=password, client_id=params.get("client_id"),
                             client_secret=params.get("client_secret"), grant_type=params.get("grant_type"),

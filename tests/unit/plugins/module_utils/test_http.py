@@ -124,6 +124,18 @@ def test_json_body_and_repeated_query_keys(server, client):
     assert req["headers"]["Content-Type"] == "application/json"
 
 
+def test_form_body_and_the_count_of_requests_sent(server, client, sleeps):
+    server.replies = [(503, {}, "busy"), (200, {}, {"access_token": "t"})]
+    client.request("POST", "/oauth_token.do", operation="token", form={"grant_type": "password", "username": "a b"}, retry_unsafe=True)
+    req = server.requests[-1]
+    assert req["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(req["body"].decode()) == {"grant_type": ["password"], "username": ["a b"]}
+    assert client.sent == 2 and sleeps == [1.0]      # every attempt counts, retries included
+    with pytest.raises(ValueError):
+        client.request("POST", "/x", operation="Op", json={"a": 1}, form={"b": 2})
+    assert client.sent == 2
+
+
 def test_backoff_sequence_is_exactly_1_2_4_then_fails(server, client, sleeps):
     server.replies = [(503, {}, "busy")] * 4
     with pytest.raises(UnexpectedResponseError) as err:

@@ -22,6 +22,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     UnexpectedResponseError,
     ValidationError,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._http import HttpClient
 from simulators.harness import start_in_thread
 
 OAUTH = {"client_id": "labops", "client_secret": "client-secret", "username": "itsm.bot", "password": "bot-pw"}
@@ -61,7 +62,7 @@ def make(sim, tmp_path, sleeps=None, clock=None, **params):
     """A client with recorded (not slept) retry delays and its token cache under ``tmp_path``."""
     params.setdefault("token_cache", str(tmp_path / "tokens"))
     recorded = sleeps if sleeps is not None else []
-    http = sn.ServiceNowHttp("servicenow", sim.url, sleep=recorded.append)
+    http = HttpClient("servicenow", sim.url, sleep=recorded.append)
     client = sn.client_from_params(dict(params, instance=sim.url), http=http)
     if clock is not None:
         client.clock = clock
@@ -290,7 +291,7 @@ def test_rate_limit_rule_of_the_instance(sim, tmp_path):
         sleeps.append(seconds)
         sim.advance_clock(seconds)
 
-    http = sn.ServiceNowHttp("servicenow", sim.url, sleep=wait)
+    http = HttpClient("servicenow", sim.url, sleep=wait)
     client = sn.client_from_params({"instance": sim.url, "api_key": "key-123"}, http=http)
     for _count in range(3):
         client.list("incident", limit=1)
