@@ -654,7 +654,7 @@ def client_from_params(params: Mapping[str, Any], http: Optional[HttpClient] = N
         register_secret(password)
     if http is None:
         http = HttpClient(PLATFORM, instance_url(params.get("instance")), validate_certs=params.get("validate_certs", True),
-                              ca_path=params.get("ca_path"), timeout=params.get("timeout") or 30)
+                          ca_path=params.get("ca_path"), timeout=params.get("timeout") or 30)
     return ServiceNowClient(http, username=params.get("username"), password=password, client_id=params.get("client_id"),
                             client_secret=params.get("client_secret"), grant_type=params.get("grant_type"),
                             api_key=params.get("api_key"), token_cache=params.get("token_cache", DEFAULT_TOKEN_CACHE), warn=warn)
