@@ -169,7 +169,7 @@ def _worker(barrier, platform, events):
 def test_concurrent_processes_never_lose_an_increment(paths):
     prom, log = paths
     processes, events = 6, 40
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # not fork: the test process runs simulator threads
     barrier = context.Barrier(processes)
     workers = [context.Process(target=_worker, args=(barrier, ("otobo", "servicenow")[number % 2], events)) for number in range(processes)]
     for worker in workers:
@@ -282,7 +282,7 @@ def test_a_read_only_directory_is_a_warning(monkeypatch):
         os.chmod(directory, 0o555)
         monkeypatch.setenv("LABOPS_METRICS_DIR", directory)
         monkeypatch.setenv("LABOPS_LOG_FILE", os.path.join(directory, "itsm.jsonl"))
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("spawn")  # not fork: the test process runs simulator threads
         receiver, sender = context.Pipe(duplex=False)
         child = context.Process(target=_record_unprivileged, args=(sender,))
         child.start()
