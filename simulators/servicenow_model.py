@@ -143,7 +143,7 @@ TASK_FIELDS: dict[str, FieldDef] = {
     "correlation_id": _s("Correlation ID", 100), "correlation_display": _s("Correlation display", 100),
     "contact_type": _choice("Contact type", CONTACT_TYPES), "due_date": _dt("Due date"),
     "watch_list": _s("Watch list"), "work_notes_list": _s("Work notes list"), "company": _s("Company"),
-    "location": _s("Location"), "business_service": _s("Service"),
+    "location": _s("Location"), "business_service": _s("Service"), "follow_up": _dt("Follow up"),
 }
 
 INCIDENT_FIELDS: dict[str, FieldDef] = {

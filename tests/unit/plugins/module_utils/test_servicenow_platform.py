@@ -98,6 +98,7 @@ def test_update_is_one_patch_and_maps_the_lifecycle(sim, tmp_path):
     waiting = adapter.update(escalated, {"status": "pending_vendor", "vendor": "Dell", "pending_until": "2026-05-02T10:00:00Z"})
     row = row_of(sim, record["id"])
     assert (row["state"], row["hold_reason"], row["u_vendor"], waiting["status"]) == ("3", "4", "Dell", "pending_vendor")
+    assert row["follow_up"] == "2026-05-02 10:00:00"      # the IMS follow-up time, in ServiceNow's UTC date format
     resolved = adapter.update(waiting, {"status": "resolved", "resolved_by": "l2"}, {"subject": "Resolved", "body": "fixed"})
     row = row_of(sim, record["id"])
     assert (row["state"], row["close_code"], row["close_notes"], row["hold_reason"]) == ("6", "Solution provided", "Resolved\n\nfixed", "")
