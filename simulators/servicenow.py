@@ -21,7 +21,7 @@ import secrets
 import sys
 import urllib.parse
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -458,10 +458,15 @@ class ServiceNowSimulator(SimulatorApp):
 
     # ------------------------------------------------------------------ Table API
     def op_table(self, req: SimRequest, table: str, sys_id: str) -> SimResponse:
+        return self._rate_limited(req, table, lambda principal: self._table_op(req, table, sys_id, principal))
+
+    def _rate_limited(self, req: SimRequest, resource: str, handle: Callable[[Principal], SimResponse]) -> SimResponse:
+        """Authenticate, count the request against the rate limit of ``<method> <resource>`` and answer with the
+        X-RateLimit-* headers, on success and on an error reply alike."""
         principal = self._authenticate(req)
-        rate_headers = self._rate_limit(principal, f"{req.method} {table}")
+        rate_headers = self._rate_limit(principal, f"{req.method} {resource}")
         try:
-            resp = self._table_op(req, table, sys_id, principal)
+            resp = handle(principal)
         except SnError as exc:
             exc.headers.extend(rate_headers)
             raise
@@ -526,15 +531,7 @@ class ServiceNowSimulator(SimulatorApp):
 
     # ------------------------------------------------------------------ Attachment API (contract §12)
     def op_attachment(self, req: SimRequest, first: str, second: str) -> SimResponse:
-        principal = self._authenticate(req)
-        rate_headers = self._rate_limit(principal, f"{req.method} attachment")
-        try:
-            resp = self._attachment_op(req, first, second, principal)
-        except SnError as exc:
-            exc.headers.extend(rate_headers)
-            raise
-        resp.headers.extend(rate_headers)
-        return resp
+        return self._rate_limited(req, "attachment", lambda principal: self._attachment_op(req, first, second, principal))
 
     def _attachment_op(self, req: SimRequest, first: str, second: str, principal: Principal) -> SimResponse:
         params = dict(urllib.parse.parse_qsl(req.query, keep_blank_values=True))
