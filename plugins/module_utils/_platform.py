@@ -18,8 +18,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import re
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, ContextManager, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 
@@ -114,6 +115,13 @@ class TicketPlatform:
     def unfindable_hint(self, record: Optional[Mapping[str, Any]]) -> str:
         """Why a record this account just created is not found by ``find_by_correlation_key`` (names the permission)."""
         return f"the {self.name} account can create records but cannot find them again; grant it read access where it creates them"
+
+    def creation_lock(self, key: str) -> ContextManager[Any]:
+        """Held around "find ``key``, else create": two runs handling the same key at once (two AlertManager peers, two
+        playbook runs) then create one record, not two. The default holds nothing (the alert path's spool and the
+        rulebook's per-key lock already serialise one daemon's work); an adapter whose search lags behind its creates
+        (Jira Cloud) holds a lock there and remembers what it created, so the second run finds the first one's record."""
+        return contextlib.nullcontext()
 
     def routed(self, queue: Optional[str]) -> "TicketPlatform":
         """This adapter (same connection and session) creating and searching in ``queue``; ``self`` when the
