@@ -44,7 +44,14 @@ AGENT_PASSWORD = "s3cret"
 SN_USER = "itsm.bot"
 SN_PASSWORD = "bot-pw"
 # Secrets the daemon must not inherit from the caller's environment (the stack passes files instead).
-SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD", "SN_PASSWORD", "SN_CLIENT_SECRET", "SN_API_KEY")
+# The Jira simulator's integration account (its default config): Cloud, Basic email + API token.
+JIRA_USER = "bot@example.com"
+JIRA_API_TOKEN = "jira-api-token"
+# The lab's Jira answers searches like Jira Cloud does: a just-created or just-edited issue stays invisible to
+# /search/jql for a while (how duplicate tickets happen); the adapter must not depend on it.
+JIRA_SEARCH_LAG = 3.0
+SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD", "SN_PASSWORD", "SN_CLIENT_SECRET", "SN_API_KEY", "JIRA_API_TOKEN",
+              "JIRA_PASSWORD", "JIRA_PAT")
 # How long ansible-rulebook may take to open its event source (it loads ansible-core and the
 # collection first, which is slow on a loaded machine); the demo's --rulebook-timeout sets it too.
 RULEBOOK_TIMEOUT_ENV = "LABOPS_RULEBOOK_READY_TIMEOUT"
@@ -259,9 +266,10 @@ class Rulebook:
 
 @dataclass
 class Stack:
-    """OTOBO and ServiceNow simulators + ansible-rulebook (our rulebook) + AlertManager, wired together.
+    """OTOBO, ServiceNow and Jira simulators + ansible-rulebook (our rulebook) + AlertManager, wired together.
 
-    The inventory routes most assets to OTOBO and the network group to ServiceNow (docs/alert_path.md)."""
+    The inventory routes most assets to OTOBO, the network group to ServiceNow and the dev_services group to Jira
+    (docs/alert_path.md)."""
 
     workdir: Path
     rulebook: Path = REPO_ROOT / "rulebooks" / "alertmanager_itsm.yml"
@@ -284,8 +292,12 @@ class Stack:
     password_in_env: bool = False
     # Start the ServiceNow simulator (the inventory's network assets); off for a collection without ServiceNow.
     servicenow: bool = True
+    # Start the Jira simulator (the inventory's dev_services assets); its config on top of the simulator's default.
+    jira: bool = True
+    jira_config: dict = field(default_factory=lambda: {"search_lag": JIRA_SEARCH_LAG})
     sim: Any = None
     sn_sim: Any = None
+    jira_sim: Any = None
     alertmanager: AlertManager | None = None
     rulebook_proc: Rulebook | None = None
     webhook_port: int = field(default_factory=free_port)
@@ -327,6 +339,11 @@ class Stack:
         return self.workdir / "servicenow-password"
 
     @property
+    def jira_token_file(self) -> Path:
+        """The Jira account's API token (0600): JIRA_API_TOKEN_FILE of the playbooks."""
+        return self.workdir / "jira-api-token"
+
+    @property
     def tmp_dir(self) -> Path:
         """The daemon's TMPDIR: ansible-runner's private data dirs (eda*) and Ansible's local/remote temp dirs."""
         return self.workdir / "tmp"
@@ -358,6 +375,9 @@ class Stack:
         if self.sn_sim is not None:
             env.update({"SN_HOST": self.sn_sim.url, "SN_USERNAME": SN_USER, "SN_PASSWORD_FILE": str(self.sn_password_file),
                         "LABOPS_SERVICENOW_TOKEN_CACHE": str(self.workdir / "servicenow-tokens")})
+        if self.jira_sim is not None:
+            env.update({"JIRA_URL": self.jira_sim.url, "JIRA_USERNAME": JIRA_USER, "JIRA_API_TOKEN_FILE": str(self.jira_token_file),
+                        "JIRA_DEPLOYMENT": "cloud", "LABOPS_JIRA_CACHE": str(self.workdir / "jira-cache")})
         if self.password_in_env:
             del env["OTOBO_PASSWORD_FILE"]
             env["OTOBO_PASSWORD"] = AGENT_PASSWORD
@@ -384,6 +404,9 @@ class Stack:
         if self.servicenow:
             self.sn_sim = start_simulator("servicenow")
             write_secret(self.sn_password_file, SN_PASSWORD + "\n")
+        if self.jira:
+            self.jira_sim = start_simulator("jira", config=self.jira_config)
+            write_secret(self.jira_token_file, JIRA_API_TOKEN + "\n")
         for directory in (self.spool_path.parent, self.tmp_dir, self.tmp_dir / "ansible-local", self.tmp_dir / "ansible-remote"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, self.daemon_env(), self.daemon_vars())
@@ -397,7 +420,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for stopper in (self.alertmanager, self.rulebook_proc, self.sim, self.sn_sim):
+        for stopper in (self.alertmanager, self.rulebook_proc, self.sim, self.sn_sim, self.jira_sim):
             if stopper is not None:
                 try:
                     stopper.stop()
@@ -435,6 +458,14 @@ class Stack:
     def sn_journal(self, sys_id: str) -> list[str]:
         """The journal entries (work notes and comments) of a ServiceNow record, oldest first."""
         return [row["value"] for row in self.sn_rows("sys_journal_field") if row.get("element_id") == sys_id]
+
+
+    def jira_issues(self) -> list[dict]:
+        """The Jira simulator's issues (its control API), in creation order."""
+        if self.jira_sim is None:
+            return []
+        issues = self.jira_sim.state().get("issues", {})
+        return sorted(issues.values(), key=lambda issue: int(issue["id"]))
 
 
 def alert(alertname: str, labels: dict, summary: str, starts_at: str, ends_at: str | None = None, **annotations) -> dict:
