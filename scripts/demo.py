@@ -1,10 +1,11 @@
 """`make demo`: the rulebook daemon against a real AlertManager, on embedded defaults.
 
-Starts the OTOBO and ServiceNow simulators, ansible-rulebook with rulebooks/alertmanager_itsm.yml
-and AlertManager; fires a node down, a guest down and a disk filling alert (OTOBO assets) and a core
-switch port down (a network asset, on ServiceNow) through AlertManager's API; shows the tickets and
-incidents as they appear; resolves the guest and the switch; verifies the audit ledger; stops
-everything. Bounded by --timeout; Ctrl-C stops it cleanly.
+Starts the OTOBO, ServiceNow and Jira simulators, ansible-rulebook with rulebooks/alertmanager_itsm.yml
+and AlertManager; fires a node down, a guest down and a disk filling alert (OTOBO assets), a core
+switch port down (a network asset, on ServiceNow) and a GitLab outage (a dev_services asset, on Jira
+Cloud) through AlertManager's API; shows the tickets, incidents and issues as they appear; resolves the
+guest, the switch and GitLab, then fires GitLab again: its Jira issue is reopened (6 h reopen window);
+verifies the audit ledger; stops everything. Bounded by --timeout; Ctrl-C stops it cleanly.
 The webhook token and the platform passwords live in 0600 files of the work directory, never in the
 daemon's environment or rulebook variables (scripts/labstack.py).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.labstack import (
+    JIRA_USER,
     REPO_ROOT,
     RULEBOOK_TIMEOUT_ENV,
     SN_USER,
@@ -54,7 +56,32 @@ def demo_alerts(now: datetime) -> dict[str, dict]:
                                              "severity": "critical", "team": "network"},
                         "Uplink Ethernet1/49 on core-sw-01 is down", iso(now - timedelta(minutes=3)),
                         description="ifOperStatus{ifName=\"Ethernet1/49\"} == 2 for 3 minutes; traffic fails over to core-sw-02."),
+        "gitlab": alert("GitLabDown", {"cluster": "dev", "instance": "gitlab-01:443", "severity": "critical", "team": "devtools"},
+                        "GitLab on gitlab-01 answers 502", iso(now - timedelta(minutes=1)),
+                        description="probe_success{instance=\"gitlab-01:443\"} == 0 for 1 minute; puma workers are restarting.",
+                        runbook_url="https://runbooks.lab.invalid/gitlab/502"),
     }
+
+
+def jira_table(issues: list[dict]) -> str:
+    """Jira issues as the simulator holds them: key, status (category), resolution, priority, labels, summary."""
+    rows = [("Key", "Status", "Resolution", "Priority", "Components", "Summary")]
+    for issue in issues:
+        fields = issue.get("fields") or {}
+        status = fields.get("status") or {}
+        rows.append((str(issue.get("key")), str(status.get("name")), str((fields.get("resolution") or {}).get("name") or "-"),
+                     str((fields.get("priority") or {}).get("name") or "-"),
+                     ",".join(str(c.get("name")) for c in fields.get("components") or []) or "-", str(fields.get("summary"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
+    lines.insert(1, "-" * min(140, len(lines[0]) + 40))
+    return "\n".join(lines)
+
+
+def jira_status(issues: list[dict], text: str) -> list[str]:
+    """The status names of the issues whose summary mentions ``text``."""
+    return [str(((issue.get("fields") or {}).get("status") or {}).get("name")) for issue in issues
+            if text in str((issue.get("fields") or {}).get("summary"))]
 
 
 def firing_details(ticket: dict) -> bool:
@@ -94,21 +121,23 @@ class Demo:
         self.deadline = deadline
         self.last_shown = ""
 
-    def show(self, note: str = "", always: bool = False) -> tuple[list[dict], list[dict]]:
+    def show(self, note: str = "", always: bool = False) -> tuple[list[dict], list[dict], list[dict]]:
         tickets = sorted(self.stack.tickets(), key=lambda t: str(t["TicketNumber"]))
         incidents = self.stack.sn_incidents()
+        issues = self.stack.jira_issues()
         groups = {row["sys_id"]: row.get("name", "") for row in self.stack.sn_rows("sys_user_group")}
-        text = f"OTOBO tickets\n{table(tickets)}\n\nServiceNow incidents\n{sn_table(incidents, groups)}"
+        text = (f"OTOBO tickets\n{table(tickets)}\n\nServiceNow incidents\n{sn_table(incidents, groups)}"
+                f"\n\nJira issues\n{jira_table(issues)}")
         if always or text != self.last_shown:
             stamp = datetime.now().strftime("%H:%M:%S")
             print(f"\n[{stamp}] {note}\n{text}", flush=True)
             self.last_shown = text
-        return tickets, incidents
+        return tickets, incidents, issues
 
     def wait_for(self, predicate, note: str) -> bool:
         while time.monotonic() < self.deadline:
-            tickets, incidents = self.show(note)
-            if predicate(tickets, incidents):
+            tickets, incidents, issues = self.show(note)
+            if predicate(tickets, incidents, issues):
                 return True
             time.sleep(1)
         print(f"demo: time is up while waiting: {note}", file=sys.stderr)
@@ -118,11 +147,12 @@ class Demo:
 def run(args: argparse.Namespace) -> int:
     workdir = REPO_ROOT / ".demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
     print(f"labops.itsm demo — work directory {workdir}")
-    print("starting: OTOBO and ServiceNow simulators, ansible-rulebook (rulebooks/alertmanager_itsm.yml), AlertManager ...", flush=True)
+    print("starting: OTOBO, ServiceNow and Jira simulators, ansible-rulebook (rulebooks/alertmanager_itsm.yml), AlertManager ...", flush=True)
     with Stack(workdir, group_wait="2s", group_interval="5s", rulebook_ready_timeout=args.rulebook_timeout) as stack:
         deadline = time.monotonic() + args.timeout
         print(f"  OTOBO simulator   {stack.sim.otobo_base}")
         print(f"  ServiceNow sim    {stack.sn_sim.url}/api/now/table/incident (user {SN_USER}, password in {stack.sn_password_file})")
+        print(f"  Jira simulator    {stack.jira_sim.url}/rest/api/3 (Cloud, {JIRA_USER}, API token in {stack.jira_token_file})")
         print(f"  event source      {stack.webhook_url} (bearer token in {stack.token_file})")
         print(f"  OTOBO password    {stack.password_file} (OTOBO_PASSWORD_FILE; no secret in the daemon's environment)")
         print(f"  intake spool      {stack.spool_path}")
@@ -131,20 +161,30 @@ def run(args: argparse.Namespace) -> int:
         demo = Demo(stack, deadline)
         alerts = demo_alerts(datetime.now(UTC))
         print("\nfiring: PveNodeDown pve04, PveGuestDown erp-db-02, DiskFillingUp ceph-osd-07 (OTOBO), "
-              "SwitchUplinkDown core-sw-01 (ServiceNow)", flush=True)
+              "SwitchUplinkDown core-sw-01 (ServiceNow), GitLabDown gitlab-01 (Jira)", flush=True)
         stack.alertmanager.post_alerts(list(alerts.values()))
-        ok = demo.wait_for(lambda ts, incs: len(ts) >= 3 and all(firing_details(t) for t in ts)
-                           and any("core-sw-01" in str(i.get("short_description")) for i in incs), "waiting for incidents")
+        ok = demo.wait_for(lambda ts, incs, iss: len(ts) >= 3 and all(firing_details(t) for t in ts)
+                           and any("core-sw-01" in str(i.get("short_description")) for i in incs)
+                           and bool(jira_status(iss, "gitlab-01")), "waiting for incidents")
         if ok:
-            print("\nresolving: PveGuestDown erp-db-02 (the guest is back), SwitchUplinkDown core-sw-01 (the uplink is back)", flush=True)
+            print("\nresolving: PveGuestDown erp-db-02 (the guest is back), SwitchUplinkDown core-sw-01 (the uplink is back), "
+                  "GitLabDown gitlab-01 (GitLab answers again)", flush=True)
             now = iso(datetime.now(UTC))
-            stack.alertmanager.post_alerts([dict(alerts["guest"], endsAt=now), dict(alerts["switch"], endsAt=now)])
+            stack.alertmanager.post_alerts([dict(alerts[name], endsAt=now) for name in ("guest", "switch", "gitlab")])
             # IMS resolved = OTOBO "pending auto close+": OTOBO closes it after the stability window; SOP 13 closes earlier.
             # On ServiceNow: state 6 Resolved with close_code and close_notes (ServiceNow closes it after its own timer).
-            ok = demo.wait_for(lambda ts, incs: any("erp-db-02" in t["Title"] and t["State"] == "pending auto close+"
-                                                    and (t.get("DynamicField") or {}).get("IMSStatus") == "resolved" for t in ts)
-                               and any("core-sw-01" in str(i.get("short_description")) and str(i.get("state")) == "6" for i in incs),
-                               "waiting for the guest's and the switch's incidents to be resolved (SOP 11)")
+            # On Jira: the Done transition with resolution Done.
+            ok = demo.wait_for(lambda ts, incs, iss: any("erp-db-02" in t["Title"] and t["State"] == "pending auto close+"
+                                                         and (t.get("DynamicField") or {}).get("IMSStatus") == "resolved" for t in ts)
+                               and any("core-sw-01" in str(i.get("short_description")) and str(i.get("state")) == "6" for i in incs)
+                               and jira_status(iss, "gitlab-01") == ["Done"],
+                               "waiting for the guest's, the switch's and GitLab's incidents to be resolved (SOP 11)")
+        if ok:
+            print("\nfiring again: GitLabDown gitlab-01 (a new episode within the 6 h reopen window: the Jira issue is reopened, "
+                  "not duplicated)", flush=True)
+            stack.alertmanager.post_alerts([dict(alerts["gitlab"], startsAt=iso(datetime.now(UTC)))])
+            ok = demo.wait_for(lambda ts, incs, iss: jira_status(iss, "gitlab-01") not in ([], ["Done"]),
+                               "waiting for GitLab's Jira issue to be reopened (SOP 16 with itsm_reopen_window)")
         demo.show("final state", always=True)
         ok = report_ledger(stack) and ok
         report_metrics(stack)
