@@ -1,4 +1,4 @@
-"""End to end: real AlertManager -> real ansible-rulebook (our rulebook) -> OTOBO and ServiceNow simulators.
+"""End to end: real AlertManager -> real ansible-rulebook (our rulebook) -> OTOBO, ServiceNow and Jira simulators.
 
 Alerts enter through AlertManager's /api/v2/alerts, exactly as Prometheus would send them.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.labops.itsm.plugins.filter.correlation_key import correlation_key
-from scripts.labstack import Stack, alert, http_json, wait_until
+from scripts.labstack import REPO_ROOT, Stack, alert, http_json, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,9 +34,19 @@ def batch_runs(stack: Stack) -> int:
     return stack.rulebook_proc.log_path.read_text(errors="replace").count("PLAY [Handle a batch of alert events]")
 
 
+# nexus-01 (dev_services, on Jira) gets a short reopen window in the test's copy of the inventory, so that a firing
+# "after the window" can be shown without waiting the example's 6 hours.
+SHORT_REOPEN_WINDOW = 15
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("e2e"), group_wait="1s", group_interval="2s", repeat_interval="4s") as running:
+    workdir = tmp_path_factory.mktemp("e2e")
+    inventory = workdir / "inventory"
+    shutil.copytree(REPO_ROOT / "inventory", inventory)
+    (inventory / "host_vars").mkdir(exist_ok=True)
+    (inventory / "host_vars" / "nexus-01.yml").write_text(f"---\nitsm_reopen_window: {SHORT_REOPEN_WINDOW}s\n")
+    with Stack(workdir, inventory=inventory, group_wait="1s", group_interval="2s", repeat_interval="4s") as running:
         yield running
 
 
@@ -194,6 +205,70 @@ def test_servicenow_asset_opens_and_resolves_a_servicenow_incident(stack: Stack)
     assert actions == ["create", "update", "resolve"]
 
 
+def jira_issues_of(stack: Stack, asset: str) -> list[dict]:
+    return [issue for issue in stack.jira_issues() if asset in str(issue["fields"].get("summary"))]
+
+
+def jira_comments(issue: dict) -> str:
+    return json.dumps((issue["fields"].get("comment") or {}).get("comments") or [])
+
+
+def test_jira_asset_follows_jiralert_semantics(stack: Stack):
+    """The CMDB puts dev_services on Jira Cloud (search lagging 3 s behind writes, as on Cloud), one issue per alert with
+    a reopen window: create, repeats (AlertManager re-sends every 4 s), resolve, a new episode within the window reopens
+    the issue, and one after the window opens a new issue. Never a duplicate."""
+    from ansible_collections.labops.itsm.plugins.module_utils._alert_enrich import ticket_key
+
+    started = iso(datetime.now(UTC) - timedelta(minutes=1))
+    gitlab = alert("GitLabDown", {"cluster": "dev", "instance": "gitlab-01:443", "severity": "critical", "team": "devtools"},
+                   "GitLab on gitlab-01 answers 502", started)
+    stack.alertmanager.post_alerts([gitlab])
+    _status, active = http_json("GET", f"{stack.alertmanager.url}/api/v2/alerts")
+    am_alert = next(a for a in active if a["labels"]["alertname"] == "GitLabDown")
+    key = ticket_key({"alert": {"status": "firing", "fingerprint": am_alert["fingerprint"], "labels": am_alert["labels"]}}, "alert")
+
+    opened = wait_until(lambda: jira_issues_of(stack, "gitlab-01") or None, 120, what="the Jira issue")
+    assert len(opened) == 1
+    fields = opened[0]["fields"]
+    assert opened[0]["key"].startswith("OPS-")                              # CMDB: itsm_queue OPS/Platform
+    assert [c["name"] for c in fields["components"]] == ["Platform"]
+    assert "labops-" + key in fields["labels"] and all(" " not in label for label in fields["labels"])
+    assert fields["priority"]["name"] in ("Highest", "High")                  # critical x impact medium
+    assert fields["status"]["statusCategory"]["key"] == "new"
+    assert "FIRING GitLabDown" in json.dumps(fields["description"])           # ADF on Cloud v3
+    runs = batch_runs(stack)
+    wait_until(lambda: batch_runs(stack) >= runs + 1 or None, 60, what="a repeated notification")
+    assert len(jira_issues_of(stack, "gitlab-01")) == 1
+
+    stack.alertmanager.post_alerts([dict(gitlab, endsAt=iso(datetime.now(UTC) - timedelta(seconds=1)))])
+    done = wait_until(lambda: [i for i in jira_issues_of(stack, "gitlab-01") if i["fields"]["status"]["statusCategory"]["key"] == "done"]
+                      or None, 120, what="the Jira issue to be resolved")
+    assert done[0]["fields"]["resolution"]["name"] == "Done" and done[0]["fields"]["resolutiondate"]
+
+    # a new episode of the same alert within the 6 h window: the issue is reopened, not duplicated
+    stack.alertmanager.post_alerts([dict(gitlab, startsAt=iso(datetime.now(UTC)))])
+    reopened = wait_until(lambda: [i for i in jira_issues_of(stack, "gitlab-01") if i["fields"]["status"]["statusCategory"]["key"] != "done"]
+                          or None, 120, what="the Jira issue to be reopened")
+    assert len(jira_issues_of(stack, "gitlab-01")) == 1 and reopened[0]["key"] == opened[0]["key"]
+    assert reopened[0]["fields"]["resolution"] is None
+    assert "REOPENED" in jira_comments(reopened[0])
+
+    # nexus-01's window is short: resolved, then firing again after the window opens a second issue
+    nexus = alert("NexusDown", {"cluster": "dev", "instance": "nexus-01:8081", "severity": "warning", "team": "devtools"},
+                  "Nexus on nexus-01 is down", iso(datetime.now(UTC) - timedelta(seconds=30)))
+    stack.alertmanager.post_alerts([nexus])
+    first = wait_until(lambda: jira_issues_of(stack, "nexus-01") or None, 120, what="nexus-01's Jira issue")
+    stack.alertmanager.post_alerts([dict(nexus, endsAt=iso(datetime.now(UTC) - timedelta(seconds=1)))])
+    wait_until(lambda: [i for i in jira_issues_of(stack, "nexus-01") if i["fields"]["status"]["statusCategory"]["key"] == "done"] or None,
+               120, what="nexus-01's issue to be resolved")
+    time.sleep(SHORT_REOPEN_WINDOW + 1)
+    stack.alertmanager.post_alerts([dict(nexus, startsAt=iso(datetime.now(UTC)))])
+    wait_until(lambda: len(jira_issues_of(stack, "nexus-01")) == 2, 120, what="a new nexus-01 issue after the reopen window")
+    both = jira_issues_of(stack, "nexus-01")
+    assert both[0]["key"] == first[0]["key"] and both[0]["fields"]["status"]["statusCategory"]["key"] == "done"
+    assert both[1]["fields"]["status"]["statusCategory"]["key"] == "new"
+
+
 def test_ticket_creation_metrics_and_log(stack: Stack):
     """The modules the daemon ran counted their creations per platform (seed 001 metrics), read by
     prometheus_client's parser, and wrote one JSON log line per creation."""
@@ -202,7 +277,7 @@ def test_ticket_creation_metrics_and_log(stack: Stack):
     families = {family.name: family for family in text_string_to_metric_families(stack.metrics_path.read_text())}
     created = {(s.labels["platform"], s.labels["status"]): s.value for s in families["itsm_ticket_creation"].samples
                if s.name == "itsm_ticket_creation_total"}
-    assert created[("otobo", "success")] >= 1 and created[("servicenow", "success")] >= 1
+    assert created[("otobo", "success")] >= 1 and created[("servicenow", "success")] >= 1 and created[("jira", "success")] >= 1
     counts = {s.labels["platform"]: s.value for s in families["itsm_ticket_creation_duration_seconds"].samples
               if s.name.endswith("_count")}
     assert counts["servicenow"] == created[("servicenow", "success")] + created.get(("servicenow", "failure"), 0)
