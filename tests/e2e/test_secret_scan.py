@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from scripts.labstack import AGENT_PASSWORD, SN_PASSWORD, Stack, alert, wait_until
+from scripts.labstack import AGENT_PASSWORD, JIRA_API_TOKEN, SN_PASSWORD, Stack, alert, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -34,7 +34,7 @@ if not Path("/usr/bin/prometheus-alertmanager").exists() and not shutil.which("p
     pytest.skip("prometheus-alertmanager is not installed (make test installs it)", allow_module_level=True)
 
 # Files the stack writes with a secret on purpose (mode 0600): AlertManager's credentials_file, the daemon's password_file.
-SECRET_FILES = ("webhook-token", "otobo-password", "servicenow-password")
+SECRET_FILES = ("webhook-token", "otobo-password", "servicenow-password", "jira-api-token")
 RESOLVED_STATE = "pending auto close+"
 
 
@@ -92,7 +92,8 @@ def check(stack: Stack, what: str) -> int:
     for path in exclude:
         if path.exists():
             assert path.stat().st_mode & 0o077 == 0, f"{path} is not private"
-    secrets = {"webhook token": stack.token, "OTOBO password": AGENT_PASSWORD, "ServiceNow password": SN_PASSWORD}
+    secrets = {"webhook token": stack.token, "OTOBO password": AGENT_PASSWORD, "ServiceNow password": SN_PASSWORD,
+               "Jira API token": JIRA_API_TOKEN}
     # the scanner finds what it looks for (the token file is the known positive)
     assert scan([workdir], {"webhook token": stack.token}, set())[0], "the scanner missed the token file"
     hits, count = scan([workdir], secrets, exclude)
@@ -120,10 +121,14 @@ def test_no_secret_after_alerts_and_a_resolve(tmp_path):
     with make_stack(tmp_path / "clean") as stack:
         switch = alert("SwitchUplinkDown", {"cluster": "campus", "instance": "core-sw-02:9116", "severity": "warning", "team": "network"},
                        "Uplink on core-sw-02 is down", started)
-        stack.alertmanager.post_alerts([guest_alert("scan-a", started), guest_alert("scan-b", started), switch])
+        gitlab = alert("GitLabDown", {"cluster": "dev", "instance": "gitlab-01:443", "severity": "warning", "team": "devtools"},
+                       "GitLab on gitlab-01 answers 502", started)
+        stack.alertmanager.post_alerts([guest_alert("scan-a", started), guest_alert("scan-b", started), switch, gitlab])
         wait_until(lambda: ticket_for(stack, "scan-a") and ticket_for(stack, "scan-b"), 180, what="two incidents")
         wait_until(lambda: [i for i in stack.sn_incidents() if "core-sw-02" in i.get("short_description", "")], 180,
                    what="the ServiceNow incident")
+        wait_until(lambda: [i for i in stack.jira_issues() if "gitlab-01" in str(i["fields"].get("summary"))], 180,
+                   what="the Jira issue")
         stack.alertmanager.post_alerts([guest_alert("scan-a", started, iso(datetime.now(UTC)))])
         wait_until(lambda: (ticket_for(stack, "scan-a") or {}).get("State") == RESOLVED_STATE, 180, what="the resolve")
     check(stack, "after a clean stop")
