@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
 from ansible_collections.labops.itsm.plugins.module_utils import _refire as refire
 from ansible_collections.labops.itsm.plugins.module_utils import _time
+from ansible_collections.labops.itsm.plugins.module_utils._correlation import alert_ticket_key, group_ticket_key
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 
 # Play / group variables (group_vars/all) the enrichment reads.
@@ -88,15 +89,13 @@ def ticket_key(event: Mapping[str, Any], grouping: str) -> str:
     if grouping == "episode":
         return event_correlation_key(event)
     if grouping == "alert":
-        basis = "alertmanager-alert|" + alert_of(event)["fingerprint"]
-    elif grouping == "group":
+        return alert_ticket_key(alert_of(event)["fingerprint"])
+    if grouping == "group":
         group = _group_of(event)
         if not group.get("key"):
             raise ValidationError("itsm_alert_grouping group: the event has no group.key (AlertManager's groupKey)")
-        basis = "alertmanager-group|{0}|{1}".format(group.get("receiver") or "", group["key"])
-    else:
-        raise ValidationError("itsm_alert_grouping must be one of {0}, got {1!r}".format(", ".join(GROUPINGS), grouping))
-    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:_KEY_LENGTH]
+        return group_ticket_key(str(group.get("receiver") or ""), str(group["key"]))
+    raise ValidationError("itsm_alert_grouping must be one of {0}, got {1!r}".format(", ".join(GROUPINGS), grouping))
 
 
 def _group_of(event: Mapping[str, Any]) -> dict:

@@ -41,6 +41,18 @@ def correlation_key(fingerprint: object, starts_at: object) -> str:
     return hashlib.sha256((PREFIX + fingerprint + "|" + canonical).encode("utf-8")).hexdigest()[:KEY_LENGTH]
 
 
+def alert_ticket_key(fingerprint: object) -> str:
+    """The key of an alert's ticket across its episodes (``itsm_alert_grouping: alert``): ``sha256("alertmanager-alert|" + fingerprint)[:24]``."""
+    if not isinstance(fingerprint, str) or FINGERPRINT_RE.fullmatch(fingerprint) is None:
+        raise ValueError("fingerprint must be 16 lowercase hex characters (AlertManager alert fingerprint)")
+    return hashlib.sha256(("alertmanager-alert|" + fingerprint).encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+
+def group_ticket_key(receiver: str, group_key: str) -> str:
+    """The key of an AlertManager group's ticket (``itsm_alert_grouping: group``): receiver and groupKey."""
+    return hashlib.sha256(("alertmanager-group|%s|%s" % (receiver, group_key)).encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+
 def source_event_uuid(group_key: str, fingerprint: str, status: str, starts_at: str) -> str:
     """The ``meta.uuid`` the event source gives an alert of group ``group_key`` (``starts_at`` in any RFC 3339 spelling)."""
     name = "%s|%s|%s|%s" % (group_key, fingerprint, status, canonical_timestamp(starts_at))

@@ -30,10 +30,10 @@ import re
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.labops.itsm.plugins.module_utils._correlation import FINGERPRINT_RE, correlation_key, source_event_uuid
+from ansible_collections.labops.itsm.plugins.module_utils._correlation import FINGERPRINT_RE, alert_ticket_key, correlation_key, source_event_uuid
 from ansible_collections.labops.itsm.plugins.module_utils._errors import UnexpectedResponseError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HttpClient, RetryPolicy
-from ansible_collections.labops.itsm.plugins.module_utils._platform import TicketPlatform, is_correlation_key
+from ansible_collections.labops.itsm.plugins.module_utils._platform import is_correlation_key
 from ansible_collections.labops.itsm.plugins.module_utils._policy import MONITORING_SOURCES
 from ansible_collections.labops.itsm.plugins.module_utils._time import format_time, parse_time
 
@@ -92,6 +92,7 @@ class AmAlert:
         self.fingerprint = raw["fingerprint"]
         self.starts_at = raw["startsAt"]
         self.key = correlation_key(self.fingerprint, self.starts_at)
+        self.ticket_keys = (self.key, alert_ticket_key(self.fingerprint))  # the keys of its ticket (per episode, per alert)
         self.labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
         self.annotations = {str(k): str(v) for k, v in (raw.get("annotations") or {}).items()}
         self.generator_url = raw.get("generatorURL") or ""
@@ -211,19 +212,21 @@ def _spool_entries(spool: Any, key: str) -> Dict[str, Any]:
     return {entry.status: entry for entry in spool.list(correlation_key=key, limit=10)}
 
 
-def plan(*, alerts: Sequence[AmAlert], incidents: Sequence[Tuple[str, Mapping[str, Any]]], spool: Any, now: datetime.datetime,
+def plan(*, alerts: Sequence[AmAlert], incidents: Sequence[Tuple[Any, ...]], spool: Any, now: datetime.datetime,
          resolve_after: float, open_after: float, am_started_at: Optional[datetime.datetime] = None,
          receiver: Optional[str] = None, external_url: str = "") -> Plan:
-    """Compare ``alerts`` (all of AlertManager's) with the open ``incidents`` ((platform, record) pairs) and the spool."""
+    """Compare ``alerts`` (all of AlertManager's) with the open ``incidents`` ((platform, record[, alert grouping])) and the spool."""
     result = Plan()
     result.counts["alerts"] = len(alerts)
-    am_keys = {alert.key for alert in alerts}
+    am_keys = {key for alert in alerts for key in alert.ticket_keys}
     open_keys = set()
     fresh_am = am_started_at is not None and (now - am_started_at).total_seconds() < resolve_after
     if fresh_am:
         result.warnings.append("AlertManager started %ds ago (less than resolve_after=%ds): it may not know every firing alert yet, no incident "
                                "is resolved by this run" % ((now - am_started_at).total_seconds(), resolve_after))  # type: ignore[operator]
-    for platform_name, record in incidents:
+    for entry in incidents:
+        platform_name, record = entry[0], entry[1]
+        grouping = entry[2] if len(entry) > 2 else "episode"
         key = record["correlation_key"]
         if key in open_keys:
             continue  # the same episode on a second platform entry (two queues of one platform): one resolve
@@ -231,6 +234,11 @@ def plan(*, alerts: Sequence[AmAlert], incidents: Sequence[Tuple[str, Mapping[st
         result.counts["incidents_open"] += 1
         if key in am_keys:
             result.skip("incident_alert_present")
+            continue
+        if grouping != "episode":
+            # A ticket per alert or per group outlives one episode: its key names no episode to resolve, and a group's key
+            # is not derivable from AlertManager's alert list. The alert path resolves it; reconciliation leaves it alone.
+            result.skip("incident_per_" + grouping)
             continue
         opened = parse_time(record.get("opened_at"), "opened_at") if record.get("opened_at") else None
         if opened is None or (now - opened).total_seconds() < resolve_after:
@@ -261,7 +269,7 @@ def plan(*, alerts: Sequence[AmAlert], incidents: Sequence[Tuple[str, Mapping[st
         if started is None or (now - started).total_seconds() < open_after:
             result.skip("alert_too_recent")
             continue
-        if alert.key in open_keys:
+        if any(key in open_keys for key in alert.ticket_keys):
             result.skip("alert_incident_open")
             continue
         existing = _spool_entries(spool, alert.key).get("firing")
@@ -272,10 +280,13 @@ def plan(*, alerts: Sequence[AmAlert], incidents: Sequence[Tuple[str, Mapping[st
     return result
 
 
-def open_incidents(platforms: Sequence[Tuple[str, TicketPlatform]], limit: int) -> List[Tuple[str, dict]]:
-    """The open alert incidents of every platform entry, as (platform name, record)."""
+def open_incidents(platforms: Sequence[Tuple[Any, ...]], limit: int) -> List[Tuple[Any, ...]]:
+    """The open alert incidents of every platform entry ((name, platform) or (name, platform, alert grouping)), as
+    (platform name, record, alert grouping)."""
     found = []
-    for name, platform in platforms:
+    for entry in platforms:
+        name, platform = entry[0], entry[1]
+        grouping = entry[2] if len(entry) > 2 else "episode"
         for record in platform.search("incident", active_only=True, limit=limit, match=is_alert_incident):
-            found.append((name, record))
+            found.append((name, record, grouping))
     return found

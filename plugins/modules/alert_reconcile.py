@@ -146,6 +146,20 @@ options:
       queue:
         description: Where it searches.
         type: str
+      alert_grouping:
+        description:
+          - The alert path's C(itsm_alert_grouping) of the assets routed there. Tickets per V(alert) or per V(group)
+            outlive one episode: they are matched with the alerts AlertManager holds (per alert: by fingerprint) but
+            never resolved by reconciliation (skip reason C(incident_per_alert), C(incident_per_group)).
+        type: str
+        choices: [episode, alert, group]
+        default: episode
+  alert_grouping:
+    description:
+      - O(platforms[].alert_grouping) of the single O(platform).
+    type: str
+    choices: [episode, alert, group]
+    default: episode
   search_limit:
     description:
       - At most this many open incidents are read per platform entry (newest first).
@@ -264,7 +278,9 @@ def argument_spec():
             platform=dict(type="str", default=platforms.DEFAULT_PLATFORM, choices=platforms.platform_names()),
             platform_options=dict(type="dict", default={}),
             queue=dict(type="str"),
+            alert_grouping=dict(type="str", default="episode", choices=["episode", "alert", "group"]),
         )),
+        alert_grouping=dict(type="str", default="episode", choices=["episode", "alert", "group"]),
         search_limit=dict(type="int", default=500),
     )
     spec.update(SPOOL_ARGSPEC)
@@ -276,11 +292,11 @@ MUTUALLY_EXCLUSIVE = [("alertmanager_token", "alertmanager_token_file"), ("alert
 
 
 def platform_entries(params):
-    """The (platform, platform_options, queue) triples to search."""
+    """The (platform, platform_options, queue, alert grouping) entries to search."""
     if params.get("platforms"):
-        return [(entry.get("platform") or platforms.DEFAULT_PLATFORM, entry.get("platform_options") or {}, entry.get("queue"))
-                for entry in params["platforms"]]
-    return [(params["platform"], params.get("platform_options") or {}, params.get("queue"))]
+        return [(entry.get("platform") or platforms.DEFAULT_PLATFORM, entry.get("platform_options") or {}, entry.get("queue"),
+                 entry.get("alert_grouping") or "episode") for entry in params["platforms"]]
+    return [(params["platform"], params.get("platform_options") or {}, params.get("queue"), params.get("alert_grouping") or "episode")]
 
 
 def read_secret_file(path, name):
@@ -344,9 +360,9 @@ def run(params, alertmanager, ticket_platforms, spool, check_mode=False, diff=Fa
 
 def build_platforms(module):
     built = []
-    for name, options, queue in platform_entries(module.params):
+    for name, options, queue, grouping in platform_entries(module.params):
         module.no_log_values.update(platforms.secret_values(name, options))
-        built.append((name, platforms.build_platform(name, options, queue=queue, warn=module.warn)))
+        built.append((name, platforms.build_platform(name, options, queue=queue, warn=module.warn), grouping))
     return built
 
 

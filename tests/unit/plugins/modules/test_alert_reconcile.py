@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils import _platforms as platforms
-from ansible_collections.labops.itsm.plugins.module_utils._correlation import correlation_key, source_event_uuid
+from ansible_collections.labops.itsm.plugins.module_utils._correlation import (
+    alert_ticket_key,
+    correlation_key,
+    group_ticket_key,
+    source_event_uuid,
+)
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuthError
 from ansible_collections.labops.itsm.plugins.module_utils._http import RetryPolicy
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
@@ -122,8 +127,9 @@ class Env:
         self.spool_path = str(tmp_path / "spool.sqlite3")
         self.spool = open_spool("sqlite", self.spool_path)
 
-    def open_incident(self, fingerprint: str, alertname: str, starts_at: str = LONG_AGO, opened: datetime.datetime | None = None) -> dict:
-        key = correlation_key(fingerprint, starts_at)
+    def open_incident(self, fingerprint: str, alertname: str, starts_at: str = LONG_AGO, opened: datetime.datetime | None = None,
+                      key: str | None = None) -> dict:
+        key = key or correlation_key(fingerprint, starts_at)
         event = {"event_id": str(uuid.uuid4()), "service": "node1", "source": "automated_alert", "alert_type": alertname, "severity": "high",
                  "correlation_key": key, "title": "[S2] %s node1: %s on node1" % (alertname, alertname)}
         result = run_sop("monitoring_intake", {"event": event}, actor="automation", role="automation", platform=self.platform, ledger=self.ledger,
@@ -137,11 +143,12 @@ class Env:
         params.update(overrides)
         return params
 
-    def run(self, check_mode: bool = False, diff: bool = False, now: datetime.datetime = NOW, **overrides: Any) -> dict:
+    def run(self, check_mode: bool = False, diff: bool = False, now: datetime.datetime = NOW, grouping: str = "episode", **overrides: Any) -> dict:
         params = self.params(**overrides)
         client = AlertManagerClient(self.am.url, token=TOKEN, retry=RetryPolicy(base_delay=0.01))
         try:
-            return alert_reconcile.run(params, client, [("otobo", self.platform)], self.spool, check_mode=check_mode, diff=diff, now=now)
+            return alert_reconcile.run(params, client, [("otobo", self.platform, grouping)], self.spool, check_mode=check_mode, diff=diff,
+                                       now=now)
         finally:
             client.close()
 
@@ -181,6 +188,22 @@ def test_everything_in_sync_enqueues_nothing(env):
     assert result["skipped"] == {"incident_alert_present": 1, "alert_incident_open": 1}
     # every alert state is asked for explicitly
     assert env.am.queries == ["active=true&silenced=true&inhibited=true&unprocessed=true"]
+
+
+def test_tickets_per_alert_or_group_are_matched_by_fingerprint_and_never_resolved(env):
+    """itsm_alert_grouping alert/group: the ticket outlives one episode. Its alert present (a later episode, by fingerprint)
+    keeps it open; gone, the ticket is left to the alert path (no episode to resolve); a firing alert with its ticket open
+    is not enqueued."""
+    env.open_incident("00000000000000c1", "HostDown", key=alert_ticket_key("00000000000000c1"))
+    env.open_incident("00000000000000c2", "DiskFull", key=alert_ticket_key("00000000000000c2"))
+    env.open_incident("00000000000000c3", "NetDown", key=group_ticket_key("eda-itsm", '{}:{alertname="NetDown"}'))
+    env.am.alerts = [am_alert("00000000000000c1", "HostDown", starts_at=iso(NOW - datetime.timedelta(minutes=30)))]  # a later episode
+    result = env.run(grouping="alert")
+    assert result["enqueued"] == [] and result["changed"] is False
+    assert result["skipped"] == {"incident_alert_present": 1, "incident_per_alert": 2, "alert_incident_open": 1}
+    # the same incidents on an episode route: the two without their alert are resolved (the old behaviour)
+    episode = env.run(check_mode=True)
+    assert sorted(e["alertname"] for e in episode["enqueued"]) == ["DiskFull", "NetDown"]
 
 
 def test_a_lost_resolve_is_enqueued_from_the_spools_firing_event(env):
