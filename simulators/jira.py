@@ -168,6 +168,7 @@ class JiraSimulator(SimulatorApp):
         self.catalog = Catalog.build(self.config)
         self.store = Store()
         self.rate_counts: dict[tuple[str, int], int] = {}
+        self.failed_logins: dict[str, int] = {}
         self._dirty = False
         state_file = self.config.get("state_file")
         if state_file and os.path.exists(state_file):
@@ -184,6 +185,7 @@ class JiraSimulator(SimulatorApp):
         self.catalog = Catalog.build(self.config)
         self.store = Store()
         self.rate_counts.clear()
+        self.failed_logins.clear()
         self._dirty = True
         self._persist()
 
@@ -217,7 +219,7 @@ class JiraSimulator(SimulatorApp):
         for comment in out.get("comments", []):
             comment["created"] = fmt_time(comment["created"])
             comment["updated"] = fmt_time(comment["updated"])
-        out["indexed"] = self._index_view(issue, self.now()) == snapshot(issue) if issue.get("_versions") else True
+        out["indexed"] = self._index_view(issue, self.now()) is issue
         return out
 
     def _fault_effect(self, fault: Fault) -> SimResponse | None:
@@ -432,8 +434,15 @@ class JiraSimulator(SimulatorApp):
                 result = exc.response()
             else:
                 result.headers.extend(rate_headers)
+                result.headers.extend(self._identity_headers(principal))
             self._persist()
         return result
+
+    def _identity_headers(self, principal: Principal) -> list[tuple[str, str]]:
+        """Who the request ran as: ``X-AACCOUNTID`` (Cloud), ``X-AUSERNAME`` (Data Center, ``anonymous`` without auth)."""
+        if self.cloud:
+            return [("X-AACCOUNTID", str(principal.spec["account_id"]))] if not principal.anonymous else []
+        return [("X-AUSERNAME", "anonymous" if principal.anonymous else str(principal.spec["name"]))]
 
     def _base(self, req: SimRequest) -> str:
         return str(self.config.get("base_url") or f"http://{req.headers.get('Host') or '127.0.0.1'}").rstrip("/")
@@ -457,13 +466,21 @@ class JiraSimulator(SimulatorApp):
                 user, _colon, secret = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError, binascii.Error):
                 raise self._unauthorized() from None
+            captcha = self.config.get("captcha_after")
+            if not self.cloud and captcha and self.failed_logins.get(user, 0) >= captcha:
+                raise JiraError(403, plain="CAPTCHA_CHALLENGE", headers=[
+                    ("X-Seraph-LoginReason", "AUTHENTICATION_DENIED"),
+                    ("X-Authentication-Denied-Reason", f"CAPTCHA_CHALLENGE; login-url={self._base(req)}/login.jsp")])
             for email, spec in users.items():
                 if self.cloud and email.lower() == user.lower() and spec.get("api_token") \
                         and secrets.compare_digest(str(spec["api_token"]), secret):
                     return Principal(email, spec)
                 if not self.cloud and spec.get("name") == user and spec.get("password") \
                         and secrets.compare_digest(str(spec["password"]), secret):
+                    self.failed_logins.pop(user, None)
                     return Principal(email, spec)
+            if not self.cloud:
+                self.failed_logins[user] = self.failed_logins.get(user, 0) + 1
             raise self._unauthorized(failed=True)
         if scheme.lower() == "bearer" and not self.cloud:
             token = credentials.strip()
@@ -562,21 +579,19 @@ class JiraSimulator(SimulatorApp):
                 del versions[:indexed[-1]]
         self._dirty = True
 
-    def _index_view(self, issue: Mapping[str, Any], now: float) -> dict[str, Any] | None:
-        """The issue as the (lagging) search index sees it: None while a new issue is not indexed yet."""
+    def _index_view(self, issue: Mapping[str, Any], now: float) -> Mapping[str, Any] | None:
+        """The issue as the (lagging) search index sees it: None while a new issue is not indexed yet (read-only)."""
         versions = issue.get("_versions") or []
         if not versions:
-            return snapshot(issue)
+            return issue
         lag = float(self.config["search_lag"])
         seen = None
         for at, snap in versions:
             if at <= now - lag:
                 seen = snap
-        if seen is None:
-            return None
         if seen is versions[-1][1]:
-            return snapshot(issue)
-        return copy.deepcopy(seen)
+            return issue
+        return seen
 
     # ------------------------------------------------------------------ rendering
     def _user(self, ctx: Ctx, email: str | None) -> dict[str, Any] | None:
@@ -1387,7 +1402,7 @@ class JiraSimulator(SimulatorApp):
         now = self.now()
         views: list[Mapping[str, Any]] = []
         for issue in self.store.issues.values():
-            view = snapshot(issue) if (not lagging or issue["id"] in reconcile) else self._index_view(issue, now)
+            view = issue if (not lagging or issue["id"] in reconcile) else self._index_view(issue, now)
             if view is not None and predicate(view):
                 views.append(view)
         return [dict(v) for v in order_issues(list(views), query.order, self._rank)]

@@ -804,3 +804,15 @@ def test_subprocess_cli_and_datacenter_config() -> None:
                               status=201)
         assert created["key"] == "NET-1"
         assert proc.state()["issues"]["NET-1"]["summary"] == "cli"
+
+
+def test_dc_captcha_lockout_after_failed_logins(sim: InThreadSimulator, dc: Jira) -> None:
+    sim.set_config(captcha_after=2)
+    wrong = Jira(sim, auth=("itsm.bot", "wrong"), api="2")
+    assert [wrong.raw("GET", "/myself")[0] for _n in range(2)] == [401, 401]
+    status, headers, _p = dc.raw("GET", "/myself")  # the right password no longer helps
+    assert status == 403 and headers["x-seraph-loginreason"] == "AUTHENTICATION_DENIED"
+    assert headers["x-authentication-denied-reason"].startswith("CAPTCHA_CHALLENGE")
+    bearer = Jira(sim, auth=None, headers={"Authorization": "Bearer jira-pat-123"}, api="2")
+    status, headers, _p = bearer.raw("GET", "/myself")  # a personal access token is not subject to the CAPTCHA
+    assert status == 200 and headers["x-ausername"] == "itsm.bot"
