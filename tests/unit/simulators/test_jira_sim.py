@@ -797,13 +797,19 @@ def test_seed_and_state(sim: InThreadSimulator, jira: Jira) -> None:
     assert sim.state()["issues"] == {}
 
 
-def test_subprocess_cli_and_datacenter_config() -> None:
-    with start_simulator("jira", {"mode": "datacenter"}) as proc:
+def test_subprocess_cli_datacenter_config_and_state_file(tmp_path: Any) -> None:
+    config = {"mode": "datacenter", "state_file": str(tmp_path / "jira.json")}
+    with start_simulator("jira", config) as proc:
         client = Jira(proc, auth=None, headers={"Authorization": "Bearer jira-pat-123"}, api="2")
         created = client.call("POST", "/issue", {"fields": {"project": {"key": "NET"}, "issuetype": {"name": "Change"}, "summary": "cli"}},
                               status=201)
         assert created["key"] == "NET-1"
         assert proc.state()["issues"]["NET-1"]["summary"] == "cli"
+    with start_simulator("jira", config) as proc:  # the state survives a restart; keys continue
+        client = Jira(proc, auth=DC_BOT, api="2")
+        assert client.get("NET-1")["fields"]["summary"] == "cli"
+        assert client.call("POST", "/issue", {"fields": {"project": {"key": "NET"}, "issuetype": {"name": "Task"}, "summary": "2"}},
+                           status=201)["key"] == "NET-2"
 
 
 def test_dc_captcha_lockout_after_failed_logins(sim: InThreadSimulator, dc: Jira) -> None:
