@@ -237,8 +237,9 @@ def test_edit_fields_update_and_conflicts(jira: Jira) -> None:
     jira.create(labels=["flapping"])
     before = jira.get("OPS-1")["fields"]["updated"]
     time.sleep(0.002)
-    assert jira.call("PUT", "/issue/OPS-1", {"fields": {"summary": "[FIRING:3] HostDown", "priority": {"name": "Highest"}},
-                                              "update": {"labels": [{"add": "reopened"}, {"remove": "flapping"}]}}, status=204) is None
+    edit = {"fields": {"summary": "[FIRING:3] HostDown", "priority": {"name": "Highest"}},
+            "update": {"labels": [{"add": "reopened"}, {"remove": "flapping"}]}}
+    assert jira.call("PUT", "/issue/OPS-1", edit, status=204) is None
     fields = jira.get("OPS-1")["fields"]
     assert fields["summary"] == "[FIRING:3] HostDown" and fields["priority"]["name"] == "Highest" and fields["labels"] == ["reopened"]
     assert fields["updated"] > before and fields["status"]["name"] == "To Do"
@@ -522,8 +523,8 @@ def test_search_get_form(sim: InThreadSimulator, jira: Jira) -> None:
     _seed(sim)
     result = jira.call("GET", "/search/jql", params={"jql": "project = OPS ORDER BY created ASC", "fields": "summary,labels", "maxResults": 2})
     assert [i["key"] for i in result["issues"]] == ["OPS-4", "OPS-1"] and result["isLast"] is False
-    nxt = jira.call("GET", "/search/jql", params={"jql": "project = OPS ORDER BY created ASC", "fields": "summary,labels", "maxResults": 2,
-                                                   "nextPageToken": result["nextPageToken"]})
+    params = {"jql": "project = OPS ORDER BY created ASC", "fields": "summary,labels", "maxResults": 2, "nextPageToken": result["nextPageToken"]}
+    nxt = jira.call("GET", "/search/jql", params=params)
     assert [i["key"] for i in nxt["issues"]] == ["OPS-2", "OPS-3"] and nxt["isLast"] is True and "nextPageToken" not in nxt
 
 
