@@ -109,6 +109,8 @@ def dc(sim: InThreadSimulator) -> Jira:
 def test_cloud_basic_auth_with_api_token_and_plain_text_401(jira: Jira, sim: InThreadSimulator) -> None:
     me = jira.call("GET", "/myself")
     assert me["accountId"] == "5b10a2844c20165700ede21g" and me["displayName"] == "Alert Bot" and "name" not in me
+    assert jira.raw("GET", "/myself")[1]["x-aaccountid"] == "5b10a2844c20165700ede21g"
+    assert Jira(sim, auth=("BOT@example.com", "jira-api-token")).raw("GET", "/myself")[0] == 200  # the email is case-insensitive
     for auth in [None, ("bot@example.com", "bot-pw"), ("bot@example.com", "wrong"), ("itsm.bot", "bot-pw")]:
         status, headers, payload = Jira(sim, auth=auth).raw("GET", "/myself")
         assert status == 401 and headers["content-type"].startswith("text/plain")
@@ -231,6 +233,12 @@ def test_errors_from_several_fields_come_together(jira: Jira) -> None:
 def test_labels_are_deduplicated_and_case_preserved(jira: Jira) -> None:
     jira.create(labels=["b", "Am-1", "b"])
     assert jira.get("OPS-1")["fields"]["labels"] == ["Am-1", "b"]
+    assert jira.keys('labels = "am-1"') == ["OPS-1"]
+
+
+def test_summary_of_255_characters_is_accepted(jira: Jira) -> None:
+    jira.create("x" * 255)
+    assert len(jira.get("OPS-1")["fields"]["summary"]) == 255
 
 
 def test_edit_fields_update_and_conflicts(jira: Jira) -> None:
