@@ -735,6 +735,19 @@ def test_operation_names_in_request_log(sim: InThreadSimulator, jira: Jira) -> N
                                       "POST search": 1, "PUT properties": 1}
 
 
+def test_request_log_records_path_query_and_body(sim: InThreadSimulator, jira: Jira) -> None:
+    jira.create(labels=["am-1"])
+    jira.call("POST", "/search/jql", {"jql": "labels = am-1", "reconcileIssues": [10000]})
+    jira.call("GET", "/issue/OPS-1", params={"fields": "summary", "properties": "labops.ims"})
+    log = sim.requests()
+    assert [(e["operation"], e["path"]) for e in log] == [("POST issue", "/rest/api/3/issue"), ("POST search", "/rest/api/3/search/jql"),
+                                                          ("GET issue", "/rest/api/3/issue/OPS-1")]
+    assert log[0]["body"]["fields"]["labels"] == ["am-1"] and log[0]["status"] == 201
+    assert log[1]["body"] == {"jql": "labels = am-1", "reconcileIssues": [10000]}
+    assert log[2]["body"] is None and log[2]["query"] == "fields=summary&properties=labops.ims"
+    assert all("authorization" not in json.dumps(e).lower() and "jira-api-token" not in json.dumps(e) for e in log)
+
+
 # ---------------------------------------------------------------- issue properties and links
 
 
