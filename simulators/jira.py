@@ -1095,7 +1095,7 @@ class JiraSimulator(SimulatorApp):
         if fields.get("project") is None:
             errors["project"] = "valid project is required"
         else:
-            project = self.catalog.project(fields["project"] if isinstance(fields["project"], dict) else {"key": fields["project"]})
+            project = self.catalog.project(fields["project"]) if isinstance(fields["project"], dict) else None
             if project is None:
                 errors["project"] = "Specify a valid project ID or key"
         issuetype = None

@@ -218,6 +218,8 @@ def test_create_project_and_issuetype_rules(jira: Jira) -> None:
     assert err["errors"]["project"] == "valid project is required"
     err = jira.error("POST", "/issue", {"fields": {"project": {"key": "NOPE"}, "summary": "x", "issuetype": {"name": "Incident"}}})
     assert err["errors"]["project"] == "Specify a valid project ID or key"
+    err = jira.error("POST", "/issue", {"fields": {"project": "OPS", "summary": "x", "issuetype": {"name": "Incident"}}})
+    assert err["errors"] == {"project": "Specify a valid project ID or key"}  # an object, not a string
     err = jira.error("POST", "/issue", {"fields": {"project": {"id": "10000"}, "summary": "x", "issuetype": {"name": "Epic"}}})
     assert err["errors"] == {"issuetype": "The issue type selected is invalid."}
     err = jira.error("POST", "/issue", {"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"}}})
