@@ -64,14 +64,10 @@ def demo_alerts(now: datetime) -> dict[str, dict]:
 
 
 def jira_table(issues: list[dict]) -> str:
-    """Jira issues as the simulator holds them: key, status (category), resolution, priority, labels, summary."""
+    """Jira issues as the simulator holds them: key, status, resolution, priority, components, summary."""
     rows = [("Key", "Status", "Resolution", "Priority", "Components", "Summary")]
-    for issue in issues:
-        fields = issue.get("fields") or {}
-        status = fields.get("status") or {}
-        rows.append((str(issue.get("key")), str(status.get("name")), str((fields.get("resolution") or {}).get("name") or "-"),
-                     str((fields.get("priority") or {}).get("name") or "-"),
-                     ",".join(str(c.get("name")) for c in fields.get("components") or []) or "-", str(fields.get("summary"))))
+    rows += [(str(i.get("key")), str(i.get("status")), str(i.get("resolution") or "-"), str(i.get("priority") or "-"),
+              ",".join(i.get("components") or []) or "-", str(i.get("summary"))) for i in issues]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
     lines.insert(1, "-" * min(140, len(lines[0]) + 40))
@@ -80,8 +76,7 @@ def jira_table(issues: list[dict]) -> str:
 
 def jira_status(issues: list[dict], text: str) -> list[str]:
     """The status names of the issues whose summary mentions ``text``."""
-    return [str(((issue.get("fields") or {}).get("status") or {}).get("name")) for issue in issues
-            if text in str((issue.get("fields") or {}).get("summary"))]
+    return [str(issue.get("status")) for issue in issues if text in str(issue.get("summary"))]
 
 
 def firing_details(ticket: dict) -> bool:

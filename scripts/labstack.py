@@ -461,7 +461,8 @@ class Stack:
 
 
     def jira_issues(self) -> list[dict]:
-        """The Jira simulator's issues (its control API), in creation order."""
+        """The Jira simulator's issues as it stores them (its control API: key, summary, status, statusCategory, resolution,
+        resolutiondate, priority, labels, components, description, comments, properties), in creation order."""
         if self.jira_sim is None:
             return []
         issues = self.jira_sim.state().get("issues", {})

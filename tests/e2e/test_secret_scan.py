@@ -127,7 +127,7 @@ def test_no_secret_after_alerts_and_a_resolve(tmp_path):
         wait_until(lambda: ticket_for(stack, "scan-a") and ticket_for(stack, "scan-b"), 180, what="two incidents")
         wait_until(lambda: [i for i in stack.sn_incidents() if "core-sw-02" in i.get("short_description", "")], 180,
                    what="the ServiceNow incident")
-        wait_until(lambda: [i for i in stack.jira_issues() if "gitlab-01" in str(i["fields"].get("summary"))], 180,
+        wait_until(lambda: [i for i in stack.jira_issues() if "gitlab-01" in str(i.get("summary"))], 180,
                    what="the Jira issue")
         stack.alertmanager.post_alerts([guest_alert("scan-a", started, iso(datetime.now(UTC)))])
         wait_until(lambda: (ticket_for(stack, "scan-a") or {}).get("State") == RESOLVED_STATE, 180, what="the resolve")
