@@ -540,23 +540,23 @@ duplicate_of:
   type: str
   sample: "2025061110000421"
 reopened:
-  description: V(monitoring_intake) reopened the resolved incident O(duplicate_of) (O(reopen_window)).
+  description: V(monitoring_intake) reopened the resolved incident RV(duplicate_of) (O(reopen_window)).
   returned: when it did
   type: bool
   sample: true
 suppressed:
-  description: V(monitoring_intake) left the incident O(duplicate_of) alone because of its won't-fix resolution (O(never_reopen)).
+  description: V(monitoring_intake) left the incident RV(duplicate_of) alone because of its won't-fix resolution (O(never_reopen)).
   returned: when it did
   type: bool
   sample: true
 updated:
-  description: V(monitoring_intake) renamed or noted the active incident O(duplicate_of) (O(repeat_update)).
+  description: V(monitoring_intake) renamed or noted the active incident RV(duplicate_of) (O(repeat_update)).
   returned: when it did
   type: bool
   sample: true
 resolution:
   description: The resolution of the suppressed incident.
-  returned: when O(suppressed)
+  returned: when RV(suppressed)
   type: str
   sample: "Won't Do"
 sla:
