@@ -407,7 +407,12 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsE
 from ansible_collections.labops.itsm.plugins.module_utils._governed import GovernedWrite, audit_entry, module_auditor
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._itsm_mapping import load_mapping, render
-from ansible_collections.labops.itsm.plugins.module_utils._jira import JIRA_CONNECTION_ARGSPEC, CreationIndex, client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._jira import (
+    JIRA_CONNECTION_ARGSPEC,
+    JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
+    CreationIndex,
+    client_from_params,
+)
 from ansible_collections.labops.itsm.plugins.module_utils._jira_markup import (
     adf_to_text,
     clip_description,
@@ -975,7 +980,8 @@ class Run:
         if name and not to_status and str(issue.status or "").casefold() == name.casefold():
             return view  # a transition named after its target status, already there: no GET
         cache_key = (issue.project, issue.issue_type, issue.status)
-        transition = self.client.find_transition(issue.key, name=name, to_status=None if name else to_status, cache_key=cache_key)
+        transition = self.client.find_transition(issue.key, name=name, to_status=None if name else to_status, cache_key=cache_key,
+                                                 current_status=issue.status)
         target = transition.get("to") or {}
         if name and str(target.get("name") or "").casefold() == str(issue.status or "").casefold():
             return view
@@ -1154,8 +1160,8 @@ def argument_spec():
     return spec
 
 
-MUTUALLY_EXCLUSIVE = [("key", "correlation_key", "correlation_label"), ("priority", "severity"), ("status", "transition"),
-                      ("password", "password_file"), ("token", "token_file")]
+MUTUALLY_EXCLUSIVE = [["key", "correlation_key", "correlation_label"], ["priority", "severity"], ["status", "transition"]] + \
+    JIRA_CONNECTION_MUTUALLY_EXCLUSIVE
 
 
 def main(module_class=AnsibleModule):
@@ -1165,7 +1171,7 @@ def main(module_class=AnsibleModule):
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     client = None
     try:
-        client = client_from_params(module.params, warn=module.warn)
+        client = client_from_params(module.params, warn=module.warn, register_secret=module.no_log_values.add)
         ledger = ledger_from_params(module.params)
         result = run(module, client, ledger)
     except LabopsError as exc:

@@ -122,7 +122,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
-from ansible_collections.labops.itsm.plugins.module_utils._jira import JIRA_CONNECTION_ARGSPEC, CreationIndex, client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._jira import (
+    JIRA_CONNECTION_ARGSPEC,
+    JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
+    CreationIndex,
+    client_from_params,
+)
 from ansible_collections.labops.itsm.plugins.module_utils._jira_markup import adf_to_text, jira_label, wiki_to_text
 
 DEFAULT_FIELDS = ["summary", "description", "status", "resolution", "resolutiondate", "labels", "priority", "components", "issuetype",
@@ -205,14 +210,14 @@ def main(module_class=AnsibleModule):
     module = module_class(
         argument_spec=argument_spec(),
         supports_check_mode=True,
-        mutually_exclusive=[("key", "correlation_key", "correlation_label", "jql"), ("password", "password_file"), ("token", "token_file")],
+        mutually_exclusive=[["key", "correlation_key", "correlation_label", "jql"]] + JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
         required_one_of=[("key", "correlation_key", "correlation_label", "jql")],
     )
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     client = None
     try:
-        client = client_from_params(module.params, warn=module.warn)
+        client = client_from_params(module.params, warn=module.warn, register_secret=module.no_log_values.add)
         result = run(module, client)
     except LabopsError as exc:
         kwargs = exc.fail_kwargs()
