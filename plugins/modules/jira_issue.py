@@ -561,7 +561,7 @@ class Issue:
             "status": self.status, "status_category": self.category, "resolution": self.resolution,
             "resolutiondate": self.fields.get("resolutiondate"), "priority": _name(self.fields.get("priority")), "labels": self.labels,
             "components": self.components, "issue_type": self.issue_type, "project": self.project,
-            "links": ["{0} {1} {2}".format(kind, direction, other) for kind, direction, other in self.links()],
+            "links": [f"{kind} {direction} {other}" for kind, direction, other in self.links()],
         }
         for field in custom_ids:
             view[field] = field_value(self.fields.get(field))
@@ -790,9 +790,9 @@ def edit_changes(client, issue, wanted, repeat_update):
         if not same_custom(issue.fields.get(field), value):
             fields[field] = value
             deltas[field] = {"before": field_value(issue.fields.get(field)), "after": field_value(value)}
-    if "comment" in wanted and not any(same_text(body, client.rich_text(wanted["comment"])) for body in issue.comment_bodies()):
-        if wanted["comment"] not in comments:
-            comments.append(wanted["comment"])
+    posted = any(same_text(body, client.rich_text(wanted["comment"])) for body in issue.comment_bodies()) if "comment" in wanted else True
+    if not posted and wanted["comment"] not in comments:
+        comments.append(wanted["comment"])
     body = {}
     if fields:
         body["fields"] = fields
@@ -1051,7 +1051,7 @@ class Run:
         for kind, direction, other in links:
             inward, outward = (issue.key, other) if direction == "outward" else (other, issue.key)
             self.client.link_issues(kind, inward, outward)
-            self.append("update", issue.key, {"links": {"before": None, "after": "{0} {1} {2}".format(kind, direction, other)}}, None, issue.id)
+            self.append("update", issue.key, {"links": {"before": None, "after": f"{kind} {direction} {other}"}}, None, issue.id)
         return after
 
     def resolve(self):

@@ -16,8 +16,7 @@ import pytest
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, NotFoundError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._jira import client_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
-from ansible_collections.labops.itsm.plugins.modules import jira_issue
-from ansible_collections.labops.itsm.plugins.modules import jira_issue_info
+from ansible_collections.labops.itsm.plugins.modules import jira_issue, jira_issue_info
 
 harness = pytest.importorskip("simulators.harness", reason="the simulator harness is not available")
 
@@ -43,7 +42,7 @@ def env(sim, tmp_path, monkeypatch):
 
 
 def new_key():
-    return "a{0:011x}".format(next(SEQ) * 7919)
+    return f"a{next(SEQ) * 7919:011x}"
 
 
 class _Module:
@@ -139,7 +138,7 @@ def test_create_then_rerun_costs_one_search(env):
 
 
 def test_a_key_lookup_costs_one_get(env):
-    created, dummy = env.run(correlation_key=new_key(), summary="by key")
+    created = env.run(correlation_key=new_key(), summary="by key")[0]
     again, ops = env.run(key=created["key"], summary="by key")
     assert ops == ["GET issue"] and not again["changed"]
     with pytest.raises(NotFoundError, match="OPS-99999 does not exist"):
@@ -182,7 +181,7 @@ def test_comment_is_not_posted_twice(env):
 
 def test_resolve_reopen_within_the_window(env):
     key = new_key()
-    created, dummy = env.run(correlation_key=key, summary="NodeDown")
+    created = env.run(correlation_key=key, summary="NodeDown")[0]
     resolved, ops = env.run(correlation_key=key, state="resolved", resolution="Done", comment="Alert resolved.")
     assert ops == [SEARCH, "GET transitions", "POST transitions"]  # the comment rides in the transition
     assert resolved["action"] == "resolved" and resolved["status"] == "Done" and resolved["resolution"] == "Done"
@@ -202,7 +201,7 @@ def _resolve_in_the_past(env, key, seconds, **given):
     """Resolve the issue of ``key`` with the simulator's clock ``seconds`` behind (its resolutiondate lies in the past)."""
     env.sim.advance_clock(-seconds)
     try:
-        result, dummy = env.run(correlation_key=key, state="resolved", **given)
+        result = env.run(correlation_key=key, state="resolved", **given)[0]
     finally:
         env.sim.advance_clock(seconds)
     assert result["action"] == "resolved"
@@ -211,7 +210,7 @@ def _resolve_in_the_past(env, key, seconds, **given):
 
 def test_a_firing_after_the_window_opens_a_new_issue(env):
     key = new_key()
-    first, dummy = env.run(correlation_key=key, summary="NodeDown")
+    first = env.run(correlation_key=key, summary="NodeDown")[0]
     _resolve_in_the_past(env, key, 7200)
     second, ops = env.run(correlation_key=key, summary="NodeDown", reopen_window="1h")
     assert ops == [SEARCH, "POST issue"]
@@ -230,7 +229,7 @@ def test_a_firing_after_the_window_opens_a_new_issue(env):
 
 def test_wont_fix_is_never_reopened(env):
     key = new_key()
-    first, dummy = env.run(correlation_key=key, summary="Noise")
+    first = env.run(correlation_key=key, summary="Noise")[0]
     env.run(correlation_key=key, state="resolved", resolution="Won't Do")
     suppressed, ops = env.run(correlation_key=key, summary="Noise", reopen_window="1h", wont_fix_resolution=["Won't Do"])
     assert ops == [SEARCH]
@@ -238,7 +237,7 @@ def test_wont_fix_is_never_reopened(env):
     assert suppressed["resolution"] == "Won't Do"
     # after the window: a new issue
     key2 = new_key()
-    old, dummy = env.run(correlation_key=key2, summary="Noise")
+    old = env.run(correlation_key=key2, summary="Noise")[0]
     _resolve_in_the_past(env, key2, 7200, resolution="Won't Do")
     new, ops = env.run(correlation_key=key2, summary="Noise", reopen_window="1h", wont_fix_resolution=["won't do"])
     assert ops == [SEARCH, "POST issue"] and new["action"] == "created" and new["key"] != old["key"]
@@ -249,19 +248,19 @@ def test_search_lag_does_not_duplicate(env):
         pytest.skip("Data Center's search is consistent; the lag is a Cloud behaviour")
     env.sim.set_config(search_lag=60.0)
     key = new_key()
-    created, dummy = env.run(correlation_key=key, summary="Lagging search")
+    created = env.run(correlation_key=key, summary="Lagging search")[0]
     again, ops = env.run(correlation_key=key, summary="Lagging search")
     assert ops == [SEARCH] and again["action"] == "unchanged" and again["key"] == created["key"]
     assert env.issues_with("labops-" + key) == [created["key"]]
     # the same run from a controller without the creation index: the lag hides the issue and a duplicate is made -
     # what the index prevents (and what happens to jiralert)
-    other, dummy = env.run(correlation_key=key, summary="Lagging search", cache_dir=str(env.tmp / "other-controller"))
+    other = env.run(correlation_key=key, summary="Lagging search", cache_dir=str(env.tmp / "other-controller"))[0]
     assert other["action"] == "created" and other["key"] != created["key"]
 
 
 def test_two_parallel_runs_create_one_issue(env):
     env.sim.set_config(search_lag=60.0 if env.sim.mode == "cloud" else 0.0)
-    env.sim.inject(kind="slow", delay=0.5, count=1, operations=["POST issue"])
+    env.sim.inject(kind="latency", seconds=0.5, count=1, operations=["POST issue"])
     key = new_key()
     results, errors = [], []
 
@@ -270,7 +269,7 @@ def test_two_parallel_runs_create_one_issue(env):
             module = _Module(jira_issue.argument_spec(), **env.params(correlation_key=key, summary="Delivered twice"))
             with ledger_from_params(module.params) as ledger:
                 results.append(jira_issue.run(module, client_from_params(module.params), ledger))
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:  # noqa: BLE001 pylint: disable=broad-except  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=deliver) for dummy in range(2)]
@@ -302,9 +301,9 @@ def test_check_mode_predicts_and_writes_nothing(env):
 
 
 def test_status_and_links(env):
-    target, dummy = env.run(correlation_key=new_key(), summary="Problem")
+    target = env.run(correlation_key=new_key(), summary="Problem")[0]
     key = new_key()
-    moved, dummy = env.run(correlation_key=key, summary="Moved")
+    moved = env.run(correlation_key=key, summary="Moved")[0]
     moved, ops = env.run(correlation_key=key, status="in progress", links=[{"type": "Relates", "issue": target["key"]}])
     assert ops == [SEARCH, "GET transitions", "POST transitions", "POST issueLink"]
     assert moved["status"] == "In Progress"
@@ -315,7 +314,7 @@ def test_status_and_links(env):
 
 def test_absent_deletes_once(env):
     key = new_key()
-    created, dummy = env.run(correlation_key=key, summary="Temporary")
+    created = env.run(correlation_key=key, summary="Temporary")[0]
     deleted, ops = env.run(correlation_key=key, state="absent")
     assert ops == [SEARCH, "DELETE issue"] and deleted["action"] == "deleted" and deleted["issue"] is None
     again, ops = env.run(correlation_key=key, state="absent")
@@ -347,14 +346,14 @@ def test_refuses_before_any_request(env, given, message):
 
 def test_info_by_key_label_and_jql(env):
     key = new_key()
-    created, dummy = env.run(correlation_key=key, summary="Info me", description="plain words")
+    created = env.run(correlation_key=key, summary="Info me", description="plain words")[0]
     by_key, ops = env.info(key=created["key"])
     assert ops == ["GET issue"] and by_key["issues"][0]["key"] == created["key"]
     assert by_key["issues"][0]["description_text"].strip() == "plain words"
     by_label, ops = env.info(correlation_key=key)
     assert ops == [SEARCH] and [i["key"] for i in by_label["issues"]] == [created["key"]]
     assert by_label["issues"][0]["status"] == "To Do" and by_label["issues"][0]["link"].endswith("/browse/" + created["key"])
-    by_jql, ops = env.info(jql='labels = "labops-{0}" AND statusCategory != Done ORDER BY created DESC'.format(key))
+    by_jql, ops = env.info(jql=f'labels = "labops-{key}" AND statusCategory != Done ORDER BY created DESC')
     assert ops == [SEARCH] and [i["key"] for i in by_jql["issues"]] == [created["key"]]
     missing, ops = env.info(key="OPS-99999")
     assert missing["issues"] == [] and ops == ["GET issue"]
