@@ -51,7 +51,7 @@ options:
     aliases: [api_token_file]
   token:
     description:
-      - Data Center personal access token, sent as C(Authorization: Bearer). Takes precedence over O(username) and O(password).
+      - Data Center personal access token, sent as a C(Bearer) token in the C(Authorization) header. Takes precedence over O(username) and O(password).
         Mutually exclusive with O(token_file).
       - If not set, the value of the E(JIRA_PAT) environment variable is used.
     type: str
@@ -66,7 +66,7 @@ options:
       - Directory of the controller user where the Jira modules keep what they learn between tasks (0700) - the detected
         deployment of O(url), and the creation index of M(labops.itsm.jira_issue) (the issues this controller created per
         correlation label, named in every later search as C(reconcileIssues), so Jira Cloud's lagging search cannot hide
-        them) with its lock files (one per label: two runs for one label create one issue).
+        them) with its lock files (one per label, so two runs for one label create one issue).
       - If not set, the value of the E(LABOPS_JIRA_CACHE) environment variable is used.
     type: path
     default: ~/.cache/labops/jira

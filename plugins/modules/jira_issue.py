@@ -136,8 +136,8 @@ options:
     elements: str
   custom_fields:
     description:
-      - Custom fields, C(customfield_<n>) (or a friendly name of the mapping's C(custom_fields)) to the value as Jira takes it
-        - a string for a text field, C({value: prod}) for a select list, a list of those for a multi-select.
+      - "Custom fields, C(customfield_<n>) (or a friendly name of the mapping's C(custom_fields)) to the value as Jira takes it:
+        a string for a text field, C({value: prod}) for a select list, a list of those for a multi-select."
     type: dict
   mapping:
     description:
