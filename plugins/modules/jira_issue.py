@@ -237,7 +237,8 @@ notes:
     creation index makes the next search find it); an edit + 1 PUT; a comment + 1 POST; a transition + 1 GET of the issue's
     transitions + 1 POST (a comment rides in the transition); a link + 1 POST per missing link; O(state=absent) + 1 DELETE. A
     create with O(status) adds 1 GET (the new issue's status). O(deployment=auto) with a URL that is not Atlassian's adds 1
-    C(serverInfo) GET the first time (then cached). A create whose reply was lost adds 1 search before anything is sent again."
+    C(serverInfo) GET the first time (then cached). A create whose reply was lost adds 1 search before anything is sent again
+    (on Cloud up to 4 within 7 seconds, as the search may lag behind the lost create)."
   - The creation index and the lock are per controller (O(cache_dir)). Two controllers creating for the same label at the same
     moment are serialised only by Jira's search - run one AlertManager receiver per label, or share O(cache_dir).
   - Runs on the controller (use C(delegate_to) V(localhost)) and needs the Python C(requests) library.
@@ -399,6 +400,7 @@ diff:
 
 import contextlib
 import re
+import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -433,6 +435,7 @@ DEFAULT_KEYS = ("project", "issue_type", "priority", "labels", "components")
 CUSTOM_FIELD = re.compile(r"^customfield_[0-9]+$")
 UNFINDABLE_HINT = ("the Jira account can create issues but its search does not find them by their label: it needs the Browse Projects "
                    "permission on the project (and the label must not be removed by a workflow)")
+RECOVERY_DELAYS = (1, 2, 4)  # seconds between the searches for an issue whose create reply was lost (Cloud)
 _OFFSET = re.compile(r"([+-][0-9]{2})([0-9]{2})$")
 
 
@@ -845,8 +848,16 @@ class Run:
     # -- helpers
 
     def find_by_label(self, label):
-        raw = search_label(self.client, label, self.index, self.fields)
-        return raw
+        """The governed write's lookup after a create whose reply was lost (the id is unknown, so it cannot be reconciled):
+        on Cloud the search may lag behind that create, so it is asked again after 1, 2 and 4 seconds before the create is
+        sent once more."""
+        delays = RECOVERY_DELAYS if self.client.cloud else ()
+        for delay in (0,) + tuple(delays):
+            time.sleep(delay)
+            raw = search_label(self.client, label, self.index, self.fields)
+            if raw is not None:
+                return raw
+        return None
 
     def preflight(self):
         if not self.preflighted:

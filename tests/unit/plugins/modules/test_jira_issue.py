@@ -283,6 +283,22 @@ def test_two_parallel_runs_create_one_issue(env):
     assert env.issues_with("labops-" + key) == [results[0]["key"]]
 
 
+def test_a_lost_create_reply_gives_one_issue(env):
+    """The POST stored the issue but its reply was lost (its id unknown, so not reconciled): the label is searched - on
+    Cloud again while the search lags behind that create - and the create is not sent again."""
+    env.sim.set_config(search_lag=1.5 if env.sim.mode == "cloud" else 0.0)
+    env.sim.inject(kind="drop", count=1, operations=["POST issue"], after_apply=True)
+    key = new_key()
+    created, ops = env.run(correlation_key=key, summary="Lost reply")
+    assert created["action"] == "created" and created["created"] and created["key"]
+    assert ops[:2] == [SEARCH, "POST issue"] and set(ops[2:]) == {SEARCH}, ops
+    assert len(created["warnings"]) == 1 and "the create reply was lost, but issue " + created["key"] in created["warnings"][0]
+    assert env.issues_with("labops-" + key) == [created["key"]]
+    assert [r["action"] for r in env.ledger() if r["ref_id"] == created["key"]] == ["create"]
+    again, ops = env.run(correlation_key=key, summary="Lost reply")  # the found issue went into the creation index
+    assert ops == [SEARCH] and again["action"] == "unchanged" and again["key"] == created["key"]
+
+
 def test_check_mode_predicts_and_writes_nothing(env):
     key = new_key()
     check, ops = env.run(check_mode=True, correlation_key=key, summary="Dry run", description="**bold**", priority="Low")
