@@ -76,9 +76,8 @@ options:
     type: str
   issue_type:
     description:
-      - Issue type of a new issue (name).
+      - Issue type of a new issue (name). Not set - the mapping's C(defaults.issue_type), else V(Incident).
     type: str
-    default: Incident
   key:
     description:
       - Key of an existing issue, for example V(OPS-17). A key that does not exist is an error (except with O(state=absent)).
@@ -1138,7 +1137,7 @@ def argument_spec():
     spec.update(
         state=dict(type="str", default="present", choices=["present", "resolved", "absent"]),
         project=dict(type="str"),
-        issue_type=dict(type="str", default="Incident"),
+        issue_type=dict(type="str"),
         key=dict(type="str", no_log=False),
         correlation_key=dict(type="str", no_log=False),
         correlation_label=dict(type="str"),

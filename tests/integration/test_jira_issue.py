@@ -206,3 +206,28 @@ def test_ansible_doc_renders(tmp_path):
         assert "[WARNING]" not in proc.stderr, proc.stderr
         for text in ("correlation_key", "url", "cache_dir", "ATTRIBUTES", "EXAMPLES", "RETURN VALUES"):
             assert text in proc.stdout, (module, text)
+
+
+def test_runs_as_a_separate_module_process_too(tmp_path):
+    """The AnsiballZ path (labops_itsm_in_process=false): the module_utils it packs (_jira, _jira_markup, _refire...) import there."""
+    book, out = tmp_path / "process.yml", tmp_path / "process.json"
+    with harness.start_simulator("jira", {"mode": "cloud"}) as sim:
+        book.write_text(yaml.safe_dump([{
+            "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "module_defaults": {"group/labops.itsm.jira": connection("cloud", sim.url, str(tmp_path / "cache"))},
+            "tasks": [
+                {"labops.itsm.jira_issue": {"correlation_key": "0a0b0c", "project": "OPS", "severity": "high", "alert": ALERT},
+                 "register": "created"},
+                {"labops.itsm.jira_issue_info": {"correlation_key": "0a0b0c"}, "register": "info"},
+                {"ansible.builtin.copy": {"dest": str(out), "content": "{{ {'created': created, 'info': info} | to_json }}", "mode": "0600"}},
+            ]}]))
+        env = dict(os.environ, LABOPS_METRICS_DIR=str(tmp_path / "metrics"), LABOPS_LEDGER_PATH=str(tmp_path / "ledger.sqlite3"),
+                   ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))
+        proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-vvv", "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable,
+                               "-e", "labops_itsm_in_process=false", str(book)], env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        assert "running as a separate module process" in proc.stdout
+        data = json.loads(out.read_text())
+    assert data["created"]["action"] == "created" and data["created"]["issue"]["priority"] == "High"
+    assert [issue["key"] for issue in data["info"]["issues"]] == [data["created"]["key"]]
