@@ -20,15 +20,15 @@ OTOBO = {"url": "http://otobo.test", "username": "alertbot", "password": "s3cret
 
 
 def test_registry_names_and_options():
-    assert platforms.platform_names() == ["otobo", "servicenow"]
+    assert platforms.platform_names() == ["jira", "otobo", "servicenow"]
     entry = platforms.REGISTRY["otobo"]
     assert entry.name == "otobo"
     assert set(OTOBO_CONNECTION_ARGSPEC) < set(entry.option_spec)
     mapping = {"customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map"}
     assert platforms.option_names("otobo") == frozenset(OTOBO_CONNECTION_ARGSPEC) | mapping
     assert entry.option_spec["password"]["no_log"] is True
-    with pytest.raises(ValidationError, match="platform 'jira' is not supported; choose one of otobo, servicenow"):
-        platforms.option_names("jira")
+    with pytest.raises(ValidationError, match="platform 'youtrack' is not supported; choose one of jira, otobo, servicenow"):
+        platforms.option_names("youtrack")
 
 
 def test_build_platform_returns_the_configured_adapter():
@@ -99,7 +99,7 @@ def test_env_fallbacks_apply_and_their_secrets_are_reported(monkeypatch):
 
 def test_ims_sop_argument_surface():
     spec = ims_sop.argument_spec()
-    assert spec["platform"] == dict(type="str", default="otobo", choices=["otobo", "servicenow"])
+    assert spec["platform"] == dict(type="str", default="otobo", choices=["jira", "otobo", "servicenow"])
     assert spec["platform_options"] == dict(type="dict", default={})
     assert spec["queue"] == dict(type="str")
     flat = set(OTOBO_CONNECTION_ARGSPEC) | {"customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map"}

@@ -72,7 +72,7 @@ def test_record_round_trips_through_one_post_and_one_get(harness, platform, tmp_
     assert issue["fields"]["priority"]["name"] == "Highest" and issue["fields"]["summary"] == created["title"]
     assert sorted(issue["fields"]["labels"]) == ["alertmanager", "labops-" + KEY]
     assert issue["properties"][PROPERTY]["correlation_key"] == KEY
-    assert harness.notes(platform, created["id"])[0]["body"].startswith("monitoring_intake")  # the first note is the description
+    assert harness.notes(platform, created["id"])[0]["body"].startswith("Monitoring event ev-j1")  # the first note is the description
     assert platform.get("incident", "OPS-999") is None and platform.get("incident", "not a key") is None
 
 
