@@ -135,6 +135,8 @@ def test_create_then_rerun_costs_one_search(env):
     assert [r["action"] for r in records] == ["create"]
     assert records[0]["platform"] == "jira" and records[0]["ref_type"] == "issue"
     assert records[0]["meta"]["record_key"] == "jira:create:issue:" + created["key"]
+    metrics = (env.tmp / "metrics" / "labops_itsm.prom").read_text()
+    assert 'itsm_ticket_creation_total{platform="jira",status="success"} 1' in metrics, metrics
 
 
 def test_a_key_lookup_costs_one_get(env):
