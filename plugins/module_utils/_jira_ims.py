@@ -341,11 +341,14 @@ class JiraPlatform(TicketPlatform):
             return self.update(record, {"status": values["status"]})
         return record
 
+    @staticmethod
+    def _cache_key(record: Mapping[str, Any]) -> tuple:
+        return (record.get("_project"), record.get("_issuetype"), str(record.get("platform_state") or "").casefold())
+
     def _transition_to(self, record: Mapping[str, Any], target: str) -> dict:
         """The transition from the issue's status to ``target`` (cached per project, issue type and status)."""
-        current = record.get("platform_state")
-        cache_key = (record.get("_project"), record.get("_issuetype"), str(current or "").casefold())
-        return self.client.find_transition(record["id"], to_status=target, cache_key=cache_key, current_status=current)
+        return self.client.find_transition(record["id"], to_status=target, cache_key=self._cache_key(record),
+                                           current_status=record.get("platform_state"))
 
     def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
         """Fields by PUT (with the property), a status by its transition (with resolution, the note and the property),
@@ -353,7 +356,8 @@ class JiraPlatform(TicketPlatform):
         workflow that cannot reach the status fails with nothing changed."""
         entity, key = record["entity"], record["id"]
         transition = None
-        target = None
+        target = ""
+        cached = self.client.has_transitions(self._cache_key(record))
         if changes.get("status"):
             target = self.statuses[entity][changes["status"]]
             if target.casefold() != str(record.get("platform_state") or "").casefold():
@@ -368,7 +372,14 @@ class JiraPlatform(TicketPlatform):
         if transition is not None:
             if fields or update:
                 self.client.edit_issue(key, fields=fields, update=update)
-            self._transition(record, transition, kept, text)
+            try:
+                self._transition(record, transition, kept, text)
+            except ValidationError:
+                if not cached:
+                    raise
+                # the cached transition may not apply to this issue (its status changed meanwhile): look it up again, once
+                self.client.forget_transitions(self._cache_key(record))
+                self._transition(record, self.client.find_transition(key, to_status=target), kept, text)
         else:
             self.client.edit_issue(key, fields=fields, update=update, properties={PROPERTY: kept})
             if text:
