@@ -106,6 +106,32 @@ def test_lookup_sees_its_own_creates_and_edits_despite_search_lag(harness, platf
     assert stranger.find_by_correlation_key(KEY) is None
 
 
+def test_lost_create_reply_under_search_lag_is_waited_for_not_duplicated(harness, tmp_path):
+    """The reply is lost, so the new id is unknown (not reconcilable): the lookup is repeated until the lagging search
+    shows the issue (the waits advance the simulator's clock), instead of creating a second one."""
+    if harness.mode != "cloud":
+        pytest.skip("Data Center's search is consistent (no search/jql lag)")
+    harness.sim.reset()
+    harness.sim.set_config(search_lag=5)
+    platform = JiraPlatform(harness.client(), project="OPS", sleep=harness.sim.advance_clock)
+    harness.sim.inject(kind="drop", operations=["POST issue"], after_apply=True, count=1)
+    harness.sim.clear_requests()
+    warnings = []
+    ledger = ledger_from_params({"ledger_path": str(tmp_path / "audit.sqlite3")})
+    result = run_sop("monitoring_intake", {"event": EVENT, "impact": "high"}, actor="eda", role="automation", platform=platform,
+                     ledger=ledger, warn=warnings.append)
+    assert harness.records_with_key(platform, KEY) == [result["record"]["id"]]
+    assert ops(harness)[:6] == ["POST search", "POST issue", "POST search", "POST search", "POST search", "POST search"]  # waits 1+2+4 s
+    assert any("reply was lost" in warning for warning in warnings)
+    # without the wait (no delays) the lagging search answers nothing and the governed write creates a second issue
+    harness.sim.reset()
+    harness.sim.set_config(search_lag=5)
+    hasty = JiraPlatform(harness.client(), project="OPS", settle_delays=())
+    harness.sim.inject(kind="drop", operations=["POST issue"], after_apply=True, count=1)
+    run_sop("monitoring_intake", {"event": EVENT, "impact": "high"}, actor="eda", role="automation", platform=hasty, ledger=ledger)
+    assert len(harness.records_with_key(hasty, KEY)) == 2
+
+
 def _deliver(url, mode, cache_dir, key, use_lock, start, results):
     """One AlertManager peer's delivery: find the key's issue, else create it (under the lock when ``use_lock``)."""
     client = client_from_params(dict(JIRA_CREDENTIALS[mode], url=url, cache_dir=cache_dir, deployment=mode))
