@@ -317,6 +317,10 @@ class JiraClient:
                               f"{_names(offered)}); add the transition to the workflow or map the status to one it can reach",
                               platform=PLATFORM, issue=key, status=current_status, transition=name, to_status=to_status)
 
+    def has_transitions(self, cache_key: Any) -> bool:
+        """Whether the transitions of ``cache_key`` are cached (a transition found there may be stale)."""
+        return cache_key is not None and cache_key in self._transitions
+
     def forget_transitions(self, cache_key: Any = None) -> None:
         """Drop the cached transitions of ``cache_key`` (every one when None)."""
         if cache_key is None:

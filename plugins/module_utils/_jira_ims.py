@@ -26,11 +26,12 @@ __metaclass__ = type
 
 import copy
 import re
+import time
 from typing import Any, Callable, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _jira_markup as markup
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
-from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._errors import AmbiguousWriteError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._jira import ISSUE_REF_RE, CreationIndex, jira_time, jql_string
 from ansible_collections.labops.itsm.plugins.module_utils._platform import (
     DEFAULT_LOOKUP_LIMIT,
@@ -81,6 +82,9 @@ SEARCH_CAP = 500
 SEARCH_PAGE = 100
 LINK_KEYS = ("problem_link", "change_link")
 CUSTOM_FIELD_RE = re.compile(r"^customfield_[0-9]+$")
+# After a create whose reply was lost (its id unknown, so not in reconcileIssues), Cloud's lookup of the key is repeated
+# after these delays (seconds) until the lagging search shows the issue, before the governed write would create again.
+SETTLE_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 def merge_statuses(overrides: Optional[Mapping[str, Any]]) -> dict:
@@ -141,7 +145,8 @@ class JiraPlatform(TicketPlatform):
                  statuses: Optional[Mapping[str, Any]] = None, resolution: Optional[str] = None,
                  priority_map: Optional[Mapping[str, Any]] = None, field_map: Optional[Mapping[str, Any]] = None,
                  label_prefix: Optional[str] = None, labels: Any = None, link_type: Optional[str] = None,
-                 index: Optional[CreationIndex] = None, warn: Optional[Callable[[str], None]] = None) -> None:
+                 index: Optional[CreationIndex] = None, warn: Optional[Callable[[str], None]] = None,
+                 settle_delays: Any = SETTLE_DELAYS, sleep: Callable[[float], None] = time.sleep) -> None:
         if not project:
             raise ValidationError("jira: project is required (the project key issues are created in, or a queue PROJECT/Component)")
         self.client = client
@@ -155,6 +160,9 @@ class JiraPlatform(TicketPlatform):
         self.labels = [markup.jira_label(str(label)) for label in (DEFAULT_LABELS if labels is None else labels)]
         self.link_type = link_type or DEFAULT_LINK_TYPE
         self.index = index if index is not None else CreationIndex(client.cache_dir, client.base_url, warn=warn)
+        self.settle_delays = tuple(settle_delays)
+        self.sleep = sleep
+        self._unsettled = set()  # type: set  # labels whose create reply was lost in this process
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -262,11 +270,17 @@ class JiraPlatform(TicketPlatform):
 
     def find_by_correlation_key(self, key: str) -> Optional[dict]:
         """One search: ``labels = "<label>" ORDER BY created DESC``, at most 1 issue, with the issues this controller
-        created under that label named in ``reconcileIssues`` (Cloud's search lags behind creates)."""
+        created under that label named in ``reconcileIssues`` (Cloud's search lags behind creates). After a create of
+        the key whose reply was lost (its id unknown) the search is repeated after SETTLE_DELAYS until it shows one."""
         label = self.label(validate_correlation_key(key))
-        issues = self.client.search(f"labels = {jql_string(label)} ORDER BY created DESC", fields=self._read_fields(),
-                                    properties=[PROPERTY], limit=1, reconcile=self.index.ids(label))
-        return self.to_record(issues[0], "incident") if issues else None
+        delays = list(self.settle_delays) if label in self._unsettled else []
+        self._unsettled.discard(label)
+        while True:
+            issues = self.client.search(f"labels = {jql_string(label)} ORDER BY created DESC", fields=self._read_fields(),
+                                        properties=[PROPERTY], limit=1, reconcile=self.index.ids(label))
+            if issues or not delays:
+                return self.to_record(issues[0], "incident") if issues else None
+            self.sleep(delays.pop(0))  # a create of this key whose reply was lost may not be searchable yet
 
     # -- writing ------------------------------------------------------------------------
 
@@ -325,7 +339,12 @@ class JiraPlatform(TicketPlatform):
             fields["components"] = [{"name": self.component}]
         written = _name(fields.get("priority"))
         kept = self._property({}, dict(values, entity=entity), written)
-        created = self.client.create_issue(fields, properties={PROPERTY: kept})
+        try:
+            created = self.client.create_issue(fields, properties={PROPERTY: kept})
+        except AmbiguousWriteError:
+            if key and self.client.cloud:
+                self._unsettled.add(self.label(key))  # the governed write looks the key up next: wait out the search lag there
+            raise
         if key:
             self.index.remember(self.label(key), created["id"])
         initial = next(iter(self.statuses[entity].values()))
@@ -341,11 +360,14 @@ class JiraPlatform(TicketPlatform):
             return self.update(record, {"status": values["status"]})
         return record
 
+    @staticmethod
+    def _cache_key(record: Mapping[str, Any]) -> tuple:
+        return (record.get("_project"), record.get("_issuetype"), str(record.get("platform_state") or "").casefold())
+
     def _transition_to(self, record: Mapping[str, Any], target: str) -> dict:
         """The transition from the issue's status to ``target`` (cached per project, issue type and status)."""
-        current = record.get("platform_state")
-        cache_key = (record.get("_project"), record.get("_issuetype"), str(current or "").casefold())
-        return self.client.find_transition(record["id"], to_status=target, cache_key=cache_key, current_status=current)
+        return self.client.find_transition(record["id"], to_status=target, cache_key=self._cache_key(record),
+                                           current_status=record.get("platform_state"))
 
     def update(self, record: Mapping[str, Any], changes: Mapping[str, Any], note: Optional[Mapping[str, Any]] = None) -> dict:
         """Fields by PUT (with the property), a status by its transition (with resolution, the note and the property),
@@ -353,7 +375,8 @@ class JiraPlatform(TicketPlatform):
         workflow that cannot reach the status fails with nothing changed."""
         entity, key = record["entity"], record["id"]
         transition = None
-        target = None
+        target = ""
+        cached = self.client.has_transitions(self._cache_key(record))
         if changes.get("status"):
             target = self.statuses[entity][changes["status"]]
             if target.casefold() != str(record.get("platform_state") or "").casefold():
@@ -368,7 +391,14 @@ class JiraPlatform(TicketPlatform):
         if transition is not None:
             if fields or update:
                 self.client.edit_issue(key, fields=fields, update=update)
-            self._transition(record, transition, kept, text)
+            try:
+                self._transition(record, transition, kept, text)
+            except ValidationError:
+                if not cached:
+                    raise
+                # the cached transition may not apply to this issue (its status changed meanwhile): look it up again, once
+                self.client.forget_transitions(self._cache_key(record))
+                self._transition(record, self.client.find_transition(key, to_status=target), kept, text)
         else:
             self.client.edit_issue(key, fields=fields, update=update, properties={PROPERTY: kept})
             if text:
