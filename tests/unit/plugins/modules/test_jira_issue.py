@@ -253,6 +253,9 @@ def test_search_lag_does_not_duplicate(env):
     created = env.run(correlation_key=key, summary="Lagging search")[0]
     again, ops = env.run(correlation_key=key, summary="Lagging search")
     assert ops == [SEARCH] and again["action"] == "unchanged" and again["key"] == created["key"]
+    (search,) = env.sim.requests()
+    assert search["body"]["reconcileIssues"] == [int(created["id"])]  # the creation index names the issue
+    assert search["body"]["jql"] == f'labels = "labops-{key}" ORDER BY created DESC'
     assert env.issues_with("labops-" + key) == [created["key"]]
     # the same run from a controller without the creation index: the lag hides the issue and a duplicate is made -
     # what the index prevents (and what happens to jiralert)
