@@ -237,7 +237,7 @@ notes:
     transitions + 1 POST (a comment rides in the transition); a link + 1 POST per missing link; O(state=absent) + 1 DELETE. A
     create with O(status) adds 1 GET (the new issue's status). O(deployment=auto) with a URL that is not Atlassian's adds 1
     C(serverInfo) GET the first time (then cached). A create whose reply was lost adds 1 search before anything is sent again
-    (on Cloud up to 4 within 7 seconds, as the search may lag behind the lost create)."
+    (on Cloud up to 6 within 30 seconds, as the search may lag behind the lost create)."
   - The creation index and the lock are per controller (O(cache_dir)). Two controllers creating for the same label at the same
     moment are serialised only by Jira's search - run one AlertManager receiver per label, or share O(cache_dir).
   - Runs on the controller (use C(delegate_to) V(localhost)) and needs the Python C(requests) library.
@@ -413,7 +413,10 @@ from ansible_collections.labops.itsm.plugins.module_utils._jira import (
     JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
     CreationIndex,
     client_from_params,
+    jira_time,
+    jql_string,
 )
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import SETTLE_DELAYS
 from ansible_collections.labops.itsm.plugins.module_utils._jira_markup import (
     adf_to_text,
     clip_description,
@@ -434,8 +437,6 @@ DEFAULT_KEYS = ("project", "issue_type", "priority", "labels", "components")
 CUSTOM_FIELD = re.compile(r"^customfield_[0-9]+$")
 UNFINDABLE_HINT = ("the Jira account can create issues but its search does not find them by their label: it needs the Browse Projects "
                    "permission on the project (and the label must not be removed by a workflow)")
-RECOVERY_DELAYS = (1, 2, 4)  # seconds between the searches for an issue whose create reply was lost (Cloud)
-_OFFSET = re.compile(r"([+-][0-9]{2})([0-9]{2})$")
 
 
 # -- reading issues ------------------------------------------------------------------------------
@@ -467,13 +468,6 @@ def field_value(value):
             if name in value:
                 return value[name]
     return value
-
-
-def jira_time(value):
-    """Jira's ``2026-05-04T10:15:30.000+0000`` as an aware UTC datetime (None for empty)."""
-    if not value:
-        return None
-    return _time.parse_time(_OFFSET.sub(r"\1:\2", str(value)), "resolutiondate")
 
 
 class Issue:
@@ -554,7 +548,7 @@ class Issue:
     def refire_record(self):
         """The IMS view ``_refire.refire_action`` decides on."""
         return {"status": "resolved" if self.done else "open", "resolution": self.resolution,
-                "resolved_at": _time.format_time(jira_time(self.fields.get("resolutiondate")))}
+                "resolved_at": jira_time(self.fields.get("resolutiondate"))}
 
     def view(self, custom_ids=()):
         """Plain data of the compared fields (the RV(issue) return value and the diff)."""
@@ -574,7 +568,7 @@ class Issue:
 
 
 def label_jql(label):
-    return 'labels = "{0}" ORDER BY created DESC'.format(label.replace("\\", "\\\\").replace('"', '\\"'))
+    return f"labels = {jql_string(label)} ORDER BY created DESC"
 
 
 def read_fields(wanted, with_comments):
@@ -848,9 +842,9 @@ class Run:
 
     def find_by_label(self, label):
         """The governed write's lookup after a create whose reply was lost (the id is unknown, so it cannot be reconciled):
-        on Cloud the search may lag behind that create, so it is asked again after 1, 2 and 4 seconds before the create is
-        sent once more."""
-        delays = RECOVERY_DELAYS if self.client.cloud else ()
+        on Cloud the search may lag behind that create, so it is asked again after the adapter's settle delays (1, 2, 4, 8,
+        15 seconds) before the create is sent once more."""
+        delays = SETTLE_DELAYS if self.client.cloud else ()
         for delay in (0,) + tuple(delays):
             time.sleep(delay)
             raw = search_label(self.client, label, self.index, self.fields)

@@ -127,6 +127,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._jira import (
     JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
     CreationIndex,
     client_from_params,
+    jql_string,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._jira_markup import adf_to_text, jira_label, wiki_to_text
 
@@ -154,7 +155,7 @@ def lookup(client, params):
     label = label_of(params)
     if label is not None:
         reconcile = CreationIndex(params["cache_dir"], client.base_url).ids(label)[-50:]
-        jql = 'labels = "{0}" ORDER BY created DESC'.format(label.replace("\\", "\\\\").replace('"', '\\"'))
+        jql = f"labels = {jql_string(label)} ORDER BY created DESC"
         return client.search(jql, fields=fields, limit=limit, page_size=params["page_size"], reconcile=reconcile)
     if params.get("jql") is None:
         raise ValidationError("jira: give key, correlation_key, correlation_label or jql")
