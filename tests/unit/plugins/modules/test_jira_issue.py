@@ -15,6 +15,7 @@ import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, NotFoundError, ValidationError
 from ansible_collections.labops.itsm.plugins.module_utils._jira import client_from_params
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import JiraPlatform
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import ledger_from_params
 from ansible_collections.labops.itsm.plugins.modules import jira_issue, jira_issue_info
 
@@ -378,3 +379,20 @@ def test_info_by_key_label_and_jql(env):
     assert ops == [SEARCH] and [i["key"] for i in by_jql["issues"]] == [created["key"]]
     missing, ops = env.info(key="OPS-99999")
     assert missing["issues"] == [] and ops == ["GET issue"]
+
+
+def test_the_module_and_the_alert_path_share_issues(env):
+    """jira_issue and the jira ticket platform (SOP 16, the alert path) use the same label and creation index: each finds
+    the other's issue for a correlation key, under Cloud's search lag too."""
+    env.sim.set_config(search_lag=60.0 if env.sim.mode == "cloud" else 0.0)
+    key = new_key()
+    created = env.run(correlation_key=key, summary="From the module")[0]
+    platform = JiraPlatform(client_from_params(env.params()), project="OPS")
+    found = platform.find_by_correlation_key(key)
+    assert found is not None and found["id"] == created["key"] and found["status"] == "open", found
+    key2 = new_key()
+    record = platform.create("incident", {"title": "From the alert path", "status": "open", "correlation_key": key2},
+                             {"subject": "FIRING", "body": "alert"})
+    again, ops = env.run(correlation_key=key2, summary="From the alert path")
+    assert ops == [SEARCH] and again["action"] == "unchanged" and again["key"] == record["id"]
+
