@@ -395,4 +395,3 @@ def test_the_module_and_the_alert_path_share_issues(env):
                              {"subject": "FIRING", "body": "alert"})
     again, ops = env.run(correlation_key=key2, summary="From the alert path")
     assert ops == [SEARCH] and again["action"] == "unchanged" and again["key"] == record["id"]
-
