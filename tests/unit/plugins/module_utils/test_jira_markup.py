@@ -405,6 +405,7 @@ def test_wiki_special_characters_stay_text(text):
     ("see &amp;", "see &amp;amp;"),
     ("pve-node-03 up+down", "pve-node-03 up+down"),  # intraword: no escape needed
     ("a - b", "a \\- b"),
+    ("H~2~O and x^2^", "H\\~2\\~O and x\\^2\\^"),
 ])
 def test_wiki_line_start_and_context_escapes(line, wiki):
     assert jm.to_wiki(line) == wiki
@@ -620,6 +621,20 @@ def test_carriage_returns_and_control_characters():
     assert wiki == "a\nb\nc"
 
 
+def test_terminal_colours_and_control_characters_are_dropped():
+    text = "\x1b[31mERROR\x1b[0m disk \x00full\x07 on \udcff host\tx"
+    doc = roundtrips(text)[0]
+    assert jm.adf_to_text(doc) == "ERROR disk full on \ufffd host\tx"
+    assert jm.to_wiki(text) == "ERROR disk full on \ufffd host\tx"
+    json.dumps(doc).encode("utf-8")  # sendable
+
+
+def test_wiki_code_languages():
+    assert jm.to_wiki("```cobol\nMOVE 1 TO X.\n```") == "{noformat}\nMOVE 1 TO X.\n{noformat}"  # not a Jira formatter
+    assert jm.to_wiki("```SQL\nselect 1\n```") == "{code:sql}\nselect 1\n{code}"
+    assert jm.to_adf("```cobol\nx\n```")["content"][0]["attrs"] == {"language": "cobol"}
+
+
 def test_only_whitespace_lines_inside_text():
     doc = roundtrips("a\n   \nb")[0]
     assert [block["type"] for block in doc["content"]] == ["paragraph", "paragraph"]
@@ -704,6 +719,12 @@ def _u16(text):
     return len(text.encode("utf-16-le")) // 2
 
 
+def _stored_sizes(text):
+    """What Jira counts: the text (as sent on v2 it is its wiki markup) and the ADF document as compact JSON (v3)."""
+    return (_u16(text), _u16(jm.to_wiki(text)),
+            _u16(json.dumps(jm.to_adf(text), separators=(",", ":"), ensure_ascii=False)))
+
+
 def test_clip_summary_single_line():
     assert jm.clip_summary("  FIRING\tHostDown\r\npve-node-03\x00\x07 \u2028 done  ") == "FIRING HostDown pve-node-03 done"
     assert jm.clip_summary(None) == "" and jm.clip_summary("") == ""
@@ -743,40 +764,43 @@ def test_clip_description_cuts_at_a_line_boundary():
     lines = ["line %05d: value=%s" % (i, "v" * (i % 37)) for i in range(3000)]
     text = "\n".join(lines)
     clipped = jm.clip_description(text)
-    assert _u16(clipped) <= 32767 and _u16(jm.to_wiki(clipped)) <= 32767
+    sizes = _stored_sizes(clipped)
+    assert max(sizes) <= 32767
     body, notice = clipped.rsplit("\n\n", 1)
     kept = body.split("\n")
     assert kept == lines[:len(kept)] and len(kept) < len(lines)
     assert notice == "[truncated %d chars]" % (len(text) - len(body))
-    assert _u16(clipped) > 32767 - 200  # not needlessly short
+    assert max(sizes) > 32767 - 500  # not needlessly short (the ADF JSON of 3000 short lines is the binding size)
     roundtrips(clipped)
     small = jm.clip_description(text, limit=500)
-    assert _u16(small) <= 500 and small.endswith("chars]") and small.split("\n\n")[0].split("\n") == lines[:len(small.split("\n")) - 2]
+    assert max(_stored_sizes(small)) <= 500 and small.endswith("chars]") and small.split("\n\n")[0].split("\n") == lines[:len(small.split("\n")) - 2]
 
 
 def test_clip_description_single_long_line_and_limits():
     clipped = jm.clip_description("z" * 40000)
-    assert _u16(clipped) <= 32767 and clipped.startswith("z" * 32000)
+    assert max(_stored_sizes(clipped)) <= 32767 and clipped.startswith("z" * 32000)
     assert clipped.endswith("[truncated %d chars]" % (40000 - len(clipped.split("\n\n")[0])))
     with pytest.raises(ValueError):
-        jm.clip_description("z" * 100, limit=10)
+        jm.clip_description("z" * 300, limit=150)
+    assert jm.clip_description("z" * 20, limit=150) == "z" * 20  # fits: the limit is not checked
 
 
 def test_clip_description_closes_an_open_fence():
     text = "intro\n```\n" + "\n".join("log line %d *x*" % i for i in range(4000))
     clipped = jm.clip_description(text, limit=2000)
-    assert _u16(clipped) <= 2000
+    assert max(_stored_sizes(clipped)) <= 2000
     doc = adf(clipped)
     assert [block["type"] for block in doc["content"]] == ["paragraph", "codeBlock", "paragraph"]
     assert jm.adf_to_text(doc).endswith("[truncated %d chars]" % (len(text) - len(clipped.split("\n```\n\n")[0])))
 
 
-def test_clip_description_fits_as_wiki_markup_too():
-    # backslashes triple in wiki markup (&#92;): the clip makes the v2 string fit, not only the input
+def test_clip_description_fits_every_stored_form():
+    # a backslash is 5 characters in wiki markup (&#92;) and 2 in JSON: the clip makes what is stored fit, not the input
     text = "\n".join("C:\\a\\b\\c\\d %d" % i for i in range(6000))
     assert _u16(text) < 100000
     clipped = jm.clip_description(text, limit=4000)
-    assert _u16(jm.to_wiki(clipped)) <= 4000 and _u16(clipped) <= 4000
+    sizes = _stored_sizes(clipped)
+    assert max(sizes) <= 4000 and max(sizes) > 3500 and sizes[1] > 2 * sizes[0]
     assert text.startswith(clipped.rsplit("\n\n", 1)[0])
 
 
@@ -818,5 +842,5 @@ def test_hostile_inputs_are_linear_enough(text):
     assert jm.same_text(doc, wiki)
     assert jm.wiki_to_text(text) is not None  # the same text read as (human) wiki markup
     clipped = jm.clip_description(text * 2, limit=20000)
-    assert _u16(clipped) <= 20000
+    assert max(_stored_sizes(clipped)) <= 20000
     assert time.monotonic() - started < 10
