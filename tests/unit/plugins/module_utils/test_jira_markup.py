@@ -2,8 +2,9 @@
 """Jira rich text (module_utils/_jira_markup.py): Markdown-ish -> ADF (v3) and wiki markup (v2), plain text back,
 the comparison the modules use for idempotence, and Jira's field limits (summary, description, labels).
 
-Every ADF document is checked by a strict validator that follows jira.md section 6 (the simulator's validator, once
-simulators/jira_adf.py exists on this branch, is used as well).
+Every ADF document is checked twice: by the Jira simulator's validator (simulators/jira_adf.py, what the simulator
+rejects with a 400) and by a stricter one here that follows jira.md section 6 to the letter (no empty text node, no
+newline in a text node, listItem -> paragraph, only the nodes and marks this module emits).
 """
 
 import json
@@ -15,11 +16,7 @@ import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils import _alert_enrich as enrich
 from ansible_collections.labops.itsm.plugins.module_utils import _jira_markup as jm
-
-try:  # the simulator's validator (SIM helper, branch jira-sim), when merged
-    from simulators import jira_adf as _sim_adf
-except ImportError:  # pragma: no cover - depends on the merge state
-    _sim_adf = None
+from simulators import jira_adf as sim_adf
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A strict ADF validator (jira.md section 6)
@@ -165,11 +162,7 @@ def validate_adf(doc):
         _fail("doc", "version must be 1")
     for idx, block in enumerate(_content(doc, "doc")):
         _validate_block(block, f"doc.content[{idx}]")
-    if _sim_adf is not None:  # pragma: no cover - once the simulator's validator is merged
-        validator = getattr(_sim_adf, "validate_adf", None) or getattr(_sim_adf, "validate", None)
-        if validator is not None:
-            problems = validator(doc)
-            assert not problems, problems
+    sim_adf.validate(doc)  # raises simulators.jira_adf.AdfError
     return doc
 
 
@@ -239,6 +232,18 @@ GOOD_PARAGRAPH = {"type": "paragraph", "content": [{"type": "text", "text": "x"}
 def test_the_validator_rejects_invalid_documents(doc, fragment):
     with pytest.raises(AdfError, match=re.escape(fragment)):
         validate_adf(doc)
+
+
+@pytest.mark.parametrize("doc", [
+    {"type": "doc", "content": [GOOD_PARAGRAPH]},
+    {"type": "doc", "version": 1, "content": [{"type": "heading", "attrs": {"level": 7}, "content": []}]},
+    {"type": "doc", "version": 1, "content": [{"type": "codeBlock", "content": [
+        {"type": "text", "text": "x", "marks": [{"type": "strong"}]}]}]},
+    {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}]},
+])
+def test_the_simulator_validator_rejects_invalid_documents(doc):
+    with pytest.raises(sim_adf.AdfError):
+        sim_adf.validate(doc)
 
 
 def test_the_contract_example_is_valid():
