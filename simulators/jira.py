@@ -37,6 +37,7 @@ from simulators.base import (
     SimulatorApp,
     build_parser,
     json_response,
+    mask_query,
     merge_config,
     run_cli,
     text_response,
@@ -180,6 +181,20 @@ class JiraSimulator(SimulatorApp):
         return bool(self.config["mode"] == "cloud")
 
     # ------------------------------------------------------------------ SimulatorApp hooks
+    def handle(self, req: SimRequest) -> SimResponse:
+        """As the base, but the request log also keeps each request's ``path``, masked ``query`` and JSON ``body``."""
+        if req.path == "/_sim" or req.path.startswith("/_sim/"):
+            return self.control(req)
+        routed = self.route(req)
+        with self.lock:
+            key = routed.operation or "<no route>"
+            self.counters[key] = self.counters.get(key, 0) + 1
+        resp = self._respond(routed)
+        with self.lock:
+            self.request_log.append({"operation": key, "method": req.method, "status": "DROP" if resp.drop else resp.status,
+                                     "path": req.path, "query": mask_query(req.query), "body": _logged_body(req.body)})
+        return resp
+
     def reset_state(self) -> None:
         self.config = copy.deepcopy(self.initial_config)
         self.catalog = Catalog.build(self.config)
@@ -1080,7 +1095,7 @@ class JiraSimulator(SimulatorApp):
         if fields.get("project") is None:
             errors["project"] = "valid project is required"
         else:
-            project = self.catalog.project(fields["project"] if isinstance(fields["project"], dict) else {"key": fields["project"]})
+            project = self.catalog.project(fields["project"]) if isinstance(fields["project"], dict) else None
             if project is None:
                 errors["project"] = "Specify a valid project ID or key"
         issuetype = None
@@ -1659,6 +1674,16 @@ class JiraSimulator(SimulatorApp):
         for issue in ends:
             self._after_write(issue)
         return SimResponse(204)
+
+
+def _logged_body(raw: bytes) -> Any:
+    """A request body for the request log: the decoded JSON, else the text (cut at 64 KiB), None when empty."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw[:65536].decode("utf-8", "replace")
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:

@@ -32,6 +32,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import json
 import re
 import unicodedata
 from typing import Any, Dict, List, Optional, Tuple
@@ -60,6 +61,7 @@ _HREF_SCHEME_RE = re.compile(r"^(?:https?://|ftp://|mailto:)\S", re.IGNORECASE)
 _LANG_RE = re.compile(r"^[A-Za-z0-9_+#.-]{1,32}$")
 _URL_TRAILING = ".,;:!?*_~'\""
 _EM_START = "*_`[(\"'<"
+_MAX_LINK_TARGET = 8192
 
 
 def _is_space(char: str) -> bool:
@@ -88,16 +90,27 @@ def _safe_href(url: str) -> str:
     return url.replace(" ", "%20").replace("|", "%7C").replace("[", "%5B").replace("]", "%5D").replace("\\", "%5C")
 
 
-def _code_span_end(text: str, pos: int) -> Tuple[int, Optional[int]]:
-    """For a backtick run at ``pos``: (run length, index of the matching closing run or None)."""
+def _code_span_end(text: str, pos: int, unclosed: Optional[Dict[int, int]] = None) -> Tuple[int, Optional[int]]:
+    """For a backtick run at ``pos``: (run length, index of the matching closing run or None).
+
+    ``unclosed`` (run length -> position) remembers runs that found no closer: none after them either."""
     run = 1
     while pos + run < len(text) and text[pos + run] == "`":
         run += 1
+    if unclosed is not None and unclosed.get(run, len(text) + 1) <= pos:
+        return run, None
+    found_at = _code_span_close(text, pos, run)
+    if found_at is None and unclosed is not None:
+        unclosed[run] = pos
+    return run, found_at
+
+
+def _code_span_close(text: str, pos: int, run: int) -> Optional[int]:
     search = pos + run
     while True:
         found = text.find("`" * run, search)
         if found < 0:
-            return run, None
+            return None
         end = found + run
         if (end < len(text) and text[end] == "`") or text[found - 1] == "`":
             # a longer run is not a closer: skip the whole run
@@ -105,13 +118,15 @@ def _code_span_end(text: str, pos: int) -> Tuple[int, Optional[int]]:
                 end += 1
             search = end
             continue
-        return run, found
+        return found
 
 
 def _link_at(text: str, pos: int) -> Optional[Tuple[str, str, int]]:
-    """``[text](url)`` at ``pos``: (link text, href, end index) when the URL has an allowed scheme, else None."""
-    depth = 0
-    idx = pos
+    """``[text](url)`` at ``pos``: (link text, href, end index) when the URL has an allowed scheme, else None.
+
+    The link text holds no brackets and the target no whitespace or brackets (Markdown-ish, and linear: a line full
+    of ``[`` costs one short scan per bracket)."""
+    idx = pos + 1
     close = -1
     while idx < len(text):
         char = text[idx]
@@ -119,19 +134,18 @@ def _link_at(text: str, pos: int) -> Optional[Tuple[str, str, int]]:
             idx += 2
             continue
         if char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-            if depth == 0:
-                close = idx
-                break
+            return None
+        if char == "]":
+            close = idx
+            break
         idx += 1
     if close < 0 or close + 1 >= len(text) or text[close + 1] != "(":
         return None
     depth = 0
     idx = close + 1
     end = -1
-    while idx < len(text):
+    limit = min(len(text), close + 1 + _MAX_LINK_TARGET)
+    while idx < limit:
         char = text[idx]
         if char == "(":
             depth += 1
@@ -140,14 +154,12 @@ def _link_at(text: str, pos: int) -> Optional[Tuple[str, str, int]]:
             if depth == 0:
                 end = idx
                 break
+        elif char.isspace() or char in "[]<>":
+            return None
         idx += 1
     if end < 0:
         return None
-    target = text[close + 2:end].strip()
-    if target.startswith("<") and ">" in target:
-        target = target[1:target.index(">")]
-    else:
-        target = (target.split(None, 1) or [""])[0]  # a "title" after the URL is dropped
+    target = text[close + 2:end]
     if not _HREF_SCHEME_RE.match(target):
         return None
     return text[pos + 1:close], _safe_href(target), end + 1
@@ -171,6 +183,7 @@ class _Inline:
     def parse(self, text: str, marks: frozenset = frozenset(), href: Optional[str] = None) -> None:
         buf: List[str] = []
         failed: Dict[Tuple[str, int], int] = {}
+        unclosed: Dict[int, int] = {}
         idx = 0
         size = len(text)
 
@@ -186,7 +199,7 @@ class _Inline:
                 idx += 2
                 continue
             if char == "`":
-                run, close = _code_span_end(text, idx)
+                run, close = _code_span_end(text, idx, unclosed)
                 if close is None:
                     buf.append("`" * run)
                     idx += run
@@ -231,7 +244,7 @@ class _Inline:
                     run += 1
                 close = None
                 if run <= 3 and self._opens(text, idx, run) and failed.get((char, run), size + 1) > idx:
-                    close = self._closer(text, idx + run, char, run)
+                    close = self._closer(text, idx + run, char, run, unclosed)
                     if close is None:
                         failed[(char, run)] = idx
                 if close is None:
@@ -256,7 +269,7 @@ class _Inline:
         return after.isalnum() or after in _EM_START or ord(after) > 127
 
     @staticmethod
-    def _closer(text: str, start: int, char: str, run: int) -> Optional[int]:
+    def _closer(text: str, start: int, char: str, run: int, unclosed: Dict[int, int]) -> Optional[int]:
         idx = start
         size = len(text)
         while idx < size:
@@ -265,7 +278,7 @@ class _Inline:
                 idx += 2
                 continue
             if cur == "`":
-                length, close = _code_span_end(text, idx)
+                length, close = _code_span_end(text, idx, unclosed)
                 idx = close + length if close is not None else idx + length
                 continue
             if cur == "[":
@@ -330,11 +343,24 @@ def _fence(line: str) -> Optional[Tuple[str, Optional[str]]]:
     return match.group(1), (lang if _LANG_RE.match(lang) else None)
 
 
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """Line breaks as ``\\n``; terminal colour sequences, control characters (but tab and newline) and lone
+    surrogates (undecodable bytes) out: Jira stores neither, and some databases refuse NUL."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL_RE.sub("", _ANSI_RE.sub("", text))
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def _parse(text: Any) -> List[tuple]:
     """Markdown-ish text -> blocks (the IR)."""
     if text is None:
         return []
-    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = _clean(str(text)).split("\n")
     blocks: List[tuple] = []
     para: List[str] = []
 
@@ -411,10 +437,14 @@ def _parse_list(lines: List[str], idx: int, kind: str, blocks: List[tuple]) -> i
                 continue
             break
         item = _list_item(line)
-        if item is not None:
+        if item is not None and not (items and line[0].isspace()):
             if item[0] != kind:
                 break
             items.append([item[1]])
+            idx += 1
+            continue
+        if item is not None:  # an indented (nested) item: a line of the item above, its marker kept as text
+            items[-1].append(line.strip())
             idx += 1
             continue
         if not items or _fence(line) is not None or _RULE_RE.match(line) or _HEADING_RE.match(line) or not line[0].isspace():
@@ -504,14 +534,19 @@ def to_adf(text: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------------------
 # Wiki markup
 # ---------------------------------------------------------------------------------------------------------------------
-_WIKI_ALWAYS = "{}[]|*_"
-_WIKI_CONTEXT = "-+^~"
+_WIKI_ALWAYS = "{}[]|*_^~"
+_WIKI_CONTEXT = "-+"
 _ENTITY_RE = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|amp|lt|gt|quot|apos|nbsp);")
 _EMOTICON_RE = re.compile(r"[:;]-?[()PDpd](?!\w)|\((?:[yni/x!+?*-]|on|off|\*[rgby])\)")
 _WIKI_LINE_START_RE = re.compile(r"^(\s*)(h[1-6]|bq)\.(?=\s|$)", re.IGNORECASE)
 _WIKI_CODE_LANGS = {"sh": "bash", "shell": "bash", "console": "bash", "zsh": "bash", "yml": "yaml", "py": "python",
                     "js": "javascript", "ts": "javascript", "jsonc": "json", "ps1": "powershell", "rb": "ruby",
                     "cs": "c#", "csharp": "c#", "kt": "kotlin", "golang": "go"}
+# the languages of Jira Data Center's {code} macro; any other language is shown as {noformat}
+_WIKI_LANGS = frozenset(("actionscript", "ada", "applescript", "bash", "c", "c#", "c++", "cpp", "css", "erlang", "go",
+                         "groovy", "haskell", "html", "java", "javascript", "js", "json", "lua", "nyan", "objc", "perl",
+                         "php", "python", "r", "rainbow", "ruby", "scala", "sh", "sql", "swift", "visualbasic", "xml",
+                         "yaml", "powershell", "kotlin", "diff", "docker", "dockerfile", "typescript"))
 _WIKI_NOFORMAT_LANGS = ("text", "plain", "plaintext", "txt", "none", "noformat", "log")
 
 
@@ -592,10 +627,12 @@ def _wiki_inline(segments: List[tuple]) -> str:
             while idx + len(group) < len(segments) and segments[idx + len(group)][0] == "text" \
                     and segments[idx + len(group)][3] == href:
                 group.append(segments[idx + len(group)])
-        wanted = [mark for mark in ("strong", "em") if all(mark in item[2] for item in group)]
+        wanted_set = {mark for mark in ("strong", "em") if all(mark in item[2] for item in group)}
         keep = 0
-        while keep < len(stack) and keep < len(wanted) and stack[keep] == wanted[keep]:
+        while keep < len(stack) and stack[keep] in wanted_set:
             keep += 1
+        # marks still open stay open (outermost first), the others open inside them
+        wanted = stack[:keep] + [mark for mark in ("strong", "em") if mark in wanted_set and mark not in stack[:keep]]
         close_to(keep)
         if href:
             label = "".join(_wiki_segment(item[1], tuple(m for m in item[2] if m not in stack and m not in wanted))
@@ -659,8 +696,9 @@ def _wiki_blocks(blocks: List[tuple]) -> List[str]:
 
 
 def _wiki_code(lang: Optional[str], text: str) -> str:
-    if lang and lang not in _WIKI_NOFORMAT_LANGS and "{code" not in text:
-        return "{code:" + _WIKI_CODE_LANGS.get(lang, lang) + "}\n" + text + "\n{code}"
+    lang = _WIKI_CODE_LANGS.get(lang or "", lang)
+    if lang and lang in _WIKI_LANGS and "{code" not in text:
+        return "{code:" + lang + "}\n" + text + "\n{code}"
     if "{noformat" not in text:
         return "{noformat}\n" + text + "\n{noformat}"
     if "{code" not in text:
@@ -786,15 +824,54 @@ def adf_to_text(doc: Any) -> str:
     return _adf_block_text(doc)
 
 
-_WIKI_MACRO_BLOCK_RE = re.compile(r"(?<!\\)\{(code|noformat)(?::[^}\n]*)?\}(.*?)(?<!\\)\{\1\}", re.DOTALL)
+_WIKI_MACRO_BLOCK_RE = re.compile(r"\n?(?<!\\)\{(code|noformat)(?::[^}\n]*)?\}(.*?)(?<!\\)\{\1\}\n?", re.DOTALL)
 _WIKI_HEADING_RE = re.compile(r"^\s*(?:h[1-6]|bq)\.\s+(.*)$")
 _WIKI_RULE_RE = re.compile(r"^\s*-{4,}\s*$")
 _WIKI_LIST_RE = re.compile(r"^\s*([*#-]+)\s+(.*)$")
 _WIKI_DROP_MACRO_RE = re.compile(r"\{(?:[*_?+^~-]|color(?::[^}]*)?|quote|panel(?::[^}]*)?|anchor:[^}]*)\}")
 _PLACEHOLDER = "\ue000"
-_WIKI_MARK_RES = [re.compile(r"(?<![\w%s])%s(?=[^\s%s])(.+?)(?<=[^\s%s])%s(?![\w%s])" % ((re.escape(ch),) * 6))
-                  for ch in ("*", "_", "-", "+", "^", "~")]
-_WIKI_CITE_RE = re.compile(r"(?<![\w?])\?\?(?=\S)(.+?)(?<=\S)\?\?(?![\w?])")
+_WIKI_MARKERS = ("*", "_", "-", "+", "^", "~", "??")
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _strip_pairs(text: str, token: str) -> str:
+    """Remove the wiki formatting ``token`` pairs (``*bold*``, ``-strike-``, ``??cite??``...) from one line.
+
+    An opener follows a non-word character and precedes a non-space, a closer the reverse; an opener pairs with
+    the nearest closer after it. One linear pass (a line of ``*a *a *a`` must not cost quadratic time)."""
+    size = len(token)
+    mark = token[0]
+    positions = []
+    idx = text.find(token)
+    while idx >= 0:
+        positions.append(idx)
+        idx = text.find(token, idx + size)
+    if len(positions) < 2:
+        return text
+    drop = []
+    opened = -1
+    for pos in positions:
+        before = text[pos - 1] if pos > 0 else " "
+        after = text[pos + size] if pos + size < len(text) else " "
+        can_close = opened >= 0 and not before.isspace() and before != mark and not _is_word(after) and after != mark
+        if can_close:
+            drop.append((opened, pos))
+            opened = -1
+        elif opened < 0 and not _is_word(before) and before != mark and not after.isspace() and after != mark:
+            opened = pos
+    if not drop:
+        return text
+    out = []
+    last = 0
+    for start, end in drop:
+        out.append(text[last:start])
+        out.append(text[start + size:end])
+        last = end + size
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _entity(match: Any) -> str:
@@ -825,6 +902,7 @@ def _wiki_find(text: str, token: str, start: int) -> int:
 def _wiki_inline_text(line: str) -> str:
     kept: List[str] = []
     out: List[str] = []
+    unclosed: Dict[str, int] = {}  # closing token -> a position after which it does not occur
     idx = 0
     size = len(line)
 
@@ -854,14 +932,18 @@ def _wiki_inline_text(line: str) -> str:
             keep(char)
             idx += 1
             continue
-        if line.startswith("{{", idx):
+        if line.startswith("{{", idx) and idx < unclosed.get("}}", size + 1):
             end = _wiki_find(line, "}}", idx + 2)
+            if end < 0:
+                unclosed["}}"] = idx
             if end > idx + 2:
                 keep(_wiki_inline_text(line[idx + 2:end]))
                 idx = end + 2
                 continue
-        if char == "[":
+        if char == "[" and idx < unclosed.get("]", size + 1):
             end = _wiki_find(line, "]", idx + 1)
+            if end < 0:
+                unclosed["]"] = idx
             if end > idx + 1:
                 body = line[idx + 1:end]
                 bar = _wiki_find(body, "|", 0)
@@ -881,9 +963,8 @@ def _wiki_inline_text(line: str) -> str:
         out.append(char)
         idx += 1
     text = "".join(out)
-    for pattern in _WIKI_MARK_RES:
-        text = pattern.sub(r"\1", text)
-    text = _WIKI_CITE_RE.sub(r"\1", text)
+    for token in _WIKI_MARKERS:
+        text = _strip_pairs(text, token)
     pending = iter(kept)
     return re.sub(_PLACEHOLDER, lambda match: next(pending), text)
 
@@ -942,7 +1023,7 @@ def wiki_to_text(text: Any) -> str:
             lines.append(" | ".join(_wiki_inline_text(cell) for cell in cells if cell))
             continue
         lines.append(_wiki_inline_text(line))
-    return "\n".join(lines)
+    return "\n".join(lines).strip("\n")
 
 
 def _markdown_text(text: Any) -> str:
@@ -1053,20 +1134,31 @@ def _clip_to(text: str, budget: int) -> Tuple[str, str]:
     return head, ("\n" + fence if fence is not None else "")
 
 
+def _rendered_size(text: str) -> int:
+    """The largest of the text's length, its wiki markup's and its ADF document's (compact JSON) in UTF-16 units."""
+    try:
+        adf_size = _u16(json.dumps(to_adf(text), separators=(",", ":"), ensure_ascii=False))
+    except ValueError:
+        adf_size = 0
+    return max(_u16(text), _u16(to_wiki(text)), adf_size)
+
+
 def clip_description(text: Any, limit: int = DESCRIPTION_MAX) -> str:
-    """Text that fits a Jira description (or comment) of ``limit`` characters, as given and as wiki markup.
+    """Text that fits a Jira description (or comment) of ``limit`` characters: as given, as wiki markup (v2) and as
+    an ADF document in compact JSON (v3; Jira Cloud checks the stored document, markup included, so this is the
+    binding limit for many short lines).
 
     Unchanged when it fits. Otherwise cut at a line boundary (inside a single overlong line: at a character
     boundary), a code fence left open closed, and ``[truncated N chars]`` appended as its own paragraph (N: the
     characters of ``text`` left out). ``limit`` counts UTF-16 units, as Jira does. Raises ValueError for a limit
-    below 64 (no room for the notice).
+    below 200 (no room for the notice).
     """
     if text is None:
         return ""
     text = str(text)
-    if _u16(text) <= limit and _u16(to_wiki(text)) <= limit:
+    if _rendered_size(text) <= limit:
         return text
-    if limit < 64:
+    if limit < 200:
         raise ValueError(f"clip_description: limit {limit} leaves no room for the truncation notice")
     reserve = _u16("\n\n" + TRUNCATED_NOTICE.format(len(text))) + 8  # the notice and a closing fence
     budget = limit - reserve
@@ -1074,10 +1166,11 @@ def clip_description(text: Any, limit: int = DESCRIPTION_MAX) -> str:
         head, closing = _clip_to(text, max(0, budget))
         notice = TRUNCATED_NOTICE.format(len(text) - len(head))
         result = head + closing + "\n\n" + notice if head else notice
-        over = max(_u16(result), _u16(to_wiki(result))) - limit
-        if over <= 0 or not head:
+        size = _rendered_size(result)
+        if size <= limit or not head:
             return result
-        budget -= over
+        # shrink in proportion (wiki escaping may make the text longer), and by at least one character
+        budget = min(budget * (limit - _u16(notice) - 8) // size, _u16(head) - 1)
 
 
 def jira_label(text: Any, max_length: int = LABEL_MAX) -> str:

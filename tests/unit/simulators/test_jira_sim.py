@@ -109,6 +109,8 @@ def dc(sim: InThreadSimulator) -> Jira:
 def test_cloud_basic_auth_with_api_token_and_plain_text_401(jira: Jira, sim: InThreadSimulator) -> None:
     me = jira.call("GET", "/myself")
     assert me["accountId"] == "5b10a2844c20165700ede21g" and me["displayName"] == "Alert Bot" and "name" not in me
+    assert jira.raw("GET", "/myself")[1]["x-aaccountid"] == "5b10a2844c20165700ede21g"
+    assert Jira(sim, auth=("BOT@example.com", "jira-api-token")).raw("GET", "/myself")[0] == 200  # the email is case-insensitive
     for auth in [None, ("bot@example.com", "bot-pw"), ("bot@example.com", "wrong"), ("itsm.bot", "bot-pw")]:
         status, headers, payload = Jira(sim, auth=auth).raw("GET", "/myself")
         assert status == 401 and headers["content-type"].startswith("text/plain")
@@ -216,6 +218,8 @@ def test_create_project_and_issuetype_rules(jira: Jira) -> None:
     assert err["errors"]["project"] == "valid project is required"
     err = jira.error("POST", "/issue", {"fields": {"project": {"key": "NOPE"}, "summary": "x", "issuetype": {"name": "Incident"}}})
     assert err["errors"]["project"] == "Specify a valid project ID or key"
+    err = jira.error("POST", "/issue", {"fields": {"project": "OPS", "summary": "x", "issuetype": {"name": "Incident"}}})
+    assert err["errors"] == {"project": "Specify a valid project ID or key"}  # an object, not a string
     err = jira.error("POST", "/issue", {"fields": {"project": {"id": "10000"}, "summary": "x", "issuetype": {"name": "Epic"}}})
     assert err["errors"] == {"issuetype": "The issue type selected is invalid."}
     err = jira.error("POST", "/issue", {"fields": {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"}}})
@@ -231,14 +235,21 @@ def test_errors_from_several_fields_come_together(jira: Jira) -> None:
 def test_labels_are_deduplicated_and_case_preserved(jira: Jira) -> None:
     jira.create(labels=["b", "Am-1", "b"])
     assert jira.get("OPS-1")["fields"]["labels"] == ["Am-1", "b"]
+    assert jira.keys('labels = "am-1"') == ["OPS-1"]
+
+
+def test_summary_of_255_characters_is_accepted(jira: Jira) -> None:
+    jira.create("x" * 255)
+    assert len(jira.get("OPS-1")["fields"]["summary"]) == 255
 
 
 def test_edit_fields_update_and_conflicts(jira: Jira) -> None:
     jira.create(labels=["flapping"])
     before = jira.get("OPS-1")["fields"]["updated"]
     time.sleep(0.002)
-    assert jira.call("PUT", "/issue/OPS-1", {"fields": {"summary": "[FIRING:3] HostDown", "priority": {"name": "Highest"}},
-                                              "update": {"labels": [{"add": "reopened"}, {"remove": "flapping"}]}}, status=204) is None
+    edit = {"fields": {"summary": "[FIRING:3] HostDown", "priority": {"name": "Highest"}},
+            "update": {"labels": [{"add": "reopened"}, {"remove": "flapping"}]}}
+    assert jira.call("PUT", "/issue/OPS-1", edit, status=204) is None
     fields = jira.get("OPS-1")["fields"]
     assert fields["summary"] == "[FIRING:3] HostDown" and fields["priority"]["name"] == "Highest" and fields["labels"] == ["reopened"]
     assert fields["updated"] > before and fields["status"]["name"] == "To Do"
@@ -522,8 +533,8 @@ def test_search_get_form(sim: InThreadSimulator, jira: Jira) -> None:
     _seed(sim)
     result = jira.call("GET", "/search/jql", params={"jql": "project = OPS ORDER BY created ASC", "fields": "summary,labels", "maxResults": 2})
     assert [i["key"] for i in result["issues"]] == ["OPS-4", "OPS-1"] and result["isLast"] is False
-    nxt = jira.call("GET", "/search/jql", params={"jql": "project = OPS ORDER BY created ASC", "fields": "summary,labels", "maxResults": 2,
-                                                   "nextPageToken": result["nextPageToken"]})
+    params = {"jql": "project = OPS ORDER BY created ASC", "fields": "summary,labels", "maxResults": 2, "nextPageToken": result["nextPageToken"]}
+    nxt = jira.call("GET", "/search/jql", params=params)
     assert [i["key"] for i in nxt["issues"]] == ["OPS-2", "OPS-3"] and nxt["isLast"] is True and "nextPageToken" not in nxt
 
 
@@ -724,6 +735,19 @@ def test_operation_names_in_request_log(sim: InThreadSimulator, jira: Jira) -> N
     jira.call("PUT", "/issue/OPS-1/properties/labops.ims", {"a": 1}, status=201)
     assert sim.operation_counts() == {"POST issue": 1, "GET issue": 1, "GET transitions": 1, "POST transitions": 1, "POST comment": 1,
                                       "POST search": 1, "PUT properties": 1}
+
+
+def test_request_log_records_path_query_and_body(sim: InThreadSimulator, jira: Jira) -> None:
+    jira.create(labels=["am-1"])
+    jira.call("POST", "/search/jql", {"jql": "labels = am-1", "reconcileIssues": [10000]})
+    jira.call("GET", "/issue/OPS-1", params={"fields": "summary", "properties": "labops.ims"})
+    log = sim.requests()
+    assert [(e["operation"], e["path"]) for e in log] == [("POST issue", "/rest/api/3/issue"), ("POST search", "/rest/api/3/search/jql"),
+                                                          ("GET issue", "/rest/api/3/issue/OPS-1")]
+    assert log[0]["body"]["fields"]["labels"] == ["am-1"] and log[0]["status"] == 201
+    assert log[1]["body"] == {"jql": "labels = am-1", "reconcileIssues": [10000]}
+    assert log[2]["body"] is None and log[2]["query"] == "fields=summary&properties=labops.ims"
+    assert all("authorization" not in json.dumps(e).lower() and "jira-api-token" not in json.dumps(e) for e in log)
 
 
 # ---------------------------------------------------------------- issue properties and links
