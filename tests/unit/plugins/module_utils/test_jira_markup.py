@@ -7,16 +7,20 @@ rejects with a 400) and by a stricter one here that follows jira.md section 6 to
 newline in a text node, listItem -> paragraph, only the nodes and marks this module emits).
 """
 
+import base64
+import http.client
 import json
 import random
 import re
 import time
+import urllib.parse
 
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils import _alert_enrich as enrich
 from ansible_collections.labops.itsm.plugins.module_utils import _jira_markup as jm
 from simulators import jira_adf as sim_adf
+from simulators.harness import start_in_thread
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A strict ADF validator (jira.md section 6)
@@ -849,3 +853,73 @@ def test_hostile_inputs_are_linear_enough(text):
     clipped = jm.clip_description(text * 2, limit=20000)
     assert max(_stored_sizes(clipped)) <= 20000
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Through Jira's REST API (the simulator, real HTTP): what is sent is accepted and reads back as the same text
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim():
+    server = start_in_thread("jira")
+    yield server
+    server.stop()
+
+
+def _call(sim, method, path, body=None, auth=("bot@example.com", "jira-api-token")):
+    url = urllib.parse.urlsplit(sim.url)
+    headers = {"Accept": "application/json", "Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        return resp.status, (json.loads(payload) if payload else None)
+    finally:
+        conn.close()
+
+
+def _issue_fields(event, api):
+    return {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"},
+            "summary": jm.clip_summary(event["title"] + "\n" + "x" * 400),
+            "description": jm.rich_text(jm.clip_description(event["details"]), api),
+            "labels": [jm.jira_label("labops-" + "k" * 300), jm.jira_label("Alert Manager")]}
+
+
+@pytest.mark.parametrize("mode, api, auth", [("cloud", 3, ("bot@example.com", "jira-api-token")),
+                                             ("datacenter", 2, ("itsm.bot", "bot-pw"))])
+def test_jira_takes_the_description_comment_summary_and_labels(sim, mode, api, auth):
+    sim.reset()
+    sim.set_config(mode=mode)
+    event = firing()
+    status, created = _call(sim, "POST", f"/rest/api/{api}/issue", {"fields": _issue_fields(event, api)}, auth)
+    assert status == 201, created
+    comment = "Repeated **FIRING**: `HostDown` on pve-node-03, see https://am.example/#/alerts?f=a_b\n- one\n- two"
+    status, posted = _call(sim, "POST", f"/rest/api/{api}/issue/{created['key']}/comment", {"body": jm.rich_text(comment, api)}, auth)
+    assert status == 201, posted
+    status, issue = _call(sim, "GET", f"/rest/api/{api}/issue/{created['key']}?fields=summary,description,labels,comment",
+                          auth=auth)
+    assert status == 200, issue
+    fields = issue["fields"]
+    assert isinstance(fields["description"], dict if api == 3 else str)
+    assert jm.same_text(fields["description"], event["details"])
+    assert not jm.same_text(fields["description"], firing(description="another description")["details"])
+    assert jm.same_text(fields["comment"]["comments"][0]["body"], comment)
+    assert len(fields["summary"]) <= 255 and fields["summary"].startswith(event["title"] + " x")
+    assert sorted(fields["labels"]) == sorted([jm.jira_label("labops-" + "k" * 300), "Alert_Manager"])
+    if api == 3:  # Cloud v2 reads the same issue as plain text: still the same text
+        status, legacy = _call(sim, "GET", f"/rest/api/2/issue/{created['key']}?fields=description", auth=auth)
+        assert status == 200 and isinstance(legacy["fields"]["description"], str)
+        assert jm.same_text(legacy["fields"]["description"], event["details"])
+
+
+def test_jira_rejects_the_wrong_flavour(sim):
+    """The flavour matters: a wiki string where v3 wants ADF is a 400 (so rich_text must be given the right api)."""
+    sim.reset()
+    sim.set_config(mode="cloud")
+    fields = _issue_fields(firing(), 2)
+    status, body = _call(sim, "POST", "/rest/api/3/issue", {"fields": fields})
+    assert status == 400 and "description" in body["errors"]
