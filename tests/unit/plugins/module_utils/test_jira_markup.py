@@ -365,6 +365,29 @@ def test_typical_alert_texts_roundtrip_and_stay_valid():
     assert checked > 300
 
 
+SOUP = list("ab c*_`[]()<>{}|\\#-+^~!?:;&.=/\n\t") + [
+    "http://x.y/a_b", "https://e.x/*", "**", "__", "```", "1. ", "- ", "# ", "&amp;", "&#92;", "h1. ", "\n\n", "  ", "é",
+    "🔥", "{code}", "[a](http://u/v)"]
+
+
+def test_markup_soup_stays_valid_and_reads_the_same_in_both_flavours():
+    """Random strings of markup characters, URLs and entities: valid ADF, and the wiki reads back as the ADF does."""
+    rng = random.Random(2026)
+    rendered = 0
+    for dummy in range(3000):
+        text = "".join(rng.choice(SOUP) for dummy in range(rng.randint(1, 30)))
+        if not jm._markdown_text(text).strip():
+            with pytest.raises(ValueError):
+                jm.to_adf(text)
+            continue
+        doc = validate_adf(jm.to_adf(text))
+        wiki = jm.to_wiki(text)
+        assert jm._normalise(jm.wiki_to_text(wiki)) == jm._normalise(jm.adf_to_text(doc)), (text, wiki)
+        assert jm.same_text(doc, text) and jm.same_text(wiki, text) and jm.same_text(wiki, doc)
+        rendered += 1
+    assert rendered > 2500
+
+
 def test_plain_alert_lines_keep_every_character():
     """Text without Markdown constructs reads back character for character from both flavours."""
     rng = random.Random(4)
@@ -397,7 +420,7 @@ def test_wiki_special_characters_stay_text(text):
     wiki = jm.to_wiki(line)
     assert jm.wiki_to_text(wiki) == line
     assert jm.adf_to_text(adf(line)) == line
-    assert not _unescaped(wiki, "{}[]|*_")
+    assert not _unescaped(re.sub(r"\[https?://[^\]|]*\]", "", wiki), "{}[]|*_")  # a bare URL's link brackets aside
     assert "\\\\" not in wiki  # a double backslash is a wiki line break
     inert = re.sub(r"\\.", "\x00", wiki)  # what Jira reads as markup once the escaped characters are taken out
     for emoticon in (":)", ";)", ":(", ":P", ":D", "(x)", "(y)", "(!)", "(i)", "(on)"):
@@ -533,6 +556,17 @@ def test_urls_with_underscores_and_asterisks(text, href, label):
     assert "".join(node["text"] for node in linked) == (label or href)
     assert (("[" + href + "]") if label is None else ("|" + href + "]")) in wiki
     assert jm.wiki_to_text(wiki).count(href) == 1
+
+
+def test_link_label_with_marks_inside_a_word_uses_braces():
+    text = "[a](http://u/v)*[b](http://u/v)*"  # two links to one URL become one wiki link
+    assert jm.to_wiki(text) == "[a{_}b{_}|http://u/v]"
+    assert jm.wiki_to_text(jm.to_wiki(text)) == "ab (http://u/v)" == jm.adf_to_text(adf(text))
+
+
+def test_wiki_links_keep_their_url_verbatim():
+    assert jm.wiki_to_text("[https://e.example/a*b*c&amp;d&#92;]") == "https://e.example/a*b*c&amp;d&#92;"
+    assert jm.wiki_to_text("[label *x*|https://e.example/a_b_]") == "label x (https://e.example/a_b_)"
 
 
 def test_em_does_not_run_into_a_url():
