@@ -81,9 +81,7 @@ def _url_at(text: str, pos: int) -> Optional[str]:
             url = url[:-1]
         else:
             break
-    if len(url) <= len("https://") or url.lower() in ("http://", "https://"):
-        return None
-    return url
+    return url if url.split("//", 1)[1] else None
 
 
 def _safe_href(url: str) -> str:
@@ -635,9 +633,8 @@ def _wiki_inline(segments: List[tuple]) -> str:
         wanted = stack[:keep] + [mark for mark in ("strong", "em") if mark in wanted_set and mark not in stack[:keep]]
         close_to(keep)
         if href:
-            label = "".join(_wiki_segment(item[1], tuple(m for m in item[2] if m not in stack and m not in wanted))
-                            for item in group)
-            body = _wiki_open(pieces, stack, wanted)
+            label = _wiki_label(group, stack + [mark for mark in wanted if mark not in stack])
+            body = _wiki_open(stack, wanted)
             if "".join(item[1] for item in group) == href:
                 pieces.append(body + "[" + href + "]")
             else:
@@ -649,14 +646,33 @@ def _wiki_inline(segments: List[tuple]) -> str:
         if lead and len(wanted) > len(stack):
             pieces.append(lead)
             text = text[len(lead):]
-        body = _wiki_open(pieces, stack, wanted)
+        body = _wiki_open(stack, wanted)
         pieces.append(body + _wiki_segment(text, tuple(m for m in seg[2] if m == "code")))
         idx += 1
     close_to(0)
     return "".join(pieces)
 
 
-def _wiki_open(pieces: List[str], stack: List[str], wanted: List[str]) -> str:
+def _wiki_label(group: List[tuple], open_marks: List[str]) -> str:
+    """The wiki text of a link's label: its segments with the marks not already open around the link; inside a word
+    (``[a**b**](url)``) with Jira's brace form ``{*}b{*}``."""
+    out = []
+    for pos, item in enumerate(group):
+        marks = tuple(mark for mark in item[2] if mark not in open_marks)
+        before = group[pos - 1][1][-1:] if pos else ""
+        after = group[pos + 1][1][:1] if pos + 1 < len(group) else ""
+        body = _wiki_segment(item[1], marks)
+        if (before.isalnum() or after.isalnum()) and ("strong" in marks or "em" in marks):
+            body = _wiki_segment(item[1], tuple(mark for mark in marks if mark == "code"))
+            for mark, char in (("em", "_"), ("strong", "*")):
+                if mark in marks:
+                    body = "{" + char + "}" + body + "{" + char + "}"
+        out.append(body)
+    return "".join(out)
+
+
+def _wiki_open(stack: List[str], wanted: List[str]) -> str:
+    """Open the marks of ``wanted`` beyond the ``stack`` (pushed onto it); the opening characters."""
     opener = {"strong": "*", "em": "_"}
     out = ""
     for mark in wanted[len(stack):]:
@@ -834,7 +850,7 @@ _WIKI_MARKERS = ("*", "_", "-", "+", "^", "~", "??")
 
 
 def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
+    return char.isalnum()
 
 
 def _strip_pairs(text: str, token: str) -> str:
@@ -951,6 +967,8 @@ def _wiki_inline_text(line: str) -> str:
                     label = _wiki_inline_text(body[:bar])
                     href = body[bar + 1:].strip()
                     keep(label + " (" + href + ")" if label and href and label != href else (label or href))
+                elif _HREF_SCHEME_RE.match(body):
+                    keep(body)  # [url]: the URL as written, no markup inside
                 else:
                     keep(_wiki_inline_text(body))
                 idx = end + 1
@@ -1193,4 +1211,3 @@ def jira_label(text: Any, max_length: int = LABEL_MAX) -> str:
         return label
     digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:16]
     return _cut(label, max_length - 17).rstrip("_") + "_" + digest
-

@@ -7,16 +7,20 @@ rejects with a 400) and by a stricter one here that follows jira.md section 6 to
 newline in a text node, listItem -> paragraph, only the nodes and marks this module emits).
 """
 
+import base64
+import http.client
 import json
 import random
 import re
 import time
+import urllib.parse
 
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils import _alert_enrich as enrich
 from ansible_collections.labops.itsm.plugins.module_utils import _jira_markup as jm
 from simulators import jira_adf as sim_adf
+from simulators.harness import start_in_thread
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A strict ADF validator (jira.md section 6)
@@ -361,6 +365,29 @@ def test_typical_alert_texts_roundtrip_and_stay_valid():
     assert checked > 300
 
 
+SOUP = list("ab c*_`[]()<>{}|\\#-+^~!?:;&.=/\n\t") + [
+    "http://x.y/a_b", "https://e.x/*", "**", "__", "```", "1. ", "- ", "# ", "&amp;", "&#92;", "h1. ", "\n\n", "  ", "é",
+    "🔥", "{code}", "[a](http://u/v)"]
+
+
+def test_markup_soup_stays_valid_and_reads_the_same_in_both_flavours():
+    """Random strings of markup characters, URLs and entities: valid ADF, and the wiki reads back as the ADF does."""
+    rng = random.Random(2026)
+    rendered = 0
+    for dummy in range(3000):
+        text = "".join(rng.choice(SOUP) for dummy in range(rng.randint(1, 30)))
+        if not jm._markdown_text(text).strip():
+            with pytest.raises(ValueError):
+                jm.to_adf(text)
+            continue
+        doc = validate_adf(jm.to_adf(text))
+        wiki = jm.to_wiki(text)
+        assert jm._normalise(jm.wiki_to_text(wiki)) == jm._normalise(jm.adf_to_text(doc)), (text, wiki)
+        assert jm.same_text(doc, text) and jm.same_text(wiki, text) and jm.same_text(wiki, doc)
+        rendered += 1
+    assert rendered > 2500
+
+
 def test_plain_alert_lines_keep_every_character():
     """Text without Markdown constructs reads back character for character from both flavours."""
     rng = random.Random(4)
@@ -393,7 +420,7 @@ def test_wiki_special_characters_stay_text(text):
     wiki = jm.to_wiki(line)
     assert jm.wiki_to_text(wiki) == line
     assert jm.adf_to_text(adf(line)) == line
-    assert not _unescaped(wiki, "{}[]|*_")
+    assert not _unescaped(re.sub(r"\[https?://[^\]|]*\]", "", wiki), "{}[]|*_")  # a bare URL's link brackets aside
     assert "\\\\" not in wiki  # a double backslash is a wiki line break
     inert = re.sub(r"\\.", "\x00", wiki)  # what Jira reads as markup once the escaped characters are taken out
     for emoticon in (":)", ";)", ":(", ":P", ":D", "(x)", "(y)", "(!)", "(i)", "(on)"):
@@ -529,6 +556,17 @@ def test_urls_with_underscores_and_asterisks(text, href, label):
     assert "".join(node["text"] for node in linked) == (label or href)
     assert (("[" + href + "]") if label is None else ("|" + href + "]")) in wiki
     assert jm.wiki_to_text(wiki).count(href) == 1
+
+
+def test_link_label_with_marks_inside_a_word_uses_braces():
+    text = "[a](http://u/v)*[b](http://u/v)*"  # two links to one URL become one wiki link
+    assert jm.to_wiki(text) == "[a{_}b{_}|http://u/v]"
+    assert jm.wiki_to_text(jm.to_wiki(text)) == "ab (http://u/v)" == jm.adf_to_text(adf(text))
+
+
+def test_wiki_links_keep_their_url_verbatim():
+    assert jm.wiki_to_text("[https://e.example/a*b*c&amp;d&#92;]") == "https://e.example/a*b*c&amp;d&#92;"
+    assert jm.wiki_to_text("[label *x*|https://e.example/a_b_]") == "label x (https://e.example/a_b_)"
 
 
 def test_em_does_not_run_into_a_url():
@@ -849,3 +887,73 @@ def test_hostile_inputs_are_linear_enough(text):
     clipped = jm.clip_description(text * 2, limit=20000)
     assert max(_stored_sizes(clipped)) <= 20000
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Through Jira's REST API (the simulator, real HTTP): what is sent is accepted and reads back as the same text
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim():
+    server = start_in_thread("jira")
+    yield server
+    server.stop()
+
+
+def _call(sim, method, path, body=None, auth=("bot@example.com", "jira-api-token")):
+    url = urllib.parse.urlsplit(sim.url)
+    headers = {"Accept": "application/json", "Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        return resp.status, (json.loads(payload) if payload else None)
+    finally:
+        conn.close()
+
+
+def _issue_fields(event, api):
+    return {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"},
+            "summary": jm.clip_summary(event["title"] + "\n" + "x" * 400),
+            "description": jm.rich_text(jm.clip_description(event["details"]), api),
+            "labels": [jm.jira_label("labops-" + "k" * 300), jm.jira_label("Alert Manager")]}
+
+
+@pytest.mark.parametrize("mode, api, auth", [("cloud", 3, ("bot@example.com", "jira-api-token")),
+                                             ("datacenter", 2, ("itsm.bot", "bot-pw"))])
+def test_jira_takes_the_description_comment_summary_and_labels(sim, mode, api, auth):
+    sim.reset()
+    sim.set_config(mode=mode)
+    event = firing()
+    status, created = _call(sim, "POST", f"/rest/api/{api}/issue", {"fields": _issue_fields(event, api)}, auth)
+    assert status == 201, created
+    comment = "Repeated **FIRING**: `HostDown` on pve-node-03, see https://am.example/#/alerts?f=a_b\n- one\n- two"
+    status, posted = _call(sim, "POST", f"/rest/api/{api}/issue/{created['key']}/comment", {"body": jm.rich_text(comment, api)}, auth)
+    assert status == 201, posted
+    status, issue = _call(sim, "GET", f"/rest/api/{api}/issue/{created['key']}?fields=summary,description,labels,comment",
+                          auth=auth)
+    assert status == 200, issue
+    fields = issue["fields"]
+    assert isinstance(fields["description"], dict if api == 3 else str)
+    assert jm.same_text(fields["description"], event["details"])
+    assert not jm.same_text(fields["description"], firing(description="another description")["details"])
+    assert jm.same_text(fields["comment"]["comments"][0]["body"], comment)
+    assert len(fields["summary"]) <= 255 and fields["summary"].startswith(event["title"] + " x")
+    assert sorted(fields["labels"]) == sorted([jm.jira_label("labops-" + "k" * 300), "Alert_Manager"])
+    if api == 3:  # Cloud v2 reads the same issue as plain text: still the same text
+        status, legacy = _call(sim, "GET", f"/rest/api/2/issue/{created['key']}?fields=description", auth=auth)
+        assert status == 200 and isinstance(legacy["fields"]["description"], str)
+        assert jm.same_text(legacy["fields"]["description"], event["details"])
+
+
+def test_jira_rejects_the_wrong_flavour(sim):
+    """The flavour matters: a wiki string where v3 wants ADF is a 400 (so rich_text must be given the right api)."""
+    sim.reset()
+    sim.set_config(mode="cloud")
+    fields = _issue_fields(firing(), 2)
+    status, body = _call(sim, "POST", "/rest/api/3/issue", {"fields": fields})
+    assert status == 400 and "description" in body["errors"]
