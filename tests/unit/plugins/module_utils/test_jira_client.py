@@ -96,7 +96,9 @@ def test_auto_detection_asks_server_info_once_and_caches_it(sim, tmp_path):
     assert explicit.api == 3 and ops(sim) == []
 
 
-def test_auto_detection_on_data_center(dc, tmp_path):
+@pytest.mark.parametrize("deployment_type", ["DataCenter", "Server"])
+def test_auto_detection_on_data_center(dc, tmp_path, deployment_type):
+    dc.set_config(dc_deployment_type=deployment_type)
     client = make(dc, tmp_path, **DC_BASIC)
     assert (client.cloud, client.api) == (False, 2)
     assert client.myself()["name"] == "itsm.bot"
