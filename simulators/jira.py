@@ -1542,7 +1542,7 @@ class JiraSimulator(SimulatorApp):
                     "serverTime": stamp, "scmInfo": "labops-simulator", "serverTitle": "Jira", "defaultLocale": {"locale": "en_US"},
                     "serverTimeZone": "Etc/UTC"}
         else:
-            info = {"baseUrl": ctx.base, "version": "9.12.15", "versionNumbers": [9, 12, 15], "deploymentType": "DataCenter",
+            info = {"baseUrl": ctx.base, "version": "9.12.15", "versionNumbers": [9, 12, 15], "deploymentType": self.config["dc_deployment_type"],
                     "buildNumber": 9120015, "buildDate": "2024-10-01T00:00:00.000+0000", "serverTime": stamp,
                     "scmInfo": "labops-simulator", "serverTitle": "Jira"}
         return json_response(info)

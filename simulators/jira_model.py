@@ -63,6 +63,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_comments": None,
     "rate_limit": None,
     "captcha_after": None,
+    "dc_deployment_type": "DataCenter",
     "base_url": None,
     "state_file": None,
 }
@@ -185,6 +186,8 @@ class Catalog:
         lag = config.get("search_lag")
         if isinstance(lag, bool) or not isinstance(lag, (int, float)) or lag < 0:
             raise ConfigError("search_lag must be a non-negative number of seconds")
+        if config.get("dc_deployment_type") not in ("DataCenter", "Server"):
+            raise ConfigError("dc_deployment_type must be 'DataCenter' or 'Server'")
         if config.get("captcha_after") is not None and (not isinstance(config["captcha_after"], int) or config["captcha_after"] < 1):
             raise ConfigError("captcha_after must be null or a positive integer")
         if config.get("max_comments") is not None and (not isinstance(config["max_comments"], int) or config["max_comments"] < 0):

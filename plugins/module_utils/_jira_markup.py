@@ -32,6 +32,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import json
 import re
 import unicodedata
 from typing import Any, Dict, List, Optional, Tuple
@@ -80,9 +81,7 @@ def _url_at(text: str, pos: int) -> Optional[str]:
             url = url[:-1]
         else:
             break
-    if len(url) <= len("https://") or url.lower() in ("http://", "https://"):
-        return None
-    return url
+    return url if url.split("//", 1)[1] else None
 
 
 def _safe_href(url: str) -> str:
@@ -342,11 +341,24 @@ def _fence(line: str) -> Optional[Tuple[str, Optional[str]]]:
     return match.group(1), (lang if _LANG_RE.match(lang) else None)
 
 
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """Line breaks as ``\\n``; terminal colour sequences, control characters (but tab and newline) and lone
+    surrogates (undecodable bytes) out: Jira stores neither, and some databases refuse NUL."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL_RE.sub("", _ANSI_RE.sub("", text))
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def _parse(text: Any) -> List[tuple]:
     """Markdown-ish text -> blocks (the IR)."""
     if text is None:
         return []
-    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = _clean(str(text)).split("\n")
     blocks: List[tuple] = []
     para: List[str] = []
 
@@ -520,14 +532,19 @@ def to_adf(text: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------------------
 # Wiki markup
 # ---------------------------------------------------------------------------------------------------------------------
-_WIKI_ALWAYS = "{}[]|*_"
-_WIKI_CONTEXT = "-+^~"
+_WIKI_ALWAYS = "{}[]|*_^~"
+_WIKI_CONTEXT = "-+"
 _ENTITY_RE = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|amp|lt|gt|quot|apos|nbsp);")
 _EMOTICON_RE = re.compile(r"[:;]-?[()PDpd](?!\w)|\((?:[yni/x!+?*-]|on|off|\*[rgby])\)")
 _WIKI_LINE_START_RE = re.compile(r"^(\s*)(h[1-6]|bq)\.(?=\s|$)", re.IGNORECASE)
 _WIKI_CODE_LANGS = {"sh": "bash", "shell": "bash", "console": "bash", "zsh": "bash", "yml": "yaml", "py": "python",
                     "js": "javascript", "ts": "javascript", "jsonc": "json", "ps1": "powershell", "rb": "ruby",
                     "cs": "c#", "csharp": "c#", "kt": "kotlin", "golang": "go"}
+# the languages of Jira Data Center's {code} macro; any other language is shown as {noformat}
+_WIKI_LANGS = frozenset(("actionscript", "ada", "applescript", "bash", "c", "c#", "c++", "cpp", "css", "erlang", "go",
+                         "groovy", "haskell", "html", "java", "javascript", "js", "json", "lua", "nyan", "objc", "perl",
+                         "php", "python", "r", "rainbow", "ruby", "scala", "sh", "sql", "swift", "visualbasic", "xml",
+                         "yaml", "powershell", "kotlin", "diff", "docker", "dockerfile", "typescript"))
 _WIKI_NOFORMAT_LANGS = ("text", "plain", "plaintext", "txt", "none", "noformat", "log")
 
 
@@ -616,9 +633,8 @@ def _wiki_inline(segments: List[tuple]) -> str:
         wanted = stack[:keep] + [mark for mark in ("strong", "em") if mark in wanted_set and mark not in stack[:keep]]
         close_to(keep)
         if href:
-            label = "".join(_wiki_segment(item[1], tuple(m for m in item[2] if m not in stack and m not in wanted))
-                            for item in group)
-            body = _wiki_open(pieces, stack, wanted)
+            label = _wiki_label(group, stack + [mark for mark in wanted if mark not in stack])
+            body = _wiki_open(stack, wanted)
             if "".join(item[1] for item in group) == href:
                 pieces.append(body + "[" + href + "]")
             else:
@@ -630,14 +646,33 @@ def _wiki_inline(segments: List[tuple]) -> str:
         if lead and len(wanted) > len(stack):
             pieces.append(lead)
             text = text[len(lead):]
-        body = _wiki_open(pieces, stack, wanted)
+        body = _wiki_open(stack, wanted)
         pieces.append(body + _wiki_segment(text, tuple(m for m in seg[2] if m == "code")))
         idx += 1
     close_to(0)
     return "".join(pieces)
 
 
-def _wiki_open(pieces: List[str], stack: List[str], wanted: List[str]) -> str:
+def _wiki_label(group: List[tuple], open_marks: List[str]) -> str:
+    """The wiki text of a link's label: its segments with the marks not already open around the link; inside a word
+    (``[a**b**](url)``) with Jira's brace form ``{*}b{*}``."""
+    out = []
+    for pos, item in enumerate(group):
+        marks = tuple(mark for mark in item[2] if mark not in open_marks)
+        before = group[pos - 1][1][-1:] if pos else ""
+        after = group[pos + 1][1][:1] if pos + 1 < len(group) else ""
+        body = _wiki_segment(item[1], marks)
+        if (before.isalnum() or after.isalnum()) and ("strong" in marks or "em" in marks):
+            body = _wiki_segment(item[1], tuple(mark for mark in marks if mark == "code"))
+            for mark, char in (("em", "_"), ("strong", "*")):
+                if mark in marks:
+                    body = "{" + char + "}" + body + "{" + char + "}"
+        out.append(body)
+    return "".join(out)
+
+
+def _wiki_open(stack: List[str], wanted: List[str]) -> str:
+    """Open the marks of ``wanted`` beyond the ``stack`` (pushed onto it); the opening characters."""
     opener = {"strong": "*", "em": "_"}
     out = ""
     for mark in wanted[len(stack):]:
@@ -677,8 +712,9 @@ def _wiki_blocks(blocks: List[tuple]) -> List[str]:
 
 
 def _wiki_code(lang: Optional[str], text: str) -> str:
-    if lang and lang not in _WIKI_NOFORMAT_LANGS and "{code" not in text:
-        return "{code:" + _WIKI_CODE_LANGS.get(lang, lang) + "}\n" + text + "\n{code}"
+    lang = _WIKI_CODE_LANGS.get(lang or "", lang)
+    if lang and lang in _WIKI_LANGS and "{code" not in text:
+        return "{code:" + lang + "}\n" + text + "\n{code}"
     if "{noformat" not in text:
         return "{noformat}\n" + text + "\n{noformat}"
     if "{code" not in text:
@@ -814,7 +850,7 @@ _WIKI_MARKERS = ("*", "_", "-", "+", "^", "~", "??")
 
 
 def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
+    return char.isalnum()
 
 
 def _strip_pairs(text: str, token: str) -> str:
@@ -931,6 +967,8 @@ def _wiki_inline_text(line: str) -> str:
                     label = _wiki_inline_text(body[:bar])
                     href = body[bar + 1:].strip()
                     keep(label + " (" + href + ")" if label and href and label != href else (label or href))
+                elif _HREF_SCHEME_RE.match(body):
+                    keep(body)  # [url]: the URL as written, no markup inside
                 else:
                     keep(_wiki_inline_text(body))
                 idx = end + 1
@@ -1114,20 +1152,31 @@ def _clip_to(text: str, budget: int) -> Tuple[str, str]:
     return head, ("\n" + fence if fence is not None else "")
 
 
+def _rendered_size(text: str) -> int:
+    """The largest of the text's length, its wiki markup's and its ADF document's (compact JSON) in UTF-16 units."""
+    try:
+        adf_size = _u16(json.dumps(to_adf(text), separators=(",", ":"), ensure_ascii=False))
+    except ValueError:
+        adf_size = 0
+    return max(_u16(text), _u16(to_wiki(text)), adf_size)
+
+
 def clip_description(text: Any, limit: int = DESCRIPTION_MAX) -> str:
-    """Text that fits a Jira description (or comment) of ``limit`` characters, as given and as wiki markup.
+    """Text that fits a Jira description (or comment) of ``limit`` characters: as given, as wiki markup (v2) and as
+    an ADF document in compact JSON (v3; Jira Cloud checks the stored document, markup included, so this is the
+    binding limit for many short lines).
 
     Unchanged when it fits. Otherwise cut at a line boundary (inside a single overlong line: at a character
     boundary), a code fence left open closed, and ``[truncated N chars]`` appended as its own paragraph (N: the
     characters of ``text`` left out). ``limit`` counts UTF-16 units, as Jira does. Raises ValueError for a limit
-    below 64 (no room for the notice).
+    below 200 (no room for the notice).
     """
     if text is None:
         return ""
     text = str(text)
-    if _u16(text) <= limit and _u16(to_wiki(text)) <= limit:
+    if _rendered_size(text) <= limit:
         return text
-    if limit < 64:
+    if limit < 200:
         raise ValueError(f"clip_description: limit {limit} leaves no room for the truncation notice")
     reserve = _u16("\n\n" + TRUNCATED_NOTICE.format(len(text))) + 8  # the notice and a closing fence
     budget = limit - reserve
@@ -1135,7 +1184,7 @@ def clip_description(text: Any, limit: int = DESCRIPTION_MAX) -> str:
         head, closing = _clip_to(text, max(0, budget))
         notice = TRUNCATED_NOTICE.format(len(text) - len(head))
         result = head + closing + "\n\n" + notice if head else notice
-        size = max(_u16(result), _u16(to_wiki(result)))
+        size = _rendered_size(result)
         if size <= limit or not head:
             return result
         # shrink in proportion (wiki escaping may make the text longer), and by at least one character
@@ -1162,4 +1211,3 @@ def jira_label(text: Any, max_length: int = LABEL_MAX) -> str:
         return label
     digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:16]
     return _cut(label, max_length - 17).rstrip("_") + "_" + digest
-

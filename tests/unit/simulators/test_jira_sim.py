@@ -124,6 +124,8 @@ def test_server_info_anonymous_and_deployment_type(jira: Jira, sim: InThreadSimu
     assert info["deploymentType"] == "Cloud"
     sim.set_config(mode="datacenter")
     assert Jira(sim, auth=None).call("GET", "/rest/api/2/serverInfo")["deploymentType"] == "DataCenter"
+    sim.set_config(dc_deployment_type="Server")  # an older server install answers "Server"
+    assert Jira(sim, auth=None).call("GET", "/rest/api/latest/serverInfo")["deploymentType"] == "Server"
 
 
 def test_reference_data_endpoints(jira: Jira) -> None:

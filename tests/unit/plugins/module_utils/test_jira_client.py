@@ -96,7 +96,9 @@ def test_auto_detection_asks_server_info_once_and_caches_it(sim, tmp_path):
     assert explicit.api == 3 and ops(sim) == []
 
 
-def test_auto_detection_on_data_center(dc, tmp_path):
+@pytest.mark.parametrize("deployment_type", ["DataCenter", "Server"])
+def test_auto_detection_on_data_center(dc, tmp_path, deployment_type):
+    dc.set_config(dc_deployment_type=deployment_type)
     client = make(dc, tmp_path, **DC_BASIC)
     assert (client.cloud, client.api) == (False, 2)
     assert client.myself()["name"] == "itsm.bot"
@@ -245,6 +247,9 @@ def test_next_page_token_paging_and_limit(sim, tmp_path):
     found = client.search("project = OPS ORDER BY created DESC", fields=["summary"], page_size=3)
     assert [issue["key"] for issue in found] == keys[::-1]
     assert ops(sim) == ["POST search"] * 3
+    bodies = [entry["body"] for entry in sim.requests()]
+    assert "nextPageToken" not in bodies[0] and bodies[1]["nextPageToken"] and bodies[2]["nextPageToken"] != bodies[1]["nextPageToken"]
+    assert {entry["path"] for entry in sim.requests()} == {"/rest/api/3/search/jql"} and bodies[0]["maxResults"] == 3
     sim.clear_requests()
     assert len(client.search("project = OPS ORDER BY created DESC", page_size=3, limit=5)) == 5
     assert ops(sim) == ["POST search"] * 2
@@ -258,6 +263,8 @@ def test_start_at_paging_on_data_center(dc, tmp_path):
     found = client.search("project = OPS ORDER BY created ASC", fields=["summary"], page_size=2)
     assert [issue["key"] for issue in found][:5] == keys and len(found) == 6
     assert ops(dc) == ["POST search"] * 3
+    assert [entry["body"]["startAt"] for entry in dc.requests()] == [0, 2, 4]
+    assert {entry["path"] for entry in dc.requests()} == {"/rest/api/2/search"}
 
 
 def test_reconcile_issues_make_a_fresh_create_visible_under_search_lag(sim, tmp_path):

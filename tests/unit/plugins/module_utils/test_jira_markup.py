@@ -2,24 +2,25 @@
 """Jira rich text (module_utils/_jira_markup.py): Markdown-ish -> ADF (v3) and wiki markup (v2), plain text back,
 the comparison the modules use for idempotence, and Jira's field limits (summary, description, labels).
 
-Every ADF document is checked by a strict validator that follows jira.md section 6 (the simulator's validator, once
-simulators/jira_adf.py exists on this branch, is used as well).
+Every ADF document is checked twice: by the Jira simulator's validator (simulators/jira_adf.py, what the simulator
+rejects with a 400) and by a stricter one here that follows jira.md section 6 to the letter (no empty text node, no
+newline in a text node, listItem -> paragraph, only the nodes and marks this module emits).
 """
 
+import base64
+import http.client
 import json
 import random
 import re
 import time
+import urllib.parse
 
 import pytest
 
 from ansible_collections.labops.itsm.plugins.module_utils import _alert_enrich as enrich
 from ansible_collections.labops.itsm.plugins.module_utils import _jira_markup as jm
-
-try:  # the simulator's validator (SIM helper, branch jira-sim), when merged
-    from simulators import jira_adf as _sim_adf
-except ImportError:  # pragma: no cover - depends on the merge state
-    _sim_adf = None
+from simulators import jira_adf as sim_adf
+from simulators.harness import start_in_thread
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A strict ADF validator (jira.md section 6)
@@ -165,11 +166,7 @@ def validate_adf(doc):
         _fail("doc", "version must be 1")
     for idx, block in enumerate(_content(doc, "doc")):
         _validate_block(block, f"doc.content[{idx}]")
-    if _sim_adf is not None:  # pragma: no cover - once the simulator's validator is merged
-        validator = getattr(_sim_adf, "validate_adf", None) or getattr(_sim_adf, "validate", None)
-        if validator is not None:
-            problems = validator(doc)
-            assert not problems, problems
+    sim_adf.validate(doc)  # raises simulators.jira_adf.AdfError
     return doc
 
 
@@ -239,6 +236,18 @@ GOOD_PARAGRAPH = {"type": "paragraph", "content": [{"type": "text", "text": "x"}
 def test_the_validator_rejects_invalid_documents(doc, fragment):
     with pytest.raises(AdfError, match=re.escape(fragment)):
         validate_adf(doc)
+
+
+@pytest.mark.parametrize("doc", [
+    {"type": "doc", "content": [GOOD_PARAGRAPH]},
+    {"type": "doc", "version": 1, "content": [{"type": "heading", "attrs": {"level": 7}, "content": []}]},
+    {"type": "doc", "version": 1, "content": [{"type": "codeBlock", "content": [
+        {"type": "text", "text": "x", "marks": [{"type": "strong"}]}]}]},
+    {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}]},
+])
+def test_the_simulator_validator_rejects_invalid_documents(doc):
+    with pytest.raises(sim_adf.AdfError):
+        sim_adf.validate(doc)
 
 
 def test_the_contract_example_is_valid():
@@ -356,6 +365,29 @@ def test_typical_alert_texts_roundtrip_and_stay_valid():
     assert checked > 300
 
 
+SOUP = list("ab c*_`[]()<>{}|\\#-+^~!?:;&.=/\n\t") + [
+    "http://x.y/a_b", "https://e.x/*", "**", "__", "```", "1. ", "- ", "# ", "&amp;", "&#92;", "h1. ", "\n\n", "  ", "é",
+    "🔥", "{code}", "[a](http://u/v)"]
+
+
+def test_markup_soup_stays_valid_and_reads_the_same_in_both_flavours():
+    """Random strings of markup characters, URLs and entities: valid ADF, and the wiki reads back as the ADF does."""
+    rng = random.Random(2026)
+    rendered = 0
+    for dummy in range(3000):
+        text = "".join(rng.choice(SOUP) for dummy in range(rng.randint(1, 30)))
+        if not jm._markdown_text(text).strip():
+            with pytest.raises(ValueError):
+                jm.to_adf(text)
+            continue
+        doc = validate_adf(jm.to_adf(text))
+        wiki = jm.to_wiki(text)
+        assert jm._normalise(jm.wiki_to_text(wiki)) == jm._normalise(jm.adf_to_text(doc)), (text, wiki)
+        assert jm.same_text(doc, text) and jm.same_text(wiki, text) and jm.same_text(wiki, doc)
+        rendered += 1
+    assert rendered > 2500
+
+
 def test_plain_alert_lines_keep_every_character():
     """Text without Markdown constructs reads back character for character from both flavours."""
     rng = random.Random(4)
@@ -388,7 +420,7 @@ def test_wiki_special_characters_stay_text(text):
     wiki = jm.to_wiki(line)
     assert jm.wiki_to_text(wiki) == line
     assert jm.adf_to_text(adf(line)) == line
-    assert not _unescaped(wiki, "{}[]|*_")
+    assert not _unescaped(re.sub(r"\[https?://[^\]|]*\]", "", wiki), "{}[]|*_")  # a bare URL's link brackets aside
     assert "\\\\" not in wiki  # a double backslash is a wiki line break
     inert = re.sub(r"\\.", "\x00", wiki)  # what Jira reads as markup once the escaped characters are taken out
     for emoticon in (":)", ";)", ":(", ":P", ":D", "(x)", "(y)", "(!)", "(i)", "(on)"):
@@ -405,6 +437,7 @@ def test_wiki_special_characters_stay_text(text):
     ("see &amp;", "see &amp;amp;"),
     ("pve-node-03 up+down", "pve-node-03 up+down"),  # intraword: no escape needed
     ("a - b", "a \\- b"),
+    ("H~2~O and x^2^", "H\\~2\\~O and x\\^2\\^"),
 ])
 def test_wiki_line_start_and_context_escapes(line, wiki):
     assert jm.to_wiki(line) == wiki
@@ -525,6 +558,17 @@ def test_urls_with_underscores_and_asterisks(text, href, label):
     assert jm.wiki_to_text(wiki).count(href) == 1
 
 
+def test_link_label_with_marks_inside_a_word_uses_braces():
+    text = "[a](http://u/v)*[b](http://u/v)*"  # two links to one URL become one wiki link
+    assert jm.to_wiki(text) == "[a{_}b{_}|http://u/v]"
+    assert jm.wiki_to_text(jm.to_wiki(text)) == "ab (http://u/v)" == jm.adf_to_text(adf(text))
+
+
+def test_wiki_links_keep_their_url_verbatim():
+    assert jm.wiki_to_text("[https://e.example/a*b*c&amp;d&#92;]") == "https://e.example/a*b*c&amp;d&#92;"
+    assert jm.wiki_to_text("[label *x*|https://e.example/a_b_]") == "label x (https://e.example/a_b_)"
+
+
 def test_em_does_not_run_into_a_url():
     doc = adf("_em https://e.example/a_b_c em_")
     assert [(n["text"], marks_of(n)) for n in text_nodes(doc)] == [
@@ -620,6 +664,20 @@ def test_carriage_returns_and_control_characters():
     assert wiki == "a\nb\nc"
 
 
+def test_terminal_colours_and_control_characters_are_dropped():
+    text = "\x1b[31mERROR\x1b[0m disk \x00full\x07 on \udcff host\tx"
+    doc = roundtrips(text)[0]
+    assert jm.adf_to_text(doc) == "ERROR disk full on \ufffd host\tx"
+    assert jm.to_wiki(text) == "ERROR disk full on \ufffd host\tx"
+    json.dumps(doc).encode("utf-8")  # sendable
+
+
+def test_wiki_code_languages():
+    assert jm.to_wiki("```cobol\nMOVE 1 TO X.\n```") == "{noformat}\nMOVE 1 TO X.\n{noformat}"  # not a Jira formatter
+    assert jm.to_wiki("```SQL\nselect 1\n```") == "{code:sql}\nselect 1\n{code}"
+    assert jm.to_adf("```cobol\nx\n```")["content"][0]["attrs"] == {"language": "cobol"}
+
+
 def test_only_whitespace_lines_inside_text():
     doc = roundtrips("a\n   \nb")[0]
     assert [block["type"] for block in doc["content"]] == ["paragraph", "paragraph"]
@@ -704,6 +762,12 @@ def _u16(text):
     return len(text.encode("utf-16-le")) // 2
 
 
+def _stored_sizes(text):
+    """What Jira counts: the text (as sent on v2 it is its wiki markup) and the ADF document as compact JSON (v3)."""
+    return (_u16(text), _u16(jm.to_wiki(text)),
+            _u16(json.dumps(jm.to_adf(text), separators=(",", ":"), ensure_ascii=False)))
+
+
 def test_clip_summary_single_line():
     assert jm.clip_summary("  FIRING\tHostDown\r\npve-node-03\x00\x07 \u2028 done  ") == "FIRING HostDown pve-node-03 done"
     assert jm.clip_summary(None) == "" and jm.clip_summary("") == ""
@@ -743,40 +807,43 @@ def test_clip_description_cuts_at_a_line_boundary():
     lines = ["line %05d: value=%s" % (i, "v" * (i % 37)) for i in range(3000)]
     text = "\n".join(lines)
     clipped = jm.clip_description(text)
-    assert _u16(clipped) <= 32767 and _u16(jm.to_wiki(clipped)) <= 32767
+    sizes = _stored_sizes(clipped)
+    assert max(sizes) <= 32767
     body, notice = clipped.rsplit("\n\n", 1)
     kept = body.split("\n")
     assert kept == lines[:len(kept)] and len(kept) < len(lines)
     assert notice == "[truncated %d chars]" % (len(text) - len(body))
-    assert _u16(clipped) > 32767 - 200  # not needlessly short
+    assert max(sizes) > 32767 - 500  # not needlessly short (the ADF JSON of 3000 short lines is the binding size)
     roundtrips(clipped)
     small = jm.clip_description(text, limit=500)
-    assert _u16(small) <= 500 and small.endswith("chars]") and small.split("\n\n")[0].split("\n") == lines[:len(small.split("\n")) - 2]
+    assert max(_stored_sizes(small)) <= 500 and small.endswith("chars]") and small.split("\n\n")[0].split("\n") == lines[:len(small.split("\n")) - 2]
 
 
 def test_clip_description_single_long_line_and_limits():
     clipped = jm.clip_description("z" * 40000)
-    assert _u16(clipped) <= 32767 and clipped.startswith("z" * 32000)
+    assert max(_stored_sizes(clipped)) <= 32767 and clipped.startswith("z" * 32000)
     assert clipped.endswith("[truncated %d chars]" % (40000 - len(clipped.split("\n\n")[0])))
     with pytest.raises(ValueError):
-        jm.clip_description("z" * 100, limit=10)
+        jm.clip_description("z" * 300, limit=150)
+    assert jm.clip_description("z" * 20, limit=150) == "z" * 20  # fits: the limit is not checked
 
 
 def test_clip_description_closes_an_open_fence():
     text = "intro\n```\n" + "\n".join("log line %d *x*" % i for i in range(4000))
     clipped = jm.clip_description(text, limit=2000)
-    assert _u16(clipped) <= 2000
+    assert max(_stored_sizes(clipped)) <= 2000
     doc = adf(clipped)
     assert [block["type"] for block in doc["content"]] == ["paragraph", "codeBlock", "paragraph"]
     assert jm.adf_to_text(doc).endswith("[truncated %d chars]" % (len(text) - len(clipped.split("\n```\n\n")[0])))
 
 
-def test_clip_description_fits_as_wiki_markup_too():
-    # backslashes triple in wiki markup (&#92;): the clip makes the v2 string fit, not only the input
+def test_clip_description_fits_every_stored_form():
+    # a backslash is 5 characters in wiki markup (&#92;) and 2 in JSON: the clip makes what is stored fit, not the input
     text = "\n".join("C:\\a\\b\\c\\d %d" % i for i in range(6000))
     assert _u16(text) < 100000
     clipped = jm.clip_description(text, limit=4000)
-    assert _u16(jm.to_wiki(clipped)) <= 4000 and _u16(clipped) <= 4000
+    sizes = _stored_sizes(clipped)
+    assert max(sizes) <= 4000 and max(sizes) > 3500 and sizes[1] > 2 * sizes[0]
     assert text.startswith(clipped.rsplit("\n\n", 1)[0])
 
 
@@ -818,5 +885,75 @@ def test_hostile_inputs_are_linear_enough(text):
     assert jm.same_text(doc, wiki)
     assert jm.wiki_to_text(text) is not None  # the same text read as (human) wiki markup
     clipped = jm.clip_description(text * 2, limit=20000)
-    assert _u16(clipped) <= 20000
+    assert max(_stored_sizes(clipped)) <= 20000
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Through Jira's REST API (the simulator, real HTTP): what is sent is accepted and reads back as the same text
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sim():
+    server = start_in_thread("jira")
+    yield server
+    server.stop()
+
+
+def _call(sim, method, path, body=None, auth=("bot@example.com", "jira-api-token")):
+    url = urllib.parse.urlsplit(sim.url)
+    headers = {"Accept": "application/json", "Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        return resp.status, (json.loads(payload) if payload else None)
+    finally:
+        conn.close()
+
+
+def _issue_fields(event, api):
+    return {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"},
+            "summary": jm.clip_summary(event["title"] + "\n" + "x" * 400),
+            "description": jm.rich_text(jm.clip_description(event["details"]), api),
+            "labels": [jm.jira_label("labops-" + "k" * 300), jm.jira_label("Alert Manager")]}
+
+
+@pytest.mark.parametrize("mode, api, auth", [("cloud", 3, ("bot@example.com", "jira-api-token")),
+                                             ("datacenter", 2, ("itsm.bot", "bot-pw"))])
+def test_jira_takes_the_description_comment_summary_and_labels(sim, mode, api, auth):
+    sim.reset()
+    sim.set_config(mode=mode)
+    event = firing()
+    status, created = _call(sim, "POST", f"/rest/api/{api}/issue", {"fields": _issue_fields(event, api)}, auth)
+    assert status == 201, created
+    comment = "Repeated **FIRING**: `HostDown` on pve-node-03, see https://am.example/#/alerts?f=a_b\n- one\n- two"
+    status, posted = _call(sim, "POST", f"/rest/api/{api}/issue/{created['key']}/comment", {"body": jm.rich_text(comment, api)}, auth)
+    assert status == 201, posted
+    status, issue = _call(sim, "GET", f"/rest/api/{api}/issue/{created['key']}?fields=summary,description,labels,comment",
+                          auth=auth)
+    assert status == 200, issue
+    fields = issue["fields"]
+    assert isinstance(fields["description"], dict if api == 3 else str)
+    assert jm.same_text(fields["description"], event["details"])
+    assert not jm.same_text(fields["description"], firing(description="another description")["details"])
+    assert jm.same_text(fields["comment"]["comments"][0]["body"], comment)
+    assert len(fields["summary"]) <= 255 and fields["summary"].startswith(event["title"] + " x")
+    assert sorted(fields["labels"]) == sorted([jm.jira_label("labops-" + "k" * 300), "Alert_Manager"])
+    if api == 3:  # Cloud v2 reads the same issue as plain text: still the same text
+        status, legacy = _call(sim, "GET", f"/rest/api/2/issue/{created['key']}?fields=description", auth=auth)
+        assert status == 200 and isinstance(legacy["fields"]["description"], str)
+        assert jm.same_text(legacy["fields"]["description"], event["details"])
+
+
+def test_jira_rejects_the_wrong_flavour(sim):
+    """The flavour matters: a wiki string where v3 wants ADF is a 400 (so rich_text must be given the right api)."""
+    sim.reset()
+    sim.set_config(mode="cloud")
+    fields = _issue_fields(firing(), 2)
+    status, body = _call(sim, "POST", "/rest/api/3/issue", {"fields": fields})
+    assert status == 400 and "description" in body["errors"]

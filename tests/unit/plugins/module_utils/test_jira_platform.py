@@ -100,6 +100,7 @@ def test_lookup_sees_its_own_creates_and_edits_despite_search_lag(harness, platf
     harness.sim.clear_requests()
     found = platform.find_by_correlation_key(KEY)
     assert found["id"] == created["id"] and ops(harness) == ["POST search"]
+    assert harness.sim.requests()[0]["body"]["reconcileIssues"] == [int(created["_jira_id"])]
     platform.update(found, {"status": "in_progress", "assigned_team": "L1"})
     assert platform.find_by_correlation_key(KEY)["status"] == "in_progress"
     stranger = JiraPlatform(harness.client(), project="OPS")  # another controller: no index, the lag hides the issue
