@@ -989,6 +989,12 @@ class Run:
         target = transition.get("to") or {}
         if name and str(target.get("name") or "").casefold() == str(issue.status or "").casefold():
             return view
+        screen = transition.get("fields")
+        if resolution and isinstance(screen, dict) and "resolution" not in screen:
+            raise ValidationError("jira: issue {0}: transition {1!r} ({2}) to {3!r} has no resolution on its screen, so Jira refuses "
+                                  "resolution={4!r}; leave resolution unset (the workflow sets its own) or resolve through a transition "
+                                  "whose screen has it".format(issue.key, transition.get("name"), transition.get("id"), target.get("name"),
+                                                               resolution), key=issue.key, transition=transition.get("name"))
         body = {"transition": {"id": str(transition["id"])}}
         if resolution:
             body["fields"] = {"resolution": {"name": resolution}}

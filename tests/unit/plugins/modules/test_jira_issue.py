@@ -200,6 +200,14 @@ def test_resolve_reopen_within_the_window(env):
     assert actions == [("create", None), ("resolve", None), ("notify", None), ("update", "reopen")]
 
 
+def test_a_resolution_the_transition_screen_lacks_is_refused_before_the_post(env):
+    key = new_key()
+    env.run(correlation_key=key, summary="Screen")
+    with pytest.raises(ValidationError, match="has no resolution on its screen"):
+        env.run(correlation_key=key, state="resolved", resolve_status="In Progress", resolution="Done")
+    assert env.ops() == [SEARCH, "GET transitions"]
+
+
 def _resolve_in_the_past(env, key, seconds, **given):
     """Resolve the issue of ``key`` with the simulator's clock ``seconds`` behind (its resolutiondate lies in the past)."""
     env.sim.advance_clock(-seconds)
