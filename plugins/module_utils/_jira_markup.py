@@ -962,10 +962,10 @@ def _wiki_inline_text(line: str) -> str:
                 unclosed["]"] = idx
             if end > idx + 1:
                 body = line[idx + 1:end]
-                bar = _wiki_find(body, "|", 0)
-                if bar >= 0:
-                    label = _wiki_inline_text(body[:bar])
-                    href = body[bar + 1:].strip()
+                pipe = _wiki_find(body, "|", 0)
+                if pipe >= 0:
+                    label = _wiki_inline_text(body[:pipe])
+                    href = body[pipe + 1:].strip()
                     keep(label + " (" + href + ")" if label and href and label != href else (label or href))
                 elif _HREF_SCHEME_RE.match(body):
                     keep(body)  # [url]: the URL as written, no markup inside
