@@ -23,14 +23,24 @@ import re
 from typing import Any, Mapping, Optional
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
+from ansible_collections.labops.itsm.plugins.module_utils import _refire as refire
 from ansible_collections.labops.itsm.plugins.module_utils import _time
 from ansible_collections.labops.itsm.plugins.module_utils._errors import ValidationError
 
 # Play / group variables (group_vars/all) the enrichment reads.
+# Ticket semantics (jiralert's): which alerts share a ticket and what a firing does to a resolved one. Read from the
+# asset first (a group_vars file of the platform's group), then the play / group_vars/all.
+TICKET_VARS = ("itsm_alert_grouping", "itsm_reopen_window", "itsm_never_reopen", "itsm_repeat_update")
 SETTINGS_VARS = ("itsm_platform", "itsm_platform_options", "itsm_team_queues", "itsm_default_queue", "itsm_default_impact",
-                 "itsm_severity_urgency", "itsm_min_severity")
+                 "itsm_severity_urgency", "itsm_min_severity") + TICKET_VARS
 # Per-asset variables (hostvars[<asset>]) the enrichment reads.
-ASSET_VARS = ("itsm_platform", "itsm_queue", "itsm_impact", "itsm_service", "itsm_category", "itsm_team", "itsm_location")
+ASSET_VARS = ("itsm_platform", "itsm_queue", "itsm_impact", "itsm_service", "itsm_category", "itsm_team", "itsm_location") + TICKET_VARS
+
+# episode: one ticket per alert episode (fingerprint + startsAt; a new episode opens a new ticket: the default);
+# alert: one ticket per alert (fingerprint), reused across episodes; group: one ticket per AlertManager group (receiver +
+# groupKey), resolved when the whole group is.
+GROUPINGS = ("episode", "alert", "group")
+REPEAT_UPDATES = ("none", "title", "note")
 
 DEFAULT_QUEUE = "Raw"
 DEFAULT_IMPACT = "medium"
@@ -71,6 +81,45 @@ def correlation_key(fingerprint: Any, starts_at: Any) -> str:
     except ValueError:
         raise ValidationError(f"alert.startsAt must be an RFC 3339 timestamp, got {starts_at!r}")
     return hashlib.sha256((_KEY_PREFIX + fingerprint + "|" + canonical).encode("utf-8")).hexdigest()[:_KEY_LENGTH]
+
+
+def ticket_key(event: Mapping[str, Any], grouping: str) -> str:
+    """The correlation key of the event's ticket under ``grouping`` (:data:`GROUPINGS`); the episode key is the event's."""
+    if grouping == "episode":
+        return event_correlation_key(event)
+    if grouping == "alert":
+        basis = "alertmanager-alert|" + alert_of(event)["fingerprint"]
+    elif grouping == "group":
+        group = _group_of(event)
+        if not group.get("key"):
+            raise ValidationError("itsm_alert_grouping group: the event has no group.key (AlertManager's groupKey)")
+        basis = "alertmanager-group|{0}|{1}".format(group.get("receiver") or "", group["key"])
+    else:
+        raise ValidationError("itsm_alert_grouping must be one of {0}, got {1!r}".format(", ".join(GROUPINGS), grouping))
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:_KEY_LENGTH]
+
+
+def _group_of(event: Mapping[str, Any]) -> dict:
+    """The event's AlertManager group (key, status, receiver, labels (groupLabels), ...), or {}."""
+    group = event.get("group")
+    return dict(group) if isinstance(group, Mapping) else {}
+
+
+def _ticket_settings(settings: Mapping[str, Any], asset: Mapping[str, Any]) -> dict:
+    """The ticket semantics of an asset (asset vars over play vars), checked."""
+    grouping = str(_pick((asset, "itsm_alert_grouping"), (settings, "itsm_alert_grouping"), "episode"))
+    if grouping not in GROUPINGS:
+        raise ValidationError("itsm_alert_grouping must be one of {0}, got {1!r}".format(", ".join(GROUPINGS), grouping))
+    window = _pick((asset, "itsm_reopen_window"), (settings, "itsm_reopen_window"), None)
+    never = _pick((asset, "itsm_never_reopen"), (settings, "itsm_never_reopen"), [])
+    if isinstance(never, str):
+        never = [never]
+    refire.parse_window(window, "itsm_reopen_window")
+    repeat = str(_pick((asset, "itsm_repeat_update"), (settings, "itsm_repeat_update"), "none"))
+    if repeat not in REPEAT_UPDATES:
+        raise ValidationError("itsm_repeat_update must be one of {0}, got {1!r}".format(", ".join(REPEAT_UPDATES), repeat))
+    return {"grouping": grouping, "reopen_window": None if window is None else str(window),
+            "never_reopen": [str(name) for name in never], "repeat_update": repeat}
 
 
 def alert_of(event: Any) -> dict:
@@ -126,7 +175,9 @@ def firing_request(event: Mapping[str, Any], settings: Mapping[str, Any], asset:
     alert = alert_of(event)
     labels = alert.get("labels") or {}
     annotations = alert.get("annotations") or {}
-    key = event_correlation_key(event)
+    episode = event_correlation_key(event)
+    ticket = _ticket_settings(settings, asset)
+    key = ticket_key(event, ticket["grouping"])
     name = asset_name(event)
     alertname = str(labels["alertname"])
     urgency = str(_pick(((settings.get("itsm_severity_urgency") or {}), str(_pick((labels, "severity"), DEFAULT_SEVERITY_LABEL))),
@@ -151,23 +202,37 @@ def firing_request(event: Mapping[str, Any], settings: Mapping[str, Any], asset:
         f"Labels:      {_labels_text(labels)}",
         "Runbook:     {0}".format(_pick((annotations, "runbook_url"), "none")),
         "Source:      {0}".format(_pick((alert, "generatorURL"), "")),
-        "Fingerprint: {0}  correlation key {1}".format(alert.get("fingerprint"), key),
-    ])
+        "Fingerprint: {0}  correlation key {1}".format(alert.get("fingerprint"), episode),
+    ] + ([] if key == episode else ["Ticket key:  {0} (one ticket per {1})".format(key, ticket["grouping"])]))
     meta = event.get("meta") if isinstance(event.get("meta"), Mapping) else {}
     inputs = {
         "event": {
             "event_id": str(_pick((meta, "uuid"), key)), "service": service, "source": "automated_alert", "alert_type": alertname,
             "severity": urgency, "occurred_at": alert.get("startsAt"), "summary": summary, "correlation_key": key,
-            "title": f"[{level}] {alertname} {name}: {summary}",
+            "title": _title(event, ticket["grouping"], level, alertname, name, summary),
             "subject": f"FIRING {alertname} {name}", "details": details,
         },
         "impact": impact,
         "min_severity": str(_pick((settings, "itsm_min_severity"), DEFAULT_MIN_SEVERITY)),
+        "repeat_update": ticket["repeat_update"],
     }
+    if ticket["reopen_window"] is not None:
+        inputs["reopen_window"] = ticket["reopen_window"]
+        inputs["never_reopen"] = ticket["never_reopen"]
     if _given(asset, "itsm_category"):
         inputs["category"] = str(asset["itsm_category"])
-    return dict(routing, sop="monitoring_intake", status="firing", correlation_key=key, alertname=alertname, asset=name,
-                severity_level=level, inputs=inputs)
+    return dict(routing, sop="monitoring_intake", status="firing", correlation_key=episode, ticket_key=key, alertname=alertname,
+                asset=name, severity_level=level, inputs=inputs)
+
+
+def _title(event: Mapping[str, Any], grouping: str, level: str, alertname: str, name: str, summary: str) -> str:
+    """The incident title: the alert's asset, or for a group ticket the group's labels (the whole group shares it)."""
+    if grouping != "group":
+        return f"[{level}] {alertname} {name}: {summary}"
+    group = _group_of(event)
+    group_labels = group["labels"] if isinstance(group.get("labels"), Mapping) else {}
+    values = " ".join(str(group_labels[label]) for label in sorted(group_labels)) or alertname
+    return f"[{level}] {values}: {summary}"
 
 
 def resolution_summary(alert: Mapping[str, Any], key: str) -> str:
@@ -181,15 +246,22 @@ def resolved_request(event: Mapping[str, Any], settings: Mapping[str, Any], asse
     """SOP 11 ``incident_resolve`` by correlation key, acknowledging an open incident (incident_resolve.yml)."""
     alert = alert_of(event)
     labels = alert.get("labels") or {}
-    key = event_correlation_key(event)
+    episode = event_correlation_key(event)
+    ticket = _ticket_settings(settings, asset)
+    key = ticket_key(event, ticket["grouping"])
     name = asset_name(event)
     routing = _routing(labels, settings, asset, name)
+    request = dict(routing, sop="incident_resolve", status="resolved", correlation_key=episode, ticket_key=key,
+                   alertname=str(labels["alertname"]), asset=name)
+    group = _group_of(event)
+    if ticket["grouping"] == "group" and group.get("status") != "resolved":
+        # One alert of the group cleared, others still fire: the group's ticket stays open until the group resolves.
+        return dict(request, sop=None, hold="group_firing")
     # The source's resolved notification is the evidence: the condition that raised the alert is gone and
     # the monitored service answers again. The service desk reopens with incident_assign when it is not so.
-    inputs = {"correlation_key": key, "acknowledge": True, "resolution_summary": resolution_summary(alert, key),
-              "fix_applied": True, "service_restored": True}
-    return dict(routing, sop="incident_resolve", status="resolved", correlation_key=key, alertname=str(labels["alertname"]),
-                asset=name, inputs=inputs)
+    request["inputs"] = {"correlation_key": key, "acknowledge": True, "resolution_summary": resolution_summary(alert, episode),
+                         "fix_applied": True, "service_restored": True}
+    return request
 
 
 def request_for(event: Mapping[str, Any], settings: Mapping[str, Any], asset: Optional[Mapping[str, Any]]) -> dict:

@@ -189,8 +189,9 @@ def entry(platform: str) -> PlatformEntry:
 
 
 def option_names(platform: str) -> frozenset:
-    """The option names ``platform_options`` accepts for ``platform``."""
-    return frozenset(entry(platform).option_spec)
+    """The option names ``platform_options`` accepts for ``platform``: the options and their aliases (``api_token``)."""
+    spec = entry(platform).option_spec
+    return frozenset(spec) | frozenset(alias for option in spec.values() for alias in option.get("aliases") or ())
 
 
 def _mapping(options: Any) -> dict:

@@ -106,7 +106,8 @@ SOP_CATALOG = {
     "incident_close": (13, "Incident Closure", ("close",), "incident"),
     "incident_review": (14, "Post-Incident Review (PIR)", ("review",), "incident"),
     "kb_update": (15, "Knowledge Base Update", ("kb_update",), "incident"),
-    "monitoring_intake": (16, "Monitoring & Alert Intake", ("create",), "incident"),
+    # "update": a firing alert that reopens its resolved incident (reopen_window) or renames it (repeat_update)
+    "monitoring_intake": (16, "Monitoring & Alert Intake", ("create", "update"), "incident"),
     "tool_usage": (17, "Tool & Automation Usage", ("tool_use",), "tool_usage"),
     "simulation_run": (18, "Incident Response Simulation", ("simulation",), "simulation"),
     "problem_create": (19, "Problem Management: Create", ("create", "link"), "problem"),

@@ -14,7 +14,8 @@ One decision shared by the alert path (SOP 16 ``monitoring_intake`` on every pla
 * a closed ticket (IMS ``closed`` is final) -> ``create``, or ``suppress`` for a won't-fix one within the window.
 
 ``reopen_window`` None means the caller never reopens: a resolved ticket is then kept as it is (``update``, the
-behaviour of the episode-keyed alert path, where a firing after the resolution of the same episode is a late repeat).
+behaviour of the episode-keyed alert path, where a firing after the resolution of the same episode is a late repeat)
+and a closed one is followed by a new ticket.
 0 means never reopen: always ``create`` after a resolution. Pure functions, Python 3.8 syntax (module_utils).
 """
 
@@ -59,8 +60,10 @@ def refire_action(record: Optional[Mapping[str, Any]], *, now: datetime.datetime
     if record is None:
         return CREATE
     status = record.get("status")
-    if status not in DONE_STATUSES or reopen_window is None:
+    if status not in DONE_STATUSES:
         return UPDATE
+    if reopen_window is None:
+        return UPDATE if status == "resolved" else CREATE
     resolved_at = _time.parse_time(record.get("resolved_at"), "resolved_at") if record.get("resolved_at") else None
     within = resolved_at is not None and (now - resolved_at).total_seconds() <= reopen_window
     wont_fix = {str(name).casefold() for name in never_reopen}

@@ -28,6 +28,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import datetime
 import hashlib
 import uuid
@@ -35,6 +36,7 @@ from typing import Any, Mapping, Optional, cast
 
 from ansible_collections.labops.itsm.plugins.module_utils import _policy as policy
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
+from ansible_collections.labops.itsm.plugins.module_utils import _refire as refire
 from ansible_collections.labops.itsm.plugins.module_utils._errors import AuditWriteError, LabopsError
 from ansible_collections.labops.itsm.plugins.module_utils._governed import Auditor, GovernedWrite, audit_entry
 from ansible_collections.labops.itsm.plugins.module_utils._platform import (
@@ -266,11 +268,7 @@ def _dedupe(ctx: Context, plan: Plan, key: str, action: str, meta: Mapping[str, 
     existing = ctx.platform.find_by_correlation_key(key)
     if existing is None or existing.get("status") == "closed":
         return False
-    plan.before = existing
-    plan.unchanged = True
-    plan.extra = {"duplicate_of": existing.get("id")}
-    snapshot = {name: existing.get(name) for name in ("entity", "title", "correlation_key", "opened_at") if existing.get(name)}
-    plan.creation_of_existing = audit_entry(action, "incident", existing.get("id"), deltas(None, snapshot), meta)
+    _mark_existing(plan, existing, action, meta)
     return True
 
 
@@ -582,7 +580,7 @@ def plan_monitoring_intake(ctx: Context) -> Plan:
     level = prio.priority_matrix(severity, ctx.get("impact", "medium"))
     key = correlation_key_of(event.get("correlation_key") or event["event_id"])
     plan = Plan(ctx.sop, "incident")
-    if _dedupe(ctx, plan, key, "create", {"source": "monitoring", "event_id": event["event_id"], "notified": "service_desk"}):
+    if _refire_existing(ctx, plan, key, event):
         return plan
     title = event.get("title") or "{0}: {1}".format(event["alert_type"], event["service"])
     plan.create = {
@@ -602,6 +600,93 @@ def plan_monitoring_intake(ctx: Context) -> Plan:
     plan.audit("create", "incident", None, fields=deltas(None, plan.create),
                meta={"source": "monitoring", "event_id": event["event_id"], "notified": "service_desk"})
     return plan
+
+
+REPEAT_UPDATES = ("none", "title", "note")  # the same choices as _alert_enrich.REPEAT_UPDATES (itsm_repeat_update)
+
+
+def _refire_existing(ctx: Context, plan: Plan, key: str, event: Mapping[str, Any]) -> bool:
+    """SOP 16 on a key that already names an incident (``_refire``): True when the plan is complete without a create.
+
+    A repeated notification of an active incident changes nothing, or with ``repeat_update`` renames it (``title``) or
+    notes the new title and details (``note``) when its title changed. With ``reopen_window`` a firing after the
+    resolution reopens the incident resolved within the window (SOP 6's reopen: ``resolved -> in_progress``, under
+    SOP 6's authorisation), is suppressed while a won't-fix resolution (``never_reopen``) is within the window, and
+    opens a new incident otherwise. Without it, a resolved incident is kept (a late repeat of the episode).
+    """
+    existing = ctx.platform.find_by_correlation_key(key)
+    window = refire.parse_window(ctx.get("reopen_window"))
+    action = refire.refire_action(existing, now=ctx.now, reopen_window=window, never_reopen=text_list(ctx.get("never_reopen")))
+    if existing is None or action == refire.CREATE:
+        return False
+    meta = {"source": "monitoring", "event_id": event["event_id"], "notified": "service_desk"}
+    _mark_existing(plan, existing, "create", meta)
+    if action == refire.SUPPRESS:
+        plan.extra["suppressed"] = True
+        plan.extra["resolution"] = existing.get("resolution")
+        return True
+    if action == refire.REOPEN:
+        _plan_reopen(ctx, plan, existing, event, cast(float, window))
+        return True
+    title = clip(event.get("title"), 200)
+    repeat = ctx.get("repeat_update", "none")
+    if repeat == "none" or not title or title == existing.get("title") or existing.get("status") in refire.DONE_STATUSES:
+        return True
+    plan.unchanged = False
+    plan.extra["updated"] = True
+    if repeat == "title":
+        plan.changes = {"title": title}
+        plan.audit("update", "incident", existing["id"], fields=deltas(existing, plan.changes), meta=dict(meta, repeat_update="title"))
+    plan.note = note(event.get("subject") or "Alert updated", [("Title", title), ("Summary", event.get("summary"))])
+    if event.get("details"):
+        plan.note["body"] = "{0}\n\n{1}".format(plan.note["body"], clip(str(event["details"]), 4000))
+    if repeat == "note":
+        plan.audit("notify", "incident", existing["id"], meta=dict(meta, repeat_update="note", title=title))
+    return True
+
+
+def _mark_existing(plan: Plan, existing: Mapping[str, Any], action: str, meta: Mapping[str, Any]) -> None:
+    """The plan keeps ``existing`` as it is (a no-op unless the caller adds writes); its creation may be back-filled."""
+    plan.before = dict(existing)
+    plan.unchanged = True
+    plan.extra = {"duplicate_of": existing.get("id")}
+    snapshot = {name: existing.get(name) for name in ("entity", "title", "correlation_key", "opened_at") if existing.get(name)}
+    plan.creation_of_existing = audit_entry(action, "incident", existing.get("id"), deltas(None, snapshot), meta)
+
+
+def _plan_reopen(ctx: Context, plan: Plan, record: Mapping[str, Any], event: Mapping[str, Any], window: float) -> None:
+    """The alert fires again within the reopen window of its resolved incident: SOP 6's reopen, one write."""
+    if "incident_assign" not in policy.allowed_sops(ctx.role):
+        raise policy.violation(ctx.sop, "role_not_authorised", f"reopening a resolved incident is SOP 6 incident_assign, which role {ctx.role} "
+                               "may not run", ctx.role)
+    policy.check_transition(ctx.sop, "incident", record.get("status"), "in_progress")
+    reason = "the alert fired again {0} after the resolution (reopen window {1})".format(
+        _elapsed_text(record.get("resolved_at"), ctx.now), _seconds_text(window))
+    plan.unchanged = False
+    plan.extra["reopened"] = True
+    plan.changes = only_changes(record, {"status": "in_progress", "resolved_at": "", "resolved_by": "",
+                                         "responded_at": record.get("responded_at") or ctx.now_text})
+    plan.note = note("REOPENED " + str(event.get("subject") or event["alert_type"]), [("Reopen reason", reason),
+                                                                                      ("Summary", event.get("summary"))])
+    if event.get("details"):
+        plan.note["body"] = "{0}\n\n{1}".format(plan.note["body"], clip(str(event["details"]), 4000))
+    plan.audit("update", "incident", record["id"], fields=deltas(record, plan.changes),
+               meta={"source": "monitoring", "event_id": event["event_id"], "reopen_reason": reason})
+
+
+def _elapsed_text(since: Any, now: datetime.datetime) -> str:
+    moment = prio.parse_time(since, "resolved_at") if since else None
+    return _seconds_text((now - moment).total_seconds()) if moment is not None else "an unknown time"
+
+
+def _seconds_text(seconds: float) -> str:
+    """``90`` -> ``1m 30s``, ``7200`` -> ``2h``: the largest two units."""
+    rest, parts = int(max(seconds, 0)), []  # type: int, list
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return " ".join(parts[:2])
 
 
 def plan_tool_usage(ctx: Context) -> Plan:
@@ -814,7 +899,8 @@ SOP_SPECS = {  # type: dict[str, Any]
     "incident_review": (_INCIDENT + ("timeline", "factors", "actions"), {}, plan_incident_review),
     "kb_update": (_INCIDENT + ("kb_type", "kb_title", "kb_content"), {"kb_type": policy.KB_ARTICLE_TYPES}, plan_kb_update),
     "monitoring_intake": (("event",), {"min_severity": policy.SEVERITIES, "impact": prio.RATINGS,
-                                       "category": policy.INCIDENT_CATEGORIES}, plan_monitoring_intake),
+                                       "category": policy.INCIDENT_CATEGORIES, "repeat_update": REPEAT_UPDATES},
+                          plan_monitoring_intake),
     "tool_usage": (("tool", "action_summary", "outcome"), {"tool": policy.TOOLS}, plan_tool_usage),
     "simulation_run": (("scenario", "scope", "outcomes"), {"scope": policy.SIMULATION_SCOPES}, plan_simulation_run),
     "problem_create": (("title", "description", "detection_source"), {"detection_source": policy.DETECTION_SOURCES}, plan_problem_create),
@@ -859,7 +945,24 @@ def run_sop(sop: str, inputs: Mapping[str, Any], *, actor: str, role: str, platf
     record counts, the ticket itself is then unchanged). A create is counted in the ticket-creation metrics
     (in check mode as a dry run); ``log_fields`` (e.g. ``job_id``) go to its JSON log line.
     """
-    ctx = Context(sop, inputs, actor, role, platform, now)
+    key = _creation_key(sop, inputs)
+    with platform.creation_lock(key) if key and not check_mode else contextlib.nullcontext():
+        return _run(Context(sop, inputs, actor, role, platform, now), ledger, check_mode, warn, log_fields)
+
+
+def _creation_key(sop: str, inputs: Mapping[str, Any]) -> Optional[str]:
+    """The correlation key an SOP looks up before it creates (held under the platform's ``creation_lock``), or None."""
+    if sop == "monitoring_intake" and isinstance(inputs.get("event"), Mapping):
+        event = inputs["event"]
+        value = event.get("correlation_key") or event.get("event_id")
+        return correlation_key_of(value) if value else None
+    if sop == "incident_identify" and inputs.get("correlation_key") is not None and CORRELATION_KEY_RE.match(str(inputs["correlation_key"])):
+        return str(inputs["correlation_key"])
+    return None
+
+
+def _run(ctx: Context, ledger: Any, check_mode: bool, warn: Any, log_fields: Optional[Mapping[str, Any]]) -> dict:
+    sop, actor, role, platform = ctx.sop, ctx.actor, ctx.role, ctx.platform
     plan = build_plan(ctx)
     auditor = Auditor(ledger, actor=actor, role=role, sop=sop, platform=platform.name, on_failure=_audit_failure(ctx, plan))
     governed = GovernedWrite(auditor, find=platform.find_by_correlation_key, ref=lambda record: record.get("id"),

@@ -176,7 +176,10 @@ results:
       description: V(done), V(failed) or V(skipped) (the batch no longer owns the entry).
       type: str
     action:
-      description: V(created), V(exists), V(resolved), V(not_found), V(already_resolved), V(below_threshold); null when failed.
+      description:
+        - V(created), V(exists), V(reopened), V(updated), V(suppressed), V(resolved), V(not_found), V(already_resolved),
+          V(below_threshold), V(group_firing) (a resolved alert of a group that still fires, with C(itsm_alert_grouping=group));
+          null when failed.
       type: str
     ticket:
       description: The platform's ticket id.
@@ -235,7 +238,8 @@ from ansible_collections.labops.itsm.plugins.module_utils._redact import REDACTE
 from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
 from ansible_collections.labops.itsm.plugins.module_utils._spool import SPOOL_ARGSPEC, open_batch_spool
 
-ACTIONS = ("created", "exists", "resolved", "not_found", "already_resolved", "below_threshold")
+ACTIONS = ("created", "exists", "reopened", "updated", "suppressed", "resolved", "not_found", "already_resolved", "below_threshold",
+           "group_firing")
 # SOP halts that are outcomes of the alert path, not errors
 OUTCOME_RULES = {("monitoring_intake", "below_threshold"): "below_threshold",
                  ("incident_resolve", "not_found"): "not_found",
@@ -332,6 +336,10 @@ class Intake:
                    "alert_status": request.get("status") or _event_status(item.event), "status": "done", "action": None,
                    "ticket": None, "platform": request.get("platform"), "queue": request.get("queue"), "changed": False,
                    "delayed": False, "error": None, "message": None}
+        if request.get("hold") == "group_firing":
+            outcome.update(action="group_firing", message="{0} {1} resolved; its group {2} still fires, so its incident stays open".format(
+                request.get("alertname"), request.get("asset"), request.get("ticket_key")))
+            return outcome
         if request.get("error") or not request.get("sop"):
             return self.failed(outcome, request.get("error") or "no request for this event: run the module through its action plugin")
         key = self.adapter_key(request)
@@ -360,7 +368,7 @@ class Intake:
             self.module.warn(warning)
         record = result.get("record") or {}
         if request["sop"] == "monitoring_intake":
-            action = "exists" if result.get("duplicate_of") else "created"
+            action = _intake_action(result)
             ticket = result.get("duplicate_of") or record.get("id")
         else:
             action, ticket = "resolved", record.get("id")
@@ -382,6 +390,12 @@ class Intake:
             return "{0} incident {1} ({2}, {3}, queue {4}) for {5}".format(
                 prefix, record.get("id") or result.get("duplicate_of") or "(new)", record.get("status"),
                 record.get("severity_level") or "?", request.get("queue"), name)
+        if action in ("reopened", "updated", "suppressed"):
+            record = result.get("record") or {}
+            what = {"reopened": "Reopened", "updated": "Updated", "suppressed": "Suppressed (won't fix: {0})".format(result.get("resolution"))}
+            return "{0} incident {1} ({2}, queue {3}) for {4}".format(
+                ("Would " + what[action].lower()) if self.module.check_mode and action != "suppressed" else what[action],
+                result.get("duplicate_of"), record.get("status"), request.get("queue"), name)
         if action == "below_threshold":
             return "Below the intake threshold {0}, no incident: {1}".format(
                 (request.get("inputs") or {}).get("min_severity"), self.safe(halt))
@@ -413,6 +427,13 @@ class Intake:
         for item in items:
             self.results.append(self.record(item, self.handle(item)))
         return self.results
+
+
+def _intake_action(result):
+    """The outcome of SOP 16: created, or what it did to the incident its key found (reopened, updated, suppressed, exists)."""
+    if not result.get("duplicate_of"):
+        return "created"
+    return next((name for name in ("reopened", "updated", "suppressed") if result.get(name)), "exists")
 
 
 def _event_key(event):

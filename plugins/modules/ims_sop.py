@@ -291,6 +291,31 @@ options:
       - Threshold of V(monitoring_intake); weaker events halt with rule C(below_threshold). Defaults to V(medium).
     type: str
     choices: [low, medium, high]
+  reopen_window:
+    description:
+      - V(monitoring_intake) on a key whose incident is resolved (jiralert's C(reopen_duration)) - seconds or a duration
+        (V(30m), V(6h), V(7d)). Resolved within the window, the incident is reopened (SOP 6's reopen C(resolved -> in_progress),
+        audited as C(update) with a C(reopen_reason)); resolved earlier, or closed, a new incident is opened. V(0) always
+        opens a new one.
+      - Unset (the default), a resolved incident is kept as it is (a late repeat of the alert episode) and a closed one is
+        followed by a new incident.
+    type: str
+  never_reopen:
+    description:
+      - Resolutions that are never reopened by V(monitoring_intake) with O(reopen_window) (jiralert's C(wont_fix_resolution)),
+        compared case-insensitively with the platform's resolution (Jira resolution name, ServiceNow close code). Within the
+        window the firing is suppressed (result C(suppressed)); after it a new incident is opened.
+    type: list
+    elements: str
+  repeat_update:
+    description:
+      - What V(monitoring_intake) does when a repeated notification of an active incident brings another title (jiralert
+        updates the summary or comments). V(none) changes nothing; V(title) renames the incident and notes the new details
+        (audited C(update)); V(note) only adds a note with the new title and details (audited C(notify)). An unchanged
+        title never writes.
+    type: str
+    choices: [none, title, note]
+    default: none
   tool:
     description:
       - The tool used (V(tool_usage)).
@@ -508,10 +533,32 @@ count:
   type: int
   sample: 1
 duplicate_of:
-  description: The existing active record that made V(incident_identify), V(monitoring_intake) or V(problem_create) a no-op.
+  description:
+    - The existing record that made V(incident_identify), V(monitoring_intake) or V(problem_create) a no-op, or that
+      V(monitoring_intake) reopened, renamed or suppressed.
   returned: when a duplicate was found
   type: str
   sample: "2025061110000421"
+reopened:
+  description: V(monitoring_intake) reopened the resolved incident O(duplicate_of) (O(reopen_window)).
+  returned: when it did
+  type: bool
+  sample: true
+suppressed:
+  description: V(monitoring_intake) left the incident O(duplicate_of) alone because of its won't-fix resolution (O(never_reopen)).
+  returned: when it did
+  type: bool
+  sample: true
+updated:
+  description: V(monitoring_intake) renamed or noted the active incident O(duplicate_of) (O(repeat_update)).
+  returned: when it did
+  type: bool
+  sample: true
+resolution:
+  description: The resolution of the suppressed incident.
+  returned: when O(suppressed)
+  type: str
+  sample: "Won't Do"
 sla:
   description: Response and resolution targets of the S-level set by V(incident_prioritize) or V(monitoring_intake).
   returned: when a priority was set
@@ -575,7 +622,8 @@ def input_spec():
         decision=_str(("approved", "rejected")), fix_applied=dict(type="bool"), acknowledge=dict(type="bool", default=False),
         service_restored=dict(type="bool"),
         actions=dict(type="list", elements="str"), kb_type=_str(policy.KB_ARTICLE_TYPES), event=dict(type="dict"),
-        min_severity=_str(policy.SEVERITIES), tool=_str(policy.TOOLS), scope=_str(policy.SIMULATION_SCOPES),
+        min_severity=_str(policy.SEVERITIES), reopen_window=dict(type="str"), never_reopen=dict(type="list", elements="str"),
+        repeat_update=dict(type="str", choices=["none", "title", "note"], default="none"), tool=_str(policy.TOOLS), scope=_str(policy.SIMULATION_SCOPES),
         outcomes=dict(type="list", elements="str"), entity_type=_str(policy.TICKET_ENTITIES), filters=dict(type="dict"),
         limit=dict(type="int"), incident_ids=dict(type="list", elements="str"), problem_status=_str(policy.PROBLEM_STATUSES),
         stability_window_hours=dict(type="int"), audit_action=_str(policy.AUDIT_ACTIONS), ref_type=_str(policy.ENTITIES),

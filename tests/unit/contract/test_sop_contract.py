@@ -6,6 +6,7 @@ JiraPlatform in Cloud and Data Center mode, each on its simulator). A platform j
 state and priority an IMS record shows) are checked through the harness' ``check_mapping``.
 """
 import datetime
+import uuid
 
 import pytest
 
@@ -298,6 +299,57 @@ def test_monitoring_intake_creates_and_dedupes(env):
     env.halt("below_threshold", "monitoring_intake", role="automation", event=low)
     env.halt("invalid_value", "monitoring_intake", role="automation", event=dict(event, event_id="ev-3", source="user_report"))
     env.halt("missing_input", "monitoring_intake", role="automation", event={"event_id": "ev-4"})
+
+
+def _alert_event(name):
+    return {"event_id": "ev-" + name, "service": "pve-node4", "source": "automated_alert", "alert_type": "HostDown",
+            "severity": "critical", "correlation_key": uuid.uuid4().hex[:24], "title": "[S1] HostDown pve-node4: down",
+            "subject": "FIRING HostDown pve-node4", "details": "Asset: pve-node4"}
+
+
+def _resolve_by_key(env, key, now):
+    return env.run("incident_resolve", role="automation", actor="eda", now=format_time(now), correlation_key=key, acknowledge=True,
+                   resolution_summary="RESOLVED HostDown", fix_applied=True, service_restored=True)["record"]
+
+
+def test_monitoring_intake_reopens_within_the_window_and_opens_anew_after_it(env):
+    """jiralert's semantics on a stable key: a firing after the resolution reopens the incident resolved within the
+    window (SOP 6's reopen, audited as update with the reason), and opens a new incident after it."""
+    event = _alert_event("reopen")
+    start = parse_time("2026-05-04T10:00:00Z")
+    first = env.run("monitoring_intake", role="automation", actor="eda", now=format_time(start), event=event, impact="high")["record"]
+    _resolve_by_key(env, event["correlation_key"], start + datetime.timedelta(minutes=5))
+    later = start + datetime.timedelta(minutes=35)
+    reopened = env.run("monitoring_intake", role="automation", actor="eda", now=format_time(later), event=event, impact="high",
+                       reopen_window="1h")
+    record = reopened["record"]
+    assert (reopened["changed"], reopened.get("reopened"), reopened["duplicate_of"]) == (True, True, first["id"])
+    assert (record["id"], record["status"]) == (first["id"], "in_progress") and not record.get("resolved_at")
+    env.check_mapping(record)
+    assert_audit(reopened, ["update"], "incident", first["id"], "monitoring_intake", "automation", "eda")
+    assert reopened["audit"][0]["fields"]["status"] == {"before": "resolved", "after": "in_progress"}
+    assert "30m" in reopened["audit"][0]["meta"]["reopen_reason"]
+    assert any(note["subject"].startswith("REOPENED") for note in env.notes(first["id"]))
+    # still firing: a repeat changes nothing; the title changes only with repeat_update
+    again = env.run("monitoring_intake", role="automation", actor="eda", now=format_time(later), event=event, impact="high",
+                    reopen_window="1h")
+    assert (again["changed"], again["duplicate_of"], again.get("reopened")) == (False, first["id"], None)
+    renamed = env.run("monitoring_intake", role="automation", actor="eda", now=format_time(later), impact="high", reopen_window="1h",
+                      event=dict(event, title="[S1] HostDown pve-node4: down (3 instances)"), repeat_update="title")
+    assert (renamed["changed"], renamed.get("updated"), renamed["record"]["title"]) == (True, True, "[S1] HostDown pve-node4: down (3 instances)")
+    assert_audit(renamed, ["update"], "incident", first["id"], "monitoring_intake", "automation", "eda")
+    # resolved again, and the alert comes back two hours later: a new incident, found from then on
+    _resolve_by_key(env, event["correlation_key"], later + datetime.timedelta(minutes=1))
+    much_later = later + datetime.timedelta(hours=2)
+    fresh = env.run("monitoring_intake", role="automation", actor="eda", now=format_time(much_later), event=event, impact="high",
+                    reopen_window="1h")
+    assert fresh["changed"] and not fresh.get("duplicate_of") and fresh["record"]["id"] != first["id"]
+    assert fresh["record"]["status"] == "open"
+    assert env.platform.find_by_correlation_key(event["correlation_key"])["id"] == fresh["record"]["id"]
+    # without a window (the episode-keyed default) a resolved incident is kept: a late repeat of its episode
+    _resolve_by_key(env, event["correlation_key"], much_later + datetime.timedelta(minutes=1))
+    kept = env.run("monitoring_intake", role="automation", actor="eda", event=event, impact="high")
+    assert (kept["changed"], kept["duplicate_of"], kept["record"]["status"]) == (False, fresh["record"]["id"], "resolved")
 
 
 def test_tool_usage(env):

@@ -104,3 +104,57 @@ def test_delay_note():
     note = enrich.delay_note(0, 90, 2, "otobo: connection refused")
     assert note == ("Delayed: accepted by the intake at 1970-01-01T00:00:00Z, handled at 1970-01-01T00:01:30Z after 2 failed "
                     "attempt(s); last error: otobo: connection refused")
+
+
+def grouped(status="firing", group_status="firing", starts="2026-11-30T08:00:00Z", fingerprint="a1b2c3d4e5f60718", key='{}:{alertname="PveGuestDown"}'):
+    base = event(status)
+    base["alert"].update(startsAt=starts, fingerprint=fingerprint)
+    base["group"] = {"key": key, "status": group_status, "receiver": "labops", "labels": {"alertname": "PveGuestDown", "cluster": "pve"}}
+    return base
+
+
+def test_ticket_grouping_keys():
+    episode = enrich.request_for(grouped(), SETTINGS, ASSET)
+    assert episode["ticket_key"] == episode["correlation_key"] == episode["inputs"]["event"]["correlation_key"]
+    assert "reopen_window" not in episode["inputs"] and episode["inputs"]["repeat_update"] == "none"
+    per_alert = dict(ASSET, itsm_alert_grouping="alert")
+    a = enrich.request_for(grouped(), SETTINGS, per_alert)
+    b = enrich.request_for(grouped(starts="2026-11-30T09:00:00Z"), SETTINGS, per_alert)  # the next episode of the same alert
+    assert a["ticket_key"] == b["ticket_key"] != a["correlation_key"] and a["correlation_key"] != b["correlation_key"]
+    assert a["inputs"]["event"]["correlation_key"] == a["ticket_key"]
+    assert "Ticket key:  {0} (one ticket per alert)".format(a["ticket_key"]) in a["inputs"]["event"]["details"]
+    per_group = dict(SETTINGS, itsm_alert_grouping="group", itsm_reopen_window="30m", itsm_never_reopen="Won't Do",
+                     itsm_repeat_update="title")
+    g1 = enrich.request_for(grouped(), per_group, ASSET)
+    g2 = enrich.request_for(grouped(fingerprint="0011223344556677"), per_group, ASSET)  # another alert of the group
+    other = enrich.request_for(grouped(key='{}:{alertname="Other"}'), per_group, ASSET)
+    assert g1["ticket_key"] == g2["ticket_key"] != other["ticket_key"]
+    assert g1["inputs"]["event"]["title"] == "[S1] PveGuestDown pve: Proxmox guest erp-db-02 is down"
+    assert (g1["inputs"]["reopen_window"], g1["inputs"]["never_reopen"], g1["inputs"]["repeat_update"]) == ("30m", ["Won't Do"], "title")
+    # the asset's own setting wins over the play's
+    assert enrich.request_for(grouped(), per_group, dict(ASSET, itsm_alert_grouping="episode"))["ticket_key"] == episode["ticket_key"]
+
+
+def test_group_ticket_is_resolved_only_with_its_group():
+    per_group = dict(SETTINGS, itsm_alert_grouping="group")
+    held = enrich.request_for(grouped("resolved", "firing"), per_group, ASSET)
+    assert (held["sop"], held["hold"]) == (None, "group_firing") and "inputs" not in held
+    done = enrich.request_for(grouped("resolved", "resolved"), per_group, ASSET)
+    assert done["sop"] == "incident_resolve" and done["inputs"]["correlation_key"] == done["ticket_key"]
+    per_alert = enrich.request_for(grouped("resolved", "firing"), dict(SETTINGS, itsm_alert_grouping="alert"), ASSET)
+    assert per_alert["sop"] == "incident_resolve"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"itsm_alert_grouping": "cluster"}, "itsm_alert_grouping must be one of episode, alert, group"),
+    ({"itsm_reopen_window": "soon"}, "itsm_reopen_window must be seconds or a duration"),
+    ({"itsm_repeat_update": "comment"}, "itsm_repeat_update must be one of none, title, note"),
+])
+def test_ticket_settings_are_checked(settings, message):
+    with pytest.raises(ValidationError, match=message):
+        enrich.request_for(grouped(), dict(SETTINGS, **settings), ASSET)
+
+
+def test_group_grouping_needs_the_group_key():
+    with pytest.raises(ValidationError, match="group.key"):
+        enrich.request_for(event(), dict(SETTINGS, itsm_alert_grouping="group"), ASSET)

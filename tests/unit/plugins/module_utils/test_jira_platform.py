@@ -6,6 +6,7 @@ lock), a workflow that cannot express an SOP (a clear error naming the missing t
 change in Jira winning over the stored property, routing to PROJECT/Component, the registry entry, and the HTTP
 requests each SOP operation costs.
 """
+import contextlib
 import multiprocessing
 
 import pytest
@@ -133,29 +134,25 @@ def test_lost_create_reply_under_search_lag_is_waited_for_not_duplicated(harness
     assert len(harness.records_with_key(hasty, KEY)) == 2
 
 
-def _deliver(url, mode, cache_dir, key, use_lock, start, results):
-    """One AlertManager peer's delivery: find the key's issue, else create it (under the lock when ``use_lock``)."""
+def _deliver(url, mode, cache_dir, ledger_path, key, use_lock, start, results):
+    """One AlertManager peer's delivery through SOP 16 (run_sop holds the platform's creation_lock around find-else-create;
+    without ``use_lock`` the lock is the base class' no-op, as in jiralert)."""
     client = client_from_params(dict(JIRA_CREDENTIALS[mode], url=url, cache_dir=cache_dir, deployment=mode))
     platform = JiraPlatform(client, project="OPS")
+    if not use_lock:
+        platform.creation_lock = lambda key: contextlib.nullcontext()
+    ledger = ledger_from_params({"ledger_path": ledger_path})
     start.wait(20)
-    lock = platform.creation_lock(key) if use_lock else None
-    if lock is not None:
-        lock.__enter__()
-    try:
-        found = platform.find_by_correlation_key(key)
-        if found is None:
-            found = platform.create("incident", {"title": "HostDown", "status": "open", "correlation_key": key}, {"subject": "FIRING", "body": "x"})
-        results.put(found["id"])
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
+    result = run_sop("monitoring_intake", {"event": dict(EVENT, correlation_key=key), "impact": "high"}, actor="eda", role="automation",
+                     platform=platform, ledger=ledger)
+    results.put(result["record"]["id"])
 
 
 def deliver_twice(harness, tmp_path, use_lock, shared_cache=True):
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
     peers = [context.Process(target=_deliver, args=(harness.sim.url, harness.mode, str(tmp_path / ("shared" if shared_cache else f"p{n}")),
-                                                    KEY, use_lock, start, results)) for n in range(2)]
+                                                    str(tmp_path / f"audit-{n}.sqlite3"), KEY, use_lock, start, results)) for n in range(2)]
     for peer in peers:
         peer.start()
     start.set()
