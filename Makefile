@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
 
-.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger bench-storm bench-servicenow clean docs-rst docs-lint build
+.PHONY: venv demo test sanity units integration e2e lint bench bench-latency bench-ingest bench-ledger bench-storm bench-servicenow bench-jira clean docs-rst docs-lint build
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -45,6 +45,10 @@ bench-storm: venv
 # servicenow_incident over 200 incidents against the ServiceNow simulator: s/task and HTTP calls per task (bench/README.md).
 bench-servicenow: venv
 	@$(PY) bench/servicenow.py $(BENCH_ARGS)
+
+# jira_issue over 200 issues against the Jira simulator: s/task and HTTP calls per task (bench/README.md).
+bench-jira: venv
+	@$(PY) bench/jira.py $(BENCH_ARGS)
 
 bench-ledger:
 	@LABOPS_WITH_POSTGRES=1 bash scripts/bootstrap.sh && $(PY) bench/ledger.py $(BENCH_ARGS)

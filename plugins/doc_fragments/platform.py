@@ -14,10 +14,10 @@ options:
   platform:
     description:
       - The ticket platform the SOP runs on; its adapter is configured by O(platform_options).
-      - V(otobo) or V(servicenow); Jira joins by one more registry entry.
+      - V(otobo), V(servicenow) or V(jira).
     type: str
     default: otobo
-    choices: [otobo, servicenow]
+    choices: [jira, otobo, servicenow]
   platform_options:
     description:
       - The chosen platform's connection and mapping options, validated against the platform's option list
@@ -47,12 +47,21 @@ options:
         name), C(field_map) (IMS attribute to field, C(u_) fields by default), C(state_map), C(close_code)
         (default V(Solution provided)), C(severity_map) (severity to C({impact, urgency})) and C(cmdb_lookup)
         (link the configuration item named like the affected service). See C(docs/lifecycle.md)."
+      - "V(jira): C(url) (env C(JIRA_URL)), C(deployment) (V(auto), V(cloud) or V(datacenter)), C(username) (the e-mail
+        address on Cloud) with C(password) / C(api_token) or C(password_file), or C(token) / C(token_file) (a Data Center
+        personal access token), C(cache_dir), C(validate_certs), C(ca_path), C(timeout), and the IMS mapping:
+        C(project) (default project key), C(issue_types) (defaults Incident, Problem, Change), C(statuses)
+        (C({entity: {IMS status: Jira status name}}), reached by the workflow transition leading there),
+        C(resolution) (default V(Done)), C(priority_map), C(field_map) (IMS attribute to C(customfield_N)),
+        C(label_prefix) (default V(labops-), the correlation label), C(labels) (default V(alertmanager)) and
+        C(link_type) (default V(Relates)). See C(docs/lifecycle.md)."
     type: dict
     default: {}
   queue:
     description:
       - Where the platform creates and searches records (platform neutral routing target). On OTOBO the queue name
-        (exact case); on ServiceNow the assignment group of new records (by name); later the Jira project.
+        (exact case); on ServiceNow the assignment group of new records (by name); on Jira the project key or
+        C(PROJECT/Component).
       - Defaults to the adapter's default (OTOBO V(Raw), ServiceNow the C(assignment_group) option).
     type: str
 """

@@ -7,7 +7,7 @@
 An entry names the platform, its options (an Ansible argument spec of the adapter's connection and mapping
 options, with ``no_log`` and environment fallbacks) and a factory that builds its ``TicketPlatform``.
 ``ims_sop`` takes ``platform`` (a registry name), ``platform_options`` (validated here) and ``queue``.
-A new platform (Jira) joins by registering one more entry, as ServiceNow did.
+Jira joined by registering one more entry, as ServiceNow did.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +19,19 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError, ValidationError
+from ansible_collections.labops.itsm.plugins.module_utils._jira import (
+    JIRA_CONNECTION_ARGSPEC,
+    JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
+    connection_secrets,
+)
+from ansible_collections.labops.itsm.plugins.module_utils._jira import client_from_params as jira_client
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import (
+    DEFAULT_LABEL_PREFIX,
+    DEFAULT_LABELS,
+    DEFAULT_LINK_TYPE,
+    DEFAULT_RESOLUTION,
+)
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import platform_from_params as jira_platform
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import (
     OTOBO_CONNECTION_ARGSPEC,
     OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
@@ -124,12 +137,42 @@ def _servicenow_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
         return ()
 
 
+def _jira_factory(options: Mapping[str, Any], *, queue: Optional[str], warn: Callable[[str], None]) -> TicketPlatform:
+    client = jira_client(options, warn=warn)
+    return jira_platform(dict(options, queue=queue), client, warn=warn)
+
+
+JIRA_OPTION_SPEC = dict(
+    JIRA_CONNECTION_ARGSPEC,
+    project=dict(type="str"),
+    issue_types=dict(type="dict"),
+    statuses=dict(type="dict"),
+    resolution=dict(type="str", default=DEFAULT_RESOLUTION),
+    priority_map=dict(type="dict"),
+    field_map=dict(type="dict"),
+    label_prefix=dict(type="str", default=DEFAULT_LABEL_PREFIX),
+    labels=dict(type="list", elements="str", default=list(DEFAULT_LABELS)),
+    link_type=dict(type="str", default=DEFAULT_LINK_TYPE),
+)
+
+
+def _jira_file_secrets(options: Mapping[str, Any]) -> Iterable[str]:
+    if not (options.get("password_file") or options.get("token_file")):
+        return ()
+    try:
+        return tuple(value for value in connection_secrets(options) if value)
+    except LabopsError:  # the factory raises the same error with its message; nothing to mask
+        return ()
+
+
 REGISTRY = {
     "otobo": PlatformEntry("otobo", OTOBO_OPTION_SPEC, _otobo_factory, mutually_exclusive=OTOBO_CONNECTION_MUTUALLY_EXCLUSIVE,
                            required_one_of=OTOBO_CONNECTION_REQUIRED_ONE_OF, file_secrets=_otobo_file_secrets),
     "servicenow": PlatformEntry("servicenow", SERVICENOW_OPTION_SPEC, _servicenow_factory,
                                 mutually_exclusive=SERVICENOW_CONNECTION_MUTUALLY_EXCLUSIVE,
                                 required_one_of=SERVICENOW_CONNECTION_REQUIRED_ONE_OF, file_secrets=_servicenow_file_secrets),
+    "jira": PlatformEntry("jira", JIRA_OPTION_SPEC, _jira_factory, mutually_exclusive=JIRA_CONNECTION_MUTUALLY_EXCLUSIVE,
+                          file_secrets=_jira_file_secrets),
 }  # type: dict[str, PlatformEntry]
 
 
@@ -146,8 +189,9 @@ def entry(platform: str) -> PlatformEntry:
 
 
 def option_names(platform: str) -> frozenset:
-    """The option names ``platform_options`` accepts for ``platform``."""
-    return frozenset(entry(platform).option_spec)
+    """The option names ``platform_options`` accepts for ``platform``: the options and their aliases (``api_token``)."""
+    spec = entry(platform).option_spec
+    return frozenset(spec) | frozenset(alias for option in spec.values() for alias in option.get("aliases") or ())
 
 
 def _mapping(options: Any) -> dict:

@@ -116,7 +116,7 @@ options:
       - The ticket platform whose open incidents are compared (see M(labops.itsm.ims_sop)). Ignored when O(platforms) is set.
     type: str
     default: otobo
-    choices: [otobo, servicenow]
+    choices: [jira, otobo, servicenow]
   platform_options:
     description:
       - The platform's connection and mapping options, as for M(labops.itsm.ims_sop) (secrets masked).
@@ -138,7 +138,7 @@ options:
         description: The ticket platform.
         type: str
         default: otobo
-        choices: [otobo, servicenow]
+        choices: [jira, otobo, servicenow]
       platform_options:
         description: Its options (secrets masked).
         type: dict

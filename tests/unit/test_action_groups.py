@@ -8,7 +8,7 @@ does not take fails with "Unsupported parameters". So:
 
 * a module taking the ledger's storage options is in ``ledger``, a module taking the flat OTOBO
   connection options is in ``otobo``, a module taking the ServiceNow connection options is in
-  ``servicenow``, a module taking the intake spool's storage options is in
+  ``servicenow``, a module taking the Jira connection options is in ``jira``, a module taking the intake spool's storage options is in
   ``intake``, and a member of a group takes all of the group's options;
 * the collection's own playbooks and roles set in ``group/labops.itsm.<group>`` only the group's options
   (``actor_role`` is not an ims_audit_info option and its ``actor`` is a query filter, so who acts belongs to
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.labops.itsm.plugins.module_utils._jira import JIRA_CONNECTION_ARGSPEC
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_CONNECTION_ARGSPEC
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import OTOBO_CONNECTION_ARGSPEC
 from ansible_collections.labops.itsm.plugins.module_utils._servicenow import SERVICENOW_CONNECTION_ARGSPEC
@@ -30,7 +31,8 @@ from ansible_collections.labops.itsm.plugins.module_utils._spool import SPOOL_AR
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP_OPTIONS = {"ledger": frozenset(LEDGER_CONNECTION_ARGSPEC), "otobo": frozenset(OTOBO_CONNECTION_ARGSPEC),
-                 "intake": frozenset(SPOOL_ARGSPEC), "servicenow": frozenset(SERVICENOW_CONNECTION_ARGSPEC)}
+                 "intake": frozenset(SPOOL_ARGSPEC), "servicenow": frozenset(SERVICENOW_CONNECTION_ARGSPEC),
+                 "jira": frozenset(JIRA_CONNECTION_ARGSPEC)}
 MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if not p.name.startswith("_"))
 
 
@@ -57,7 +59,7 @@ def test_membership_follows_the_options(module, group):
     takes = module_options(module) & GROUP_OPTIONS[group]
     member = module in action_groups()[group]
     # connection options shared by several backends (username, password, timeout, ...) do not tell the group;
-    # the options no other group has do (instance / client_id for servicenow, url / webservice for otobo)
+    # the options no other group has do (instance / client_id for servicenow, webservice for otobo, deployment / token for jira)
     own = GROUP_OPTIONS[group] - frozenset().union(*(options for name, options in GROUP_OPTIONS.items() if name != group))
     if takes & own and not member:
         pytest.fail(f"{module} takes the {group} options {sorted(takes)} but is not in group/labops.itsm.{group}: module_defaults for the group "

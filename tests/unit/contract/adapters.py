@@ -3,17 +3,24 @@
 Each harness starts its backend once (``start``), hands out a fresh, empty platform per test
 (``new_platform``), and can tell the test what is stored (``snapshot``, ``notes``), how to lose the reply
 of the next create after it was applied (``lose_next_create_reply``) and what the platform shows for an
-IMS record (``check_mapping``). Jira joins by adding a harness to ``ADAPTERS``.
+IMS record (``check_mapping``).
 
-The OTOBO and ServiceNow harnesses read what is stored straight from their simulator's state, never through the
-code under test.
+The harnesses read what is stored straight from their simulator (its state, or Jira's REST API as the admin with
+urllib), never through the code under test.
 """
 
+import base64
 import json
 import tempfile
+import urllib.error
 import urllib.request
 
 from ansible_collections.labops.itsm.plugins.module_utils import _priority as prio
+from ansible_collections.labops.itsm.plugins.module_utils._jira import client_from_params as jira_client
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import DEFAULT_STATUSES as JIRA_STATUSES
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import PROPERTY as JIRA_PROPERTY
+from ansible_collections.labops.itsm.plugins.module_utils._jira_ims import JiraPlatform
+from ansible_collections.labops.itsm.plugins.module_utils._jira_markup import adf_to_text
 from ansible_collections.labops.itsm.plugins.module_utils._otobo import client_from_params
 from ansible_collections.labops.itsm.plugins.module_utils._otobo_ims import DEFAULT_STATE_MAP, FIELD_MAP, OtoboPlatform
 from ansible_collections.labops.itsm.plugins.module_utils._servicenow import client_from_params as servicenow_client
@@ -220,4 +227,107 @@ class ServiceNowAdapter:
             assert groups[row["assignment_group"]] == expected, (row, record)
 
 
-ADAPTERS = {"fake": FakeAdapter, "otobo": OtoboAdapter, "servicenow": ServiceNowAdapter}
+JIRA_CREDENTIALS = {"cloud": {"username": "bot@example.com", "password": "jira-api-token"},
+                    "datacenter": {"token": "jira-pat-123"}}
+JIRA_ADMIN = {"cloud": ("admin@example.com", "admin-token"), "datacenter": ("admin", "admin-pw")}
+
+
+class JiraAdapter:
+    """JiraPlatform over the Jira simulator (real HTTP) in Cloud (v3, ADF) or Data Center (v2, wiki, PAT) mode;
+    one simulator, reset for every test; every platform gets its own cache directory (creation index)."""
+
+    name = "jira"
+    mode = "cloud"
+
+    def __init__(self, config=None):
+        self.config = dict(config or {}, mode=self.mode)
+        self.sim = None
+        self.cache = None
+        self.platforms = 0
+
+    def start(self):
+        self.sim = start_in_thread("jira", self.config)
+        self.cache = tempfile.TemporaryDirectory(prefix="jira-cache-")
+
+    def stop(self):
+        self.sim.stop()
+        self.cache.cleanup()
+
+    def client(self, **options):
+        self.platforms += 1
+        params = dict(JIRA_CREDENTIALS[self.mode], url=self.sim.url, cache_dir=f"{self.cache.name}/{self.platforms}", **options)
+        return jira_client(params)
+
+    def new_platform(self, **options):
+        self.sim.reset()
+        return JiraPlatform(self.client(), project="OPS", **options)
+
+    def raw(self, path):
+        """GET ``/rest/api/2/<path>`` as the admin (not through the code under test); None on 404."""
+        user, secret = JIRA_ADMIN[self.mode]
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        request = urllib.request.Request(f"{self.sim.url}/rest/api/2/{path}", headers={"Authorization": "Basic " + token})
+        try:
+            with urllib.request.urlopen(request) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def keys(self):
+        issues = self.sim.state()["issues"]
+        return sorted((issue.get("key") or ref for ref, issue in issues.items()), key=lambda k: int(k.rsplit("-", 1)[1]))
+
+    def issue(self, key):
+        return self.raw(f"issue/{key}?fields=*all&properties={JIRA_PROPERTY}")
+
+    def snapshot(self, platform):
+        """Every issue as the simulator keeps it (fields, property, comments, links)."""
+        return json.dumps(self.sim.state()["issues"], sort_keys=True)
+
+    def notes(self, platform, ref):
+        """The description (the first note), then every comment; Jira comments are all visible."""
+        issue = self.issue(ref)
+        texts = [issue["fields"].get("description")] + [c["body"] for c in self.raw(f"issue/{ref}/comment")["comments"]]
+        result = []
+        for text in texts:
+            if text:
+                plain = adf_to_text(text) if isinstance(text, dict) else str(text)
+                result.append({"subject": plain.split("\n", 1)[0], "body": plain, "visible": True})
+        return result
+
+    def lose_next_create_reply(self, platform):
+        self.sim.inject(kind="drop", operations=["POST issue"], after_apply=True, count=1)
+
+    def records_with_key(self, platform, key):
+        return [k for k in self.keys() if platform.label(key) in self.issue(k)["fields"]["labels"]]
+
+    @staticmethod
+    def check_kb(platform, ref, kb_id, title, content):
+        """No knowledge base on plain Jira: the planned reference is the link."""
+        assert kb_id == "KB-" + ref, kb_id
+
+    def check_mapping(self, record):
+        """The workflow status, priority, labels, issue type and property the IMS record shows."""
+        issue = self.issue(record["id"])
+        fields, entity = issue["fields"], record["entity"]
+        assert fields["status"]["name"] == JIRA_STATUSES[entity][record["status"]], (fields["status"], record)
+        assert fields["issuetype"]["name"] == {"incident": "Incident", "problem": "Problem", "change_request": "Change"}[entity]
+        kept = issue["properties"][JIRA_PROPERTY]
+        assert (kept["entity"], kept["status"]) == (entity, record["status"]), kept
+        if record.get("severity_level"):
+            assert fields["priority"]["name"] == prio.severity_to_priority(record["severity_level"], "jira"), (fields["priority"], record)
+        if record.get("correlation_key"):
+            assert "labops-" + record["correlation_key"] in fields["labels"], fields["labels"]
+        assert "alertmanager" in fields["labels"]
+        done = fields["status"]["statusCategory"]["key"] == "done"
+        assert bool(fields.get("resolution")) == done and bool(fields.get("resolutiondate")) == done, fields
+
+
+class JiraDataCenterAdapter(JiraAdapter):
+    mode = "datacenter"
+
+
+ADAPTERS = {"fake": FakeAdapter, "otobo": OtoboAdapter, "servicenow": ServiceNowAdapter, "jira-cloud": JiraAdapter,
+            "jira-datacenter": JiraDataCenterAdapter}

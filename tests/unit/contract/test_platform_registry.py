@@ -20,15 +20,18 @@ OTOBO = {"url": "http://otobo.test", "username": "alertbot", "password": "s3cret
 
 
 def test_registry_names_and_options():
-    assert platforms.platform_names() == ["otobo", "servicenow"]
+    assert platforms.platform_names() == ["jira", "otobo", "servicenow"]
     entry = platforms.REGISTRY["otobo"]
     assert entry.name == "otobo"
     assert set(OTOBO_CONNECTION_ARGSPEC) < set(entry.option_spec)
     mapping = {"customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map"}
     assert platforms.option_names("otobo") == frozenset(OTOBO_CONNECTION_ARGSPEC) | mapping
     assert entry.option_spec["password"]["no_log"] is True
-    with pytest.raises(ValidationError, match="platform 'jira' is not supported; choose one of otobo, servicenow"):
-        platforms.option_names("jira")
+    # aliases are accepted option names too (ServiceNow's host, Jira's email / api_token / pat)
+    assert {"instance", "host"} < platforms.option_names("servicenow")
+    assert {"username", "email", "password", "api_token", "api_token_file", "token", "pat", "url", "server"} < platforms.option_names("jira")
+    with pytest.raises(ValidationError, match="platform 'youtrack' is not supported; choose one of jira, otobo, servicenow"):
+        platforms.option_names("youtrack")
 
 
 def test_build_platform_returns_the_configured_adapter():
@@ -99,7 +102,7 @@ def test_env_fallbacks_apply_and_their_secrets_are_reported(monkeypatch):
 
 def test_ims_sop_argument_surface():
     spec = ims_sop.argument_spec()
-    assert spec["platform"] == dict(type="str", default="otobo", choices=["otobo", "servicenow"])
+    assert spec["platform"] == dict(type="str", default="otobo", choices=["jira", "otobo", "servicenow"])
     assert spec["platform_options"] == dict(type="dict", default={})
     assert spec["queue"] == dict(type="str")
     flat = set(OTOBO_CONNECTION_ARGSPEC) | {"customer_user", "state_map", "ticket_types", "priority_map", "dynamic_field_map"}
@@ -194,3 +197,41 @@ def test_ims_sop_on_servicenow_masks_secrets_and_reuses_one_token(sn_sim, tmp_pa
     incident = sn_sim.state()["tables"]["incident"][0]
     groups = {row["sys_id"]: row["name"] for row in sn_sim.state()["tables"]["sys_user_group"]}
     assert (groups[incident["assignment_group"]], incident["priority"]) == ("Infrastructure", "1")
+
+
+# -- ims_sop on Jira: secrets masked (also one read from a file), find-else-create under the creation lock -------------------------
+
+JIRA_TOKEN = "jt-Pw93-not-in-results"
+
+
+@pytest.fixture(scope="module")
+def jira_sim():
+    config = {"users": {"bot@example.com": {"api_token": JIRA_TOKEN, "account_id": "5b10a2844c20165700ede21g", "display_name": "Alert Bot",
+                                            "name": "itsm.bot", "password": "bot-pw", "pat": "jira-pat-123"}}}
+    server = start_in_thread("jira", config)
+    yield server
+    server.stop()
+
+
+def test_ims_sop_on_jira_masks_secrets_and_creates_once(jira_sim, tmp_path):
+    token_file = tmp_path / "jira-token"
+    token_file.write_text(JIRA_TOKEN + "\n")
+    token_file.chmod(0o600)
+    options = {"url": jira_sim.url, "username": "bot@example.com", "api_token_file": str(token_file), "cache_dir": str(tmp_path / "cache")}
+    assert platforms.secret_values("jira", options) == {JIRA_TOKEN}
+    event = {"event_id": "ev-j-1", "service": "pve03", "source": "automated_alert", "alert_type": "HostDown", "severity": "critical",
+             "summary": "token " + JIRA_TOKEN, "correlation_key": "feedfacefeedfacefeedface"}
+    args = dict(sop="monitoring_intake", platform="jira", queue="OPS/Virtualisation", platform_options=options, event=event, impact="high",
+                actor="eda", actor_role="automation", ledger_path=str(tmp_path / "audit.sqlite3"))
+    jira_sim.reset()
+    first = run_main_in_process("ims_sop", args, check_mode=False, diff=False)
+    assert first.get("failed") is not True, first
+    again = run_main_in_process("ims_sop", args, check_mode=False, diff=False)
+    assert (first["changed"], first["record"]["id"], first["record"]["severity_level"]) == (True, "OPS-1", "S1")
+    assert (again["changed"], again["duplicate_of"]) == (False, "OPS-1")
+    for result in (first, again):
+        assert JIRA_TOKEN not in json.dumps(result)
+    operations = [entry["operation"] for entry in jira_sim.requests()]
+    assert operations.count("POST issue") == 1 and operations.count("GET serverInfo") == 1  # the deployment is cached on disk
+    [issue] = jira_sim.state()["issues"].values()
+    assert (issue["key"], issue["components"], issue["priority"]) == ("OPS-1", ["Virtualisation"], "Highest")

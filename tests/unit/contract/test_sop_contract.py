@@ -1,8 +1,8 @@
 """The SOP contract: every SOP's happy path and its halts, against every TicketPlatform adapter.
 
 The engine, the policy and the governed write are platform neutral; this suite proves it by running the
-same tests against each adapter in ``adapters.ADAPTERS`` (an in-memory fake and OtoboPlatform on the OTOBO
-simulator). ServiceNow or Jira join by adding one harness there. Platform-specific mappings (the OTOBO
+same tests against each adapter in ``adapters.ADAPTERS`` (an in-memory fake, OtoboPlatform, ServiceNowPlatform and
+JiraPlatform in Cloud and Data Center mode, each on its simulator). A platform joins by adding one harness there. Platform-specific mappings (the OTOBO
 state and priority an IMS record shows) are checked through the harness' ``check_mapping``.
 """
 import datetime
