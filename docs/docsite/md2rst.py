@@ -24,7 +24,7 @@ DOCS = Path(__file__).resolve().parents[1]
 RST_DIR = DOCS / "docsite" / "rst"
 LABEL_PREFIX = "ansible_collections.labops.itsm.docsite."
 # The user guides of the docsite (paths relative to docs/, without .md); SOP pages are added.
-GUIDES = ("event_source", "alert_path", "intake", "lifecycle", "audit_ledger", "metrics", "servicenow")
+GUIDES = ("event_source", "alert_path", "intake", "lifecycle", "audit_ledger", "metrics", "servicenow", "jira")
 CODE_LANGUAGES = {"yaml": "yaml", "json": "json", "python": "python", "bash": "console", "sh": "console"}
 # Inline markup must start after whitespace or one of these and end before whitespace or one of
 # these (docutils' inline markup recognition rules); otherwise an escaped space separates it.
