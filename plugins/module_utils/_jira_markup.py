@@ -9,16 +9,19 @@ The input language (what templates, alert texts and module users write):
 * blocks: paragraphs separated by blank lines (a single newline is a line break: ADF ``hardBreak``, a wiki newline),
   ``# `` .. ``###### `` headings, ``- ``/``* ``/``+ `` bullet lists, ``1. `` ordered lists (a list starts at 1; a
   line such as ``2. foo`` on its own stays text), fenced code blocks (three or more backticks or tildes, optional
-  language; an unterminated fence runs to the end), ``---``/``***``/``___`` rules. List items continue on indented
-  lines (a line break inside the item); nested list markers are flattened into the same list.
+  language; an unterminated fence runs to the end; an empty one renders nothing), ``---``/``***``/``___`` rules.
+  List items continue on indented lines (a line break inside the item); an indented (nested) list marker is such a
+  line too, its marker kept as text: ADF and wiki get flat lists, nothing is lost.
 * inline: ``**strong**``/``__strong__``, ``*em*``/``_em_`` (not inside words: ``snake_case`` and globs such as
   ``/var/log/*.log`` stay text), ``***both***``, ```code```, ``[text](url)`` (http, https, ftp, mailto), bare
   ``http(s)://`` URLs and ``<url>`` (never emphasis inside a URL), backslash escapes of ASCII punctuation.
   Inline markup does not span lines.
 
 Everything else is text, and text stays text: on v3 it is plain ADF text nodes, on v2 the wiki special characters
-(``{ } [ ] | * _`` always, ``- + ^ ~ !`` where Jira would read them as markup, ``#``/``h1.``/``bq.`` at a line start,
-a backslash as ``&#92;``) are escaped so that no alert text turns into wiki markup or a macro.
+(``{ } [ ] | * _ ^ ~`` always, ``- +`` unless inside a word, ``!`` before a non-space, ``??``, emoticons such as
+``:)``/``(x)``, ``#``/``h1.``/``bq.`` at a line start, a backslash as ``&#92;``, ``&`` of an entity as ``&amp;``) are
+escaped so that no alert text turns into wiki markup, a macro, an image or an emoticon. Bare URLs become ``[url]``
+links on v2 (their ``_`` and ``*`` untouched). Terminal colour sequences and control characters are dropped.
 
 Both flavours are rendered from one parse, and :func:`same_text` compares any two of ADF, wiki markup and the
 Markdown-ish input as normalised plain text (whitespace runs collapsed, blank lines dropped), which is what the
@@ -962,10 +965,10 @@ def _wiki_inline_text(line: str) -> str:
                 unclosed["]"] = idx
             if end > idx + 1:
                 body = line[idx + 1:end]
-                bar = _wiki_find(body, "|", 0)
-                if bar >= 0:
-                    label = _wiki_inline_text(body[:bar])
-                    href = body[bar + 1:].strip()
+                pipe = _wiki_find(body, "|", 0)
+                if pipe >= 0:
+                    label = _wiki_inline_text(body[:pipe])
+                    href = body[pipe + 1:].strip()
                     keep(label + " (" + href + ")" if label and href and label != href else (label or href))
                 elif _HREF_SCHEME_RE.match(body):
                     keep(body)  # [url]: the URL as written, no markup inside

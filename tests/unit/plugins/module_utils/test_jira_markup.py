@@ -322,7 +322,7 @@ def test_firing_description_markup_and_title():
     first = doc["content"][0]["content"]
     assert [(node["text"], marks_of(node)) for node in first] == [
         ("Proxmox guest ", []), ("erp-db-02", ["em"]), (" is down: ", []), ("qm status", ["code"]), (" says {stopped}", [])]
-    assert wiki.split("\n")[0] == "Proxmox guest _erp-db-02_ is down: {{qm status}} says \\{stopped\\}"
+    assert wiki.split("\n", maxsplit=1)[0] == "Proxmox guest _erp-db-02_ is down: {{qm status}} says \\{stopped\\}"
     title = event["title"]
     assert title == "[S1] PveGuestDown erp-db-02: Proxmox guest erp-db-02 is down"
     assert jm.to_wiki(title) == "\\[S1\\] PveGuestDown erp-db-02: Proxmox guest erp-db-02 is down"
@@ -816,13 +816,14 @@ def test_clip_description_cuts_at_a_line_boundary():
     assert max(sizes) > 32767 - 500  # not needlessly short (the ADF JSON of 3000 short lines is the binding size)
     roundtrips(clipped)
     small = jm.clip_description(text, limit=500)
-    assert max(_stored_sizes(small)) <= 500 and small.endswith("chars]") and small.split("\n\n")[0].split("\n") == lines[:len(small.split("\n")) - 2]
+    kept = small.split("\n\n", maxsplit=1)[0].split("\n")
+    assert max(_stored_sizes(small)) <= 500 and small.endswith("chars]") and kept == lines[:len(kept)]
 
 
 def test_clip_description_single_long_line_and_limits():
     clipped = jm.clip_description("z" * 40000)
     assert max(_stored_sizes(clipped)) <= 32767 and clipped.startswith("z" * 32000)
-    assert clipped.endswith("[truncated %d chars]" % (40000 - len(clipped.split("\n\n")[0])))
+    assert clipped.endswith("[truncated %d chars]" % (40000 - len(clipped.split("\n\n", maxsplit=1)[0])))
     with pytest.raises(ValueError):
         jm.clip_description("z" * 300, limit=150)
     assert jm.clip_description("z" * 20, limit=150) == "z" * 20  # fits: the limit is not checked
@@ -834,7 +835,7 @@ def test_clip_description_closes_an_open_fence():
     assert max(_stored_sizes(clipped)) <= 2000
     doc = adf(clipped)
     assert [block["type"] for block in doc["content"]] == ["paragraph", "codeBlock", "paragraph"]
-    assert jm.adf_to_text(doc).endswith("[truncated %d chars]" % (len(text) - len(clipped.split("\n```\n\n")[0])))
+    assert jm.adf_to_text(doc).endswith("[truncated %d chars]" % (len(text) - len(clipped.split("\n```\n\n", maxsplit=1)[0])))
 
 
 def test_clip_description_fits_every_stored_form():
