@@ -5,10 +5,12 @@ the retry policy of the shared HttpClient (429 Retry-After, 5xx 1/2/4 s), lost c
 startAt paging, reconcileIssues under search lag, the transition cache, the creation index and its lock, and error
 messages without secrets. Request counts come from the simulator's own request log.
 """
+import json
 import multiprocessing
 import os
 import stat
 import time
+import urllib.request
 
 import pytest
 
@@ -19,6 +21,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     CommunicationError,
     LabopsError,
     NotFoundError,
+    PermissionDenied,
     ValidationError,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._http import HttpClient
@@ -154,6 +157,28 @@ def test_rejected_credentials_plain_text_401_without_the_secret(sim, tmp_path):
         pat.get_issue("OPS-1")
     assert_no_secret(str(info.value))
     assert "You are not authenticated" in info.value.details["server_text"]  # Data Center: the JSON envelope
+
+
+def test_auth_is_sent_pre_emptively_so_anonymous_read_is_no_trap(sim, tmp_path):
+    client = make(sim, tmp_path, deployment="cloud")
+    key = client.create_issue(issue_fields(client))["key"]
+    sim.set_config(anonymous_read=True)
+    request = urllib.request.Request(f"{sim.url}/rest/api/3/search/jql", data=json.dumps({"jql": "project = OPS"}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:  # without credentials: 200 and nothing in it
+        assert json.loads(response.read())["issues"] == []
+    assert [issue["key"] for issue in client.search("project = OPS")] == [key]
+
+
+def test_data_center_captcha_lock_out_is_named(dc, tmp_path):
+    dc.set_config(captcha_after=2)
+    for _attempt in range(2):
+        with pytest.raises(AuthError):
+            make(dc, tmp_path, deployment="datacenter", username="itsm.bot", password="wrong-token-Xy").myself()
+    with pytest.raises(PermissionDenied, match="CAPTCHA") as info:
+        make(dc, tmp_path, deployment="datacenter", **DC_BASIC).myself()
+    assert_no_secret(str(info.value))
+    assert make(dc, tmp_path, deployment="datacenter", **DC_PAT).myself()["name"] == "itsm.bot"  # a PAT still works
 
 
 # -------------------------------------------------------------------------------------------- errors
