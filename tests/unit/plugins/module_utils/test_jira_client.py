@@ -252,6 +252,21 @@ def test_lost_create_reply_is_ambiguous_and_not_re_sent(sim, tmp_path):
     assert ops(sim).count("POST issue") == 1 and len(sim.state()["issues"]) == 1
 
 
+def test_slow_replies_time_out_reads_retried_writes_ambiguous(sim, tmp_path):
+    sleeps = []
+    http = HttpClient("jira", sim.url, timeout=0.3, sleep=sleeps.append)
+    client = jira.client_from_params(dict(CLOUD, url=sim.url, deployment="cloud", cache_dir=str(tmp_path)), http=http)
+    sim.inject(kind="latency", seconds=1.0, count=1, operations=["GET myself"])
+    assert client.myself()["accountId"] and sleeps == [1.0]  # the read was sent again after 1 s
+    sim.inject(kind="latency", seconds=1.0, count=1, operations=["POST comment"])
+    key = client.create_issue(issue_fields(client))["key"]
+    with pytest.raises(AmbiguousWriteError, match="no answer within the timeout"):
+        client.add_comment(key, "slow")
+    time.sleep(1.2)  # the simulator logs a request when it has answered it
+    assert (ops(sim).count("GET myself"), ops(sim).count("POST comment")) == (2, 1)
+    assert len(client.comments(key)) == 1  # the comment landed: the caller must look before sending it again
+
+
 def test_edit_conflict_is_sent_once_more(sim, tmp_path):
     client = make(sim, tmp_path, deployment="cloud")
     key = client.create_issue(issue_fields(client))["key"]
