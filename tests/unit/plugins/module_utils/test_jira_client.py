@@ -22,6 +22,7 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     LabopsError,
     NotFoundError,
     PermissionDenied,
+    UnexpectedResponseError,
     ValidationError,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._http import HttpClient
@@ -363,6 +364,16 @@ def test_comments_rich_text_and_paging(sim, tmp_path):
     sim.set_config(mode="datacenter")
     v2 = make(sim, tmp_path / "dc", deployment="datacenter", **DC_BASIC)
     assert isinstance(v2.add_comment(key, "Still **firing**")["body"], str)
+
+
+def test_per_issue_comment_limit_is_named(sim, tmp_path):
+    sim.set_config(max_comments=1)
+    client = make(sim, tmp_path, deployment="cloud")
+    key = client.create_issue(issue_fields(client))["key"]
+    client.add_comment(key, "first")
+    with pytest.raises(UnexpectedResponseError, match="HTTP 413.*per-issue limit") as info:
+        client.add_comment(key, "second")
+    assert info.value.details["status"] == 413 and ops(sim).count("POST comment") == 2
 
 
 def test_links_delete_and_browse_url(sim, tmp_path):
