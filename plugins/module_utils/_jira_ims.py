@@ -214,6 +214,14 @@ class JiraPlatform(TicketPlatform):
             if key in kept:
                 record[key] = _stored(key, kept[key])
         record["entity"] = entity
+        for key, field in self.field_map.items():
+            if field in fields:  # read with the issue: the custom field as Jira holds it wins (edited in Jira)
+                value = fields[field]
+                value = value.get("value") if isinstance(value, dict) else value
+                if key in LIST_KEYS:
+                    record[key] = [item.strip() for item in str(value or "").split(",") if item.strip()]
+                else:
+                    record[key] = _stored(key, None if value is None else str(value))
         summary = fields.get("summary")
         if summary and (not record["title"] or markup.clip_summary(str(record["title"])) != summary):
             record["title"] = summary  # edited in Jira

@@ -5,10 +5,12 @@ the retry policy of the shared HttpClient (429 Retry-After, 5xx 1/2/4 s), lost c
 startAt paging, reconcileIssues under search lag, the transition cache, the creation index and its lock, and error
 messages without secrets. Request counts come from the simulator's own request log.
 """
+import json
 import multiprocessing
 import os
 import stat
 import time
+import urllib.request
 
 import pytest
 
@@ -19,6 +21,8 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import (
     CommunicationError,
     LabopsError,
     NotFoundError,
+    PermissionDenied,
+    UnexpectedResponseError,
     ValidationError,
 )
 from ansible_collections.labops.itsm.plugins.module_utils._http import HttpClient
@@ -156,6 +160,28 @@ def test_rejected_credentials_plain_text_401_without_the_secret(sim, tmp_path):
     assert "You are not authenticated" in info.value.details["server_text"]  # Data Center: the JSON envelope
 
 
+def test_auth_is_sent_pre_emptively_so_anonymous_read_is_no_trap(sim, tmp_path):
+    client = make(sim, tmp_path, deployment="cloud")
+    key = client.create_issue(issue_fields(client))["key"]
+    sim.set_config(anonymous_read=True)
+    request = urllib.request.Request(f"{sim.url}/rest/api/3/search/jql", data=json.dumps({"jql": "project = OPS"}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:  # without credentials: 200 and nothing in it
+        assert json.loads(response.read())["issues"] == []
+    assert [issue["key"] for issue in client.search("project = OPS")] == [key]
+
+
+def test_data_center_captcha_lock_out_is_named(dc, tmp_path):
+    dc.set_config(captcha_after=2)
+    for _attempt in range(2):
+        with pytest.raises(AuthError):
+            make(dc, tmp_path, deployment="datacenter", username="itsm.bot", password="wrong-token-Xy").myself()
+    with pytest.raises(PermissionDenied, match="CAPTCHA") as info:
+        make(dc, tmp_path, deployment="datacenter", **DC_BASIC).myself()
+    assert_no_secret(str(info.value))
+    assert make(dc, tmp_path, deployment="datacenter", **DC_PAT).myself()["name"] == "itsm.bot"  # a PAT still works
+
+
 # -------------------------------------------------------------------------------------------- errors
 
 
@@ -225,6 +251,21 @@ def test_lost_create_reply_is_ambiguous_and_not_re_sent(sim, tmp_path):
     with pytest.raises(AmbiguousWriteError):
         client.create_issue(issue_fields(client))
     assert ops(sim).count("POST issue") == 1 and len(sim.state()["issues"]) == 1
+
+
+def test_slow_replies_time_out_reads_retried_writes_ambiguous(sim, tmp_path):
+    sleeps = []
+    http = HttpClient("jira", sim.url, timeout=0.3, sleep=sleeps.append)
+    client = jira.client_from_params(dict(CLOUD, url=sim.url, deployment="cloud", cache_dir=str(tmp_path)), http=http)
+    sim.inject(kind="latency", seconds=1.0, count=1, operations=["GET myself"])
+    assert client.myself()["accountId"] and sleeps == [1.0]  # the read was sent again after 1 s
+    sim.inject(kind="latency", seconds=1.0, count=1, operations=["POST comment"])
+    key = client.create_issue(issue_fields(client))["key"]
+    with pytest.raises(AmbiguousWriteError, match="no answer within the timeout"):
+        client.add_comment(key, "slow")
+    time.sleep(1.2)  # the simulator logs a request when it has answered it
+    assert (ops(sim).count("GET myself"), ops(sim).count("POST comment")) == (2, 1)
+    assert len(client.comments(key)) == 1  # the comment landed: the caller must look before sending it again
 
 
 def test_edit_conflict_is_sent_once_more(sim, tmp_path):
@@ -323,6 +364,16 @@ def test_comments_rich_text_and_paging(sim, tmp_path):
     sim.set_config(mode="datacenter")
     v2 = make(sim, tmp_path / "dc", deployment="datacenter", **DC_BASIC)
     assert isinstance(v2.add_comment(key, "Still **firing**")["body"], str)
+
+
+def test_per_issue_comment_limit_is_named(sim, tmp_path):
+    sim.set_config(max_comments=1)
+    client = make(sim, tmp_path, deployment="cloud")
+    key = client.create_issue(issue_fields(client))["key"]
+    client.add_comment(key, "first")
+    with pytest.raises(UnexpectedResponseError, match="HTTP 413.*per-issue limit") as info:
+        client.add_comment(key, "second")
+    assert info.value.details["status"] == 413 and ops(sim).count("POST comment") == 2
 
 
 def test_links_delete_and_browse_url(sim, tmp_path):

@@ -230,6 +230,22 @@ def test_a_cached_transition_that_no_longer_applies_is_looked_up_again(harness):
     assert moved["platform_state"] == "In Progress" and harness.issue(second["id"])["fields"]["status"]["name"] == "In Progress"
 
 
+def test_field_map_writes_custom_fields_by_id(harness):
+    platform = JiraPlatform(harness.new_platform().client, project="OPS", field_map={"affected_service": "customfield_10050"})
+    record = platform.create("incident", {"title": "Disk", "status": "open", "affected_service": "pve-node3"}, {"subject": "s", "body": "b"})
+    assert harness.issue(record["id"])["fields"]["customfield_10050"] == "pve-node3"
+    platform.update(record, {"affected_service": "pve-node4"})
+    assert harness.issue(record["id"])["fields"]["customfield_10050"] == "pve-node4"
+    assert platform.get("incident", record["id"])["affected_service"] == "pve-node4"
+    platform.client.edit_issue(record["id"], fields={"customfield_10050": "pve-node5"})  # edited in Jira
+    assert platform.get("incident", record["id"])["affected_service"] == "pve-node5"
+    unknown = JiraPlatform(platform.client, project="OPS", field_map={"vendor": "customfield_10099"})
+    with pytest.raises(ValidationError, match="customfield_10099"):
+        unknown.create("incident", {"title": "t", "status": "open", "vendor": "acme"}, {"subject": "s", "body": "b"})
+    with pytest.raises(ValidationError, match="custom field id"):
+        JiraPlatform(platform.client, project="OPS", field_map={"vendor": "Vendor"})
+
+
 # -------------------------------------------------------------------------------------------- routing and registry
 
 
