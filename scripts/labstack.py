@@ -50,6 +50,8 @@ JIRA_API_TOKEN = "jira-api-token"
 # The lab's Jira answers searches like Jira Cloud does: a just-created or just-edited issue stays invisible to
 # /search/jql for a while (how duplicate tickets happen); the adapter must not depend on it.
 JIRA_SEARCH_LAG = 3.0
+# Data Center: a personal access token (Bearer) of the same account (the simulator's default users).
+JIRA_PAT = "jira-pat-123"
 SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD", "SN_PASSWORD", "SN_CLIENT_SECRET", "SN_API_KEY", "JIRA_API_TOKEN",
               "JIRA_PASSWORD", "JIRA_PAT")
 # How long ansible-rulebook may take to open its event source (it loads ansible-core and the
@@ -295,6 +297,8 @@ class Stack:
     # Start the Jira simulator (the inventory's dev_services assets); its config on top of the simulator's default.
     jira: bool = True
     jira_config: dict = field(default_factory=lambda: {"search_lag": JIRA_SEARCH_LAG})
+    # cloud: REST v3 (ADF), email + API token; datacenter: REST v2 (wiki markup), a personal access token.
+    jira_mode: str = "cloud"
     sim: Any = None
     sn_sim: Any = None
     jira_sim: Any = None
@@ -340,7 +344,7 @@ class Stack:
 
     @property
     def jira_token_file(self) -> Path:
-        """The Jira account's API token (0600): JIRA_API_TOKEN_FILE of the playbooks."""
+        """The Jira account's API token (Cloud: JIRA_API_TOKEN_FILE) or personal access token (Data Center: JIRA_PAT_FILE), 0600."""
         return self.workdir / "jira-api-token"
 
     @property
@@ -376,8 +380,11 @@ class Stack:
             env.update({"SN_HOST": self.sn_sim.url, "SN_USERNAME": SN_USER, "SN_PASSWORD_FILE": str(self.sn_password_file),
                         "LABOPS_SERVICENOW_TOKEN_CACHE": str(self.workdir / "servicenow-tokens")})
         if self.jira_sim is not None:
-            env.update({"JIRA_URL": self.jira_sim.url, "JIRA_USERNAME": JIRA_USER, "JIRA_API_TOKEN_FILE": str(self.jira_token_file),
-                        "JIRA_DEPLOYMENT": "cloud", "LABOPS_JIRA_CACHE": str(self.workdir / "jira-cache")})
+            env.update({"JIRA_URL": self.jira_sim.url, "JIRA_DEPLOYMENT": self.jira_mode, "LABOPS_JIRA_CACHE": str(self.workdir / "jira-cache")})
+            if self.jira_mode == "datacenter":
+                env["JIRA_PAT_FILE"] = str(self.jira_token_file)
+            else:
+                env.update({"JIRA_USERNAME": JIRA_USER, "JIRA_API_TOKEN_FILE": str(self.jira_token_file)})
         if self.password_in_env:
             del env["OTOBO_PASSWORD_FILE"]
             env["OTOBO_PASSWORD"] = AGENT_PASSWORD
@@ -405,8 +412,8 @@ class Stack:
             self.sn_sim = start_simulator("servicenow")
             write_secret(self.sn_password_file, SN_PASSWORD + "\n")
         if self.jira:
-            self.jira_sim = start_simulator("jira", config=self.jira_config)
-            write_secret(self.jira_token_file, JIRA_API_TOKEN + "\n")
+            self.jira_sim = start_simulator("jira", config=dict(self.jira_config, mode=self.jira_mode))
+            write_secret(self.jira_token_file, (JIRA_PAT if self.jira_mode == "datacenter" else JIRA_API_TOKEN) + "\n")
         for directory in (self.spool_path.parent, self.tmp_dir, self.tmp_dir / "ansible-local", self.tmp_dir / "ansible-remote"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, self.daemon_env(), self.daemon_vars())

@@ -270,6 +270,29 @@ def test_jira_asset_follows_jiralert_semantics(stack: Stack):
     assert both[1]["statusCategory"] == "new"
 
 
+def test_jira_data_center_through_the_same_rulebook(tmp_path):
+    """Jira Data Center (REST v2, wiki markup, a personal access token): the same rulebook and inventory open the issue,
+    resolve it and reopen it when the alert fires again within the window."""
+    with Stack(tmp_path / "dc", group_wait="1s", group_interval="2s", repeat_interval="1h", servicenow=False,
+               jira_mode="datacenter") as dc:
+        assert dc.daemon_env()["JIRA_PAT_FILE"] and "JIRA_API_TOKEN_FILE" not in dc.daemon_env()
+        gitlab = alert("GitLabDown", {"cluster": "dev", "instance": "gitlab-01:443", "severity": "warning", "team": "devtools"},
+                       "GitLab on gitlab-01 answers 502", iso(datetime.now(UTC) - timedelta(minutes=1)))
+        dc.alertmanager.post_alerts([gitlab])
+        opened = wait_until(lambda: jira_issues_of(dc, "gitlab-01") or None, 120, what="the Data Center issue")
+        assert isinstance(opened[0]["description"], str) and "FIRING GitLabDown" in opened[0]["description"]  # wiki markup
+        assert opened[0]["components"] == ["Platform"] and opened[0]["statusCategory"] == "new"
+        dc.alertmanager.post_alerts([dict(gitlab, endsAt=iso(datetime.now(UTC) - timedelta(seconds=1)))])
+        wait_until(lambda: [i for i in jira_issues_of(dc, "gitlab-01") if i["statusCategory"] == "done"] or None, 120,
+                   what="the Data Center issue to be resolved")
+        dc.alertmanager.post_alerts([dict(gitlab, startsAt=iso(datetime.now(UTC)))])
+        reopened = wait_until(lambda: [i for i in jira_issues_of(dc, "gitlab-01") if i["statusCategory"] != "done"] or None, 120,
+                              what="the Data Center issue to be reopened")
+        assert len(jira_issues_of(dc, "gitlab-01")) == 1 and reopened[0]["key"] == opened[0]["key"]
+        assert all(isinstance(comment.get("body"), str) for comment in reopened[0]["comments"])
+        assert "REOPENED" in jira_comments(reopened[0])
+
+
 def test_ticket_creation_metrics_and_log(stack: Stack):
     """The modules the daemon ran counted their creations per platform (seed 001 metrics), read by
     prometheus_client's parser, and wrote one JSON log line per creation."""
