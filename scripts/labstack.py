@@ -466,7 +466,6 @@ class Stack:
         """The journal entries (work notes and comments) of a ServiceNow record, oldest first."""
         return [row["value"] for row in self.sn_rows("sys_journal_field") if row.get("element_id") == sys_id]
 
-
     def jira_issues(self) -> list[dict]:
         """The Jira simulator's issues as it stores them (its control API: key, summary, status, statusCategory, resolution,
         resolutiondate, priority, labels, components, description, comments, properties), in creation order."""
