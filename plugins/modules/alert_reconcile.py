@@ -149,7 +149,7 @@ options:
       alert_grouping:
         description:
           - The alert path's C(itsm_alert_grouping) of the assets routed there. Tickets per V(alert) or per V(group)
-            outlive one episode: they are matched with the alerts AlertManager holds (per alert: by fingerprint) but
+            outlive one episode; they are matched with the alerts AlertManager holds (per alert, by fingerprint) but
             never resolved by reconciliation (skip reason C(incident_per_alert), C(incident_per_group)).
         type: str
         choices: [episode, alert, group]
