@@ -12,6 +12,7 @@ path (``webhook_token_file``), the playbooks the password file's (``OTOBO_PASSWO
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -44,14 +45,12 @@ AGENT_PASSWORD = "s3cret"
 SN_USER = "itsm.bot"
 SN_PASSWORD = "bot-pw"
 # Secrets the daemon must not inherit from the caller's environment (the stack passes files instead).
-# The Jira simulator's integration account (its default config): Cloud, Basic email + API token.
+# The Jira simulator's integration account (a user of its default config): Cloud, Basic email + API token; Data Center,
+# a personal access token. Each stack gives it a fresh token (Stack.jira_secret), so a leak is not mistaken for a name.
 JIRA_USER = "bot@example.com"
-JIRA_API_TOKEN = "jira-api-token"
 # The lab's Jira answers searches like Jira Cloud does: a just-created or just-edited issue stays invisible to
 # /search/jql for a while (how duplicate tickets happen); the adapter must not depend on it.
 JIRA_SEARCH_LAG = 3.0
-# Data Center: a personal access token (Bearer) of the same account (the simulator's default users).
-JIRA_PAT = "jira-pat-123"
 SECRET_ENV = ("LABOPS_WEBHOOK_TOKEN", "OTOBO_PASSWORD", "SN_PASSWORD", "SN_CLIENT_SECRET", "SN_API_KEY", "JIRA_API_TOKEN",
               "JIRA_PASSWORD", "JIRA_PAT")
 # How long ansible-rulebook may take to open its event source (it loads ansible-core and the
@@ -299,6 +298,7 @@ class Stack:
     jira_config: dict = field(default_factory=lambda: {"search_lag": JIRA_SEARCH_LAG})
     # cloud: REST v3 (ADF), email + API token; datacenter: REST v2 (wiki markup), a personal access token.
     jira_mode: str = "cloud"
+    jira_secret: str = field(default_factory=lambda: "jira-" + secrets.token_urlsafe(18))
     sim: Any = None
     sn_sim: Any = None
     jira_sim: Any = None
@@ -412,8 +412,8 @@ class Stack:
             self.sn_sim = start_simulator("servicenow")
             write_secret(self.sn_password_file, SN_PASSWORD + "\n")
         if self.jira:
-            self.jira_sim = start_simulator("jira", config=dict(self.jira_config, mode=self.jira_mode))
-            write_secret(self.jira_token_file, (JIRA_PAT if self.jira_mode == "datacenter" else JIRA_API_TOKEN) + "\n")
+            self.jira_sim = start_simulator("jira", config=self.jira_sim_config())
+            write_secret(self.jira_token_file, self.jira_secret + "\n")
         for directory in (self.spool_path.parent, self.tmp_dir, self.tmp_dir / "ansible-local", self.tmp_dir / "ansible-remote"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.rulebook_proc = Rulebook(self.workdir, self.rulebook, self.inventory, self.daemon_env(), self.daemon_vars())
@@ -425,6 +425,15 @@ class Stack:
                                          port=self.alertmanager_port)
         self.alertmanager.start()
         return self
+
+    def jira_sim_config(self) -> dict:
+        """The Jira simulator's config: ``jira_config`` in ``jira_mode``, the integration account's API token and PAT
+        set to ``jira_secret``."""
+        from simulators.jira_model import DEFAULT_CONFIG  # the simulators package lives at the repo root
+
+        users = copy.deepcopy(DEFAULT_CONFIG["users"])
+        users[JIRA_USER].update(api_token=self.jira_secret, pat=self.jira_secret)
+        return {"users": users, **self.jira_config, "mode": self.jira_mode}
 
     def stop(self) -> None:
         for stopper in (self.alertmanager, self.rulebook_proc, self.sim, self.sn_sim, self.jira_sim):

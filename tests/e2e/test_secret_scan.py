@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from scripts.labstack import AGENT_PASSWORD, JIRA_API_TOKEN, SN_PASSWORD, Stack, alert, wait_until
+from scripts.labstack import AGENT_PASSWORD, SN_PASSWORD, Stack, alert, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -93,7 +93,7 @@ def check(stack: Stack, what: str) -> int:
         if path.exists():
             assert path.stat().st_mode & 0o077 == 0, f"{path} is not private"
     secrets = {"webhook token": stack.token, "OTOBO password": AGENT_PASSWORD, "ServiceNow password": SN_PASSWORD,
-               "Jira API token": JIRA_API_TOKEN}
+               "Jira API token": stack.jira_secret}
     # the scanner finds what it looks for (the token file is the known positive)
     assert scan([workdir], {"webhook token": stack.token}, set())[0], "the scanner missed the token file"
     hits, count = scan([workdir], secrets, exclude)
