@@ -302,7 +302,7 @@ options:
     type: str
   never_reopen:
     description:
-      - Resolutions that are never reopened by V(monitoring_intake) with O(reopen_window) (jiralert's C(wont_fix_resolution)),
+      - Resolutions that are never reopened by V(monitoring_intake) with C(reopen_window) (jiralert's C(wont_fix_resolution)),
         compared case-insensitively with the platform's resolution (Jira resolution name, ServiceNow close code). Within the
         window the firing is suppressed (result C(suppressed)); after it a new incident is opened.
     type: list
