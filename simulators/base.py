@@ -285,7 +285,26 @@ class SimulatorApp:
         return path
 
     def close(self) -> None:
-        """Called once when the server stops (persist state here)."""
+        """Called once when the server stops: the state is persisted (``state_file``)."""
+        with self.lock:
+            self._dirty = True
+            self._persist()
+
+    # -- persistence: a simulator whose ``store`` has ``save(path)`` keeps its state in ``config["state_file"]``
+    _dirty = False
+    store: Any = None
+
+    def _persist(self) -> None:
+        """Save the store when it changed (``_dirty``) and a ``state_file`` is configured; call under the lock."""
+        if self._dirty and self.config.get("state_file"):
+            self.store.save(self.config["state_file"])
+        self._dirty = False
+
+    def state_controls(self) -> dict[tuple[str, str], Callable[[Any], Any]]:
+        """Extra control endpoints that change the state: ``{(method, path): handler(json payload) -> JSON result}``,
+        e.g. ``("POST", "/_sim/seed")``. The handler runs under the lock, the state is persisted after it, and a
+        ``ConfigError`` answers 400."""
+        return {}
 
     # -- shared behaviour
     def now(self) -> float:
@@ -331,6 +350,9 @@ class SimulatorApp:
 
     # -- control API
     def control(self, req: SimRequest) -> SimResponse:
+        extra = self.state_controls().get((req.method, req.path))
+        if extra is not None:
+            return self._state_control(extra, req)
         sub = req.path[len(CONTROL_PREFIX):] or "/"
         handler = {
             ("GET", "/health"): self._ctl_health,
@@ -347,6 +369,19 @@ class SimulatorApp:
             return json_response({"error": f"no control endpoint {req.method} {CONTROL_PREFIX}{sub}"}, 404)
         try:
             return handler(req)
+        except ConfigError as exc:
+            return json_response({"error": str(exc)}, 400)
+
+    def _state_control(self, handler: Callable[[Any], Any], req: SimRequest) -> SimResponse:
+        try:
+            payload = json.loads(req.body.decode("utf-8") or "null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json_response({"error": f"control body is not JSON: {exc}"}, 400)
+        try:
+            with self.lock:
+                result = handler(payload)
+                self._persist()
+            return json_response(result)
         except ConfigError as exc:
             return json_response({"error": str(exc)}, 400)
 

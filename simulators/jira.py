@@ -204,18 +204,8 @@ class JiraSimulator(SimulatorApp):
         self._dirty = True
         self._persist()
 
-    def close(self) -> None:
-        with self.lock:
-            self._dirty = True
-            self._persist()
-
     def body_limit(self) -> int:
         return 10 * 1024 * 1024
-
-    def _persist(self) -> None:
-        if self._dirty and self.config.get("state_file"):
-            self.store.save(self.config["state_file"])
-        self._dirty = False
 
     def dump_state(self) -> dict[str, Any]:
         return {
@@ -260,22 +250,9 @@ class JiraSimulator(SimulatorApp):
         return resp
 
     # ------------------------------------------------------------------ control API additions
-    def control(self, req: SimRequest) -> SimResponse:
-        extra = {("POST", "/_sim/seed"): self._ctl_seed, ("POST", "/_sim/config"): self._ctl_config,
-                 ("GET", "/_sim/config"): self._ctl_config_get}.get((req.method, req.path))
-        if extra is None:
-            return super().control(req)
-        try:
-            payload = json.loads(req.body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return json_response({"error": f"control body is not JSON: {exc}"}, 400)
-        try:
-            with self.lock:
-                result = extra(payload)
-                self._persist()
-            return json_response(result)
-        except ConfigError as exc:
-            return json_response({"error": str(exc)}, 400)
+    def state_controls(self) -> dict[tuple[str, str], Any]:
+        return {("POST", "/_sim/seed"): self._ctl_seed, ("POST", "/_sim/config"): self._ctl_config,
+                 ("GET", "/_sim/config"): self._ctl_config_get}
 
     def _ctl_config(self, payload: Any) -> Any:
         """Change config keys until the next reset, e.g. ``{"search_lag": 5}`` or ``{"mode": "datacenter"}``."""

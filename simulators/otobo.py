@@ -143,11 +143,6 @@ class OtoboSimulator(SimulatorApp):
         self._dirty = True
         self._persist()
 
-    def close(self) -> None:
-        with self.lock:
-            self._dirty = True
-            self._persist()
-
     def dump_state(self) -> dict[str, Any]:
         now = self.now()
         tickets = []
@@ -170,11 +165,6 @@ class OtoboSimulator(SimulatorApp):
 
     def _expired(self, session: Mapping[str, Any], now: float) -> bool:
         return bool(now - session["last"] > self.config["session_idle_timeout"] or now - session["created"] > self.config["session_max_time"])
-
-    def _persist(self) -> None:
-        if self._dirty and self.config.get("state_file"):
-            self.store.save(self.config["state_file"])
-        self._dirty = False
 
     # ------------------------------------------------------------------ routing
     def route(self, req: SimRequest) -> Routed:

@@ -226,11 +226,6 @@ class ServiceNowSimulator(SimulatorApp):
         self._seed()
         self._persist()
 
-    def close(self) -> None:
-        with self.lock:
-            self._dirty = True
-            self._persist()
-
     def dump_state(self) -> dict[str, Any]:
         now = self.now()
         return {
@@ -242,28 +237,10 @@ class ServiceNowSimulator(SimulatorApp):
             "config": {k: v for k, v in self.config.items() if k not in ("users", "oauth_clients", "api_keys")},
         }
 
-    def _persist(self) -> None:
-        if self._dirty and self.config.get("state_file"):
-            self.store.save(self.config["state_file"])
-        self._dirty = False
-
     # ------------------------------------------------------------------ control API additions
-    def control(self, req: SimRequest) -> SimResponse:
-        extra = {("POST", "/_sim/seed"): self._ctl_seed, ("POST", "/_sim/config"): self._ctl_config,
-                 ("GET", "/_sim/config"): self._ctl_config_get}.get((req.method, req.path))
-        if extra is None:
-            return super().control(req)
-        try:
-            payload = json.loads(req.body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return json_response({"error": f"control body is not JSON: {exc}"}, 400)
-        try:
-            with self.lock:
-                result = extra(payload)
-                self._persist()
-            return json_response(result)
-        except ConfigError as exc:
-            return json_response({"error": str(exc)}, 400)
+    def state_controls(self) -> dict[tuple[str, str], Any]:
+        return {("POST", "/_sim/seed"): self._ctl_seed, ("POST", "/_sim/config"): self._ctl_config,
+                 ("GET", "/_sim/config"): self._ctl_config_get}
 
     def _ctl_seed(self, payload: Any) -> Any:
         """``{"table": t, "rows": [...]}`` or ``{t: [...], ...}``: insert as the system, returns the raw rows."""
