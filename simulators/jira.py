@@ -252,7 +252,7 @@ class JiraSimulator(SimulatorApp):
     # ------------------------------------------------------------------ control API additions
     def state_controls(self) -> dict[tuple[str, str], Any]:
         return {("POST", "/_sim/seed"): self._ctl_seed, ("POST", "/_sim/config"): self._ctl_config,
-                 ("GET", "/_sim/config"): self._ctl_config_get}
+                ("GET", "/_sim/config"): self._ctl_config_get}
 
     def _ctl_config(self, payload: Any) -> Any:
         """Change config keys until the next reset, e.g. ``{"search_lag": 5}`` or ``{"mode": "datacenter"}``."""

@@ -240,7 +240,7 @@ class ServiceNowSimulator(SimulatorApp):
     # ------------------------------------------------------------------ control API additions
     def state_controls(self) -> dict[tuple[str, str], Any]:
         return {("POST", "/_sim/seed"): self._ctl_seed, ("POST", "/_sim/config"): self._ctl_config,
-                 ("GET", "/_sim/config"): self._ctl_config_get}
+                ("GET", "/_sim/config"): self._ctl_config_get}
 
     def _ctl_seed(self, payload: Any) -> Any:
         """``{"table": t, "rows": [...]}`` or ``{t: [...], ...}``: insert as the system, returns the raw rows."""
