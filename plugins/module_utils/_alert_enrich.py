@@ -41,7 +41,6 @@ ASSET_VARS = ("itsm_platform", "itsm_queue", "itsm_impact", "itsm_service", "its
 # alert: one ticket per alert (fingerprint), reused across episodes; group: one ticket per AlertManager group (receiver +
 # groupKey), resolved when the whole group is.
 GROUPINGS = ("episode", "alert", "group")
-REPEAT_UPDATES = ("none", "title", "note")
 
 DEFAULT_QUEUE = "Raw"
 DEFAULT_IMPACT = "medium"
@@ -115,8 +114,8 @@ def _ticket_settings(settings: Mapping[str, Any], asset: Mapping[str, Any]) -> d
         never = [never]
     refire.parse_window(window, "itsm_reopen_window")
     repeat = str(_pick((asset, "itsm_repeat_update"), (settings, "itsm_repeat_update"), "none"))
-    if repeat not in REPEAT_UPDATES:
-        raise ValidationError("itsm_repeat_update must be one of {0}, got {1!r}".format(", ".join(REPEAT_UPDATES), repeat))
+    if repeat not in refire.REPEAT_UPDATES:
+        raise ValidationError("itsm_repeat_update must be one of {0}, got {1!r}".format(", ".join(refire.REPEAT_UPDATES), repeat))
     return {"grouping": grouping, "reopen_window": None if window is None else str(window),
             "never_reopen": [str(name) for name in never], "repeat_update": repeat}
 

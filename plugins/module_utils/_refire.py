@@ -32,6 +32,8 @@ from ansible_collections.labops.itsm.plugins.module_utils._errors import Validat
 CREATE, UPDATE, REOPEN, SUPPRESS = "create", "update", "reopen", "suppress"
 ACTIONS = (CREATE, UPDATE, REOPEN, SUPPRESS)
 DONE_STATUSES = ("resolved", "closed")
+# What a repeated firing with another title does to an active ticket (SOP 16 repeat_update, itsm_repeat_update).
+REPEAT_UPDATES = ("none", "title", "note")
 
 
 def parse_window(value: Any, name: str = "reopen_window") -> Optional[float]:

@@ -593,16 +593,20 @@ def plan_monitoring_intake(ctx: Context) -> Plan:
     plan.note = note(event.get("subject") or "Monitoring event {0}".format(event["event_id"]), [
         ("Notify", "service_desk"), ("Alert type", event["alert_type"]), ("Service", event["service"]),
         ("Severity", event["severity"]), ("Occurred at", event.get("occurred_at")), ("Summary", event.get("summary"))])
-    if event.get("details"):
-        # The caller's own context for the service desk (asset, routing, runbook), clipped like all notes.
-        plan.note["body"] = "{0}\n\n{1}".format(plan.note["body"], clip(str(event["details"]), 4000))
+    _append_details(plan.note, event)
     plan.extra = {"sla": prio.sla_targets(level)}
     plan.audit("create", "incident", None, fields=deltas(None, plan.create),
                meta={"source": "monitoring", "event_id": event["event_id"], "notified": "service_desk"})
     return plan
 
 
-REPEAT_UPDATES = ("none", "title", "note")  # the same choices as _alert_enrich.REPEAT_UPDATES (itsm_repeat_update)
+REPEAT_UPDATES = refire.REPEAT_UPDATES
+
+
+def _append_details(event_note: dict, event: Mapping[str, Any]) -> None:
+    """The event's ``details`` (the caller's context for the service desk: asset, routing, runbook), clipped like all notes."""
+    if event.get("details"):
+        event_note["body"] = "{0}\n\n{1}".format(event_note["body"], clip(str(event["details"]), 4000))
 
 
 def _refire_existing(ctx: Context, plan: Plan, key: str, event: Mapping[str, Any]) -> bool:
@@ -638,8 +642,7 @@ def _refire_existing(ctx: Context, plan: Plan, key: str, event: Mapping[str, Any
         plan.changes = {"title": title}
         plan.audit("update", "incident", existing["id"], fields=deltas(existing, plan.changes), meta=dict(meta, repeat_update="title"))
     plan.note = note(event.get("subject") or "Alert updated", [("Title", title), ("Summary", event.get("summary"))])
-    if event.get("details"):
-        plan.note["body"] = "{0}\n\n{1}".format(plan.note["body"], clip(str(event["details"]), 4000))
+    _append_details(plan.note, event)
     if repeat == "note":
         plan.audit("notify", "incident", existing["id"], meta=dict(meta, repeat_update="note", title=title))
     return True
@@ -668,8 +671,7 @@ def _plan_reopen(ctx: Context, plan: Plan, record: Mapping[str, Any], event: Map
                                          "responded_at": record.get("responded_at") or ctx.now_text})
     plan.note = note("REOPENED " + str(event.get("subject") or event["alert_type"]), [("Reopen reason", reason),
                                                                                       ("Summary", event.get("summary"))])
-    if event.get("details"):
-        plan.note["body"] = "{0}\n\n{1}".format(plan.note["body"], clip(str(event["details"]), 4000))
+    _append_details(plan.note, event)
     plan.audit("update", "incident", record["id"], fields=deltas(record, plan.changes),
                meta={"source": "monitoring", "event_id": event["event_id"], "reopen_reason": reason})
 

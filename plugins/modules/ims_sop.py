@@ -588,7 +588,7 @@ from ansible_collections.labops.itsm.plugins.module_utils import _policy as poli
 from ansible_collections.labops.itsm.plugins.module_utils._errors import LabopsError
 from ansible_collections.labops.itsm.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.labops.itsm.plugins.module_utils._ledger import LEDGER_ARGSPEC, ledger_from_params
-from ansible_collections.labops.itsm.plugins.module_utils._sop import run_sop
+from ansible_collections.labops.itsm.plugins.module_utils._sop import REPEAT_UPDATES, run_sop
 
 PLATFORM_ARGSPEC = dict(
     platform=dict(type="str", default=platforms.DEFAULT_PLATFORM, choices=platforms.platform_names()),
@@ -623,7 +623,7 @@ def input_spec():
         service_restored=dict(type="bool"),
         actions=dict(type="list", elements="str"), kb_type=_str(policy.KB_ARTICLE_TYPES), event=dict(type="dict"),
         min_severity=_str(policy.SEVERITIES), reopen_window=dict(type="str"), never_reopen=dict(type="list", elements="str"),
-        repeat_update=dict(type="str", choices=["none", "title", "note"], default="none"), tool=_str(policy.TOOLS), scope=_str(policy.SIMULATION_SCOPES),
+        repeat_update=dict(type="str", choices=list(REPEAT_UPDATES), default="none"), tool=_str(policy.TOOLS), scope=_str(policy.SIMULATION_SCOPES),
         outcomes=dict(type="list", elements="str"), entity_type=_str(policy.TICKET_ENTITIES), filters=dict(type="dict"),
         limit=dict(type="int"), incident_ids=dict(type="list", elements="str"), problem_status=_str(policy.PROBLEM_STATUSES),
         stability_window_hours=dict(type="int"), audit_action=_str(policy.AUDIT_ACTIONS), ref_type=_str(policy.ENTITIES),
